@@ -1,0 +1,7 @@
+"""`python -m core VERB ...`."""
+
+import sys
+
+from core.cli import main
+
+sys.exit(main())

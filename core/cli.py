@@ -1,0 +1,452 @@
+"""`python -m core VERB`: train, list, show, promote, compare, predict, evaluate, reproduce.
+
+Every verb takes `--json` (one JSON document on stdout); otherwise it prints a readable
+table. Messages and progress go to stderr. Exit codes: 0 success, 2 bad input, 1 other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core import builds, compare, predict
+from core.artifacts import ArtifactStore
+from core.config import DEFAULT_MODEL, SAMPLE_DATA, settings
+from core.dataset import load_dataset, read_records
+from core.errors import AltruismError, BadInput
+from core.evaluate import classification_metrics
+from core.recipes import RECIPES
+from core.registry import Registry, version_dict
+from core.schema import READY, ModelVersion
+
+Handler = Callable[[argparse.Namespace], Any]
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def open_registry() -> Registry:
+    """The registry from REGISTRY_URL, with builds orphaned by dead workers marked failed."""
+    registry = Registry()
+    for row in registry.mark_orphans():
+        say(f"version {row.version}: {row.error}")
+    return registry
+
+
+def _as_dict(registry: Registry, row: ModelVersion) -> dict[str, Any]:
+    return version_dict(row, registry.aliases_by_version(row.model.name).get(row.id, []))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _version_rows(versions: list[dict[str, Any]]) -> str:
+    rows = []
+    for v in versions:
+        m = v["metrics"] or {}
+        rows.append(
+            [
+                v["version"],
+                v["status"],
+                v["recipe"],
+                m.get("roc_auc"),
+                m.get("fpr"),
+                m.get("fnr"),
+                v["builder"],
+                (v["data_sha256"] or "")[:10],
+                ",".join(v["aliases"]),
+                (v["created_at"] or "")[:19],
+            ]
+        )
+    return table(
+        [
+            "version",
+            "status",
+            "recipe",
+            "roc_auc",
+            "fpr",
+            "fnr",
+            "builder",
+            "data",
+            "aliases",
+            "created",
+        ],
+        rows,
+    )
+
+
+def _parse_params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise BadInput(f"--param takes KEY=VALUE, got {pair!r}")
+        params[key.strip()] = value
+    return params
+
+
+# --- verbs -----------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> Any:
+    registry = open_registry()
+    request = builds.TrainRequest(
+        recipe=args.recipe,
+        params=_parse_params(args.param),
+        data_path=args.data,
+        seed=args.seed,
+        test_size=args.test_size,
+        threshold=args.threshold,
+        model=args.model,
+        backend=args.backend,
+        force=args.force,
+        timeout_s=args.timeout,
+        memory=args.memory,
+        cpus=args.cpus,
+    )
+    submission = builds.submit(request, registry)
+    say(f"builder: {submission.builder} ({submission.builder_reason})")
+    row = submission.version
+    if submission.reused:
+        say(
+            f"version {row.version} was already built from the same recipe, parameters, data, "
+            "split, code and packages; reusing it (use --force to retrain)"
+        )
+    elif args.detach:
+        pid = builds.launch(row.id, registry)
+        say(
+            f"version {row.version} queued; building in the background (pid {pid}); "
+            f"log: {builds.log_path_for(row)}"
+        )
+        row = registry.get_by_id(row.id)
+    else:
+        say(
+            f"version {row.version}: training {row.recipe} on {submission.dataset.rows} "
+            f"requests ..."
+        )
+        row = builds.execute(row.id, registry, echo=None if args.quiet else _progress())
+    out = _as_dict(registry, row) | {"reused": submission.reused}
+    if row.status not in (READY, "queued", "running"):
+        say(f"version {row.version} {row.status}: {row.error}")
+        return out, 1
+    return out
+
+
+def _progress() -> Callable[[str], None]:
+    started = time.monotonic()
+
+    def echo(line: str) -> None:
+        say(f"  [{time.monotonic() - started:6.1f}s] {line}")
+
+    return echo
+
+
+def render_train(out: dict[str, Any]) -> str:
+    return _version_rows([out])
+
+
+def cmd_run_build(args: argparse.Namespace) -> Any:
+    """Internal: run a queued version (used by detached builds)."""
+    registry = Registry()
+    row = builds.execute(args.id, registry, echo=print)
+    return version_dict(row), (0 if row.status == READY else 1)
+
+
+def cmd_list(args: argparse.Namespace) -> Any:
+    registry = open_registry()
+    aliases = registry.aliases_by_version(args.model)
+    rows = registry.list_versions(args.model, include_archived=args.all, status=args.status)
+    return [version_dict(r, aliases.get(r.id, [])) for r in rows]
+
+
+def cmd_show(args: argparse.Namespace) -> Any:
+    registry = open_registry()
+    return _as_dict(registry, registry.resolve(args.version, args.model))
+
+
+def render_show(v: dict[str, Any]) -> str:
+    lines = [_version_rows([v]), "", f"params:     {json.dumps(v['params'])}"]
+    if v["metrics"]:
+        cm = v["metrics"]["confusion_matrix"]
+        lines.append(
+            f"confusion:  tn {cm['tn']}  fp {cm['fp']}  fn {cm['fn']}  tp {cm['tp']} "
+            f"(threshold {v['threshold']})"
+        )
+    prov = v["provenance"] or {}
+    for key in (
+        "data_path",
+        "data_sha256",
+        "split",
+        "git",
+        "python",
+        "packages",
+        "code_fingerprint",
+        "docker",
+    ):
+        if key in prov:
+            lines.append(f"{key + ':':<12}{json.dumps(prov[key])}")
+    if v["artifact_sha256"]:
+        lines.append(f"artifact:   {v['artifact_sha256']} ({v['artifact_size']:,} bytes)")
+    if v["error"]:
+        lines += [f"error:      {v['error']}", "log tail:", v["log_tail"] or ""]
+    return "\n".join(lines)
+
+
+def cmd_promote(args: argparse.Namespace) -> Any:
+    registry = open_registry()
+    row = registry.promote(args.version, args.alias, args.model)
+    say(f"{args.alias} -> version {row.version}")
+    return _as_dict(registry, registry.get_by_id(row.id))
+
+
+def cmd_cancel(args: argparse.Namespace) -> Any:
+    registry = open_registry()
+    row = registry.request_cancel(registry.resolve(args.version, args.model).id)
+    return _as_dict(registry, row)
+
+
+def cmd_compare(args: argparse.Namespace) -> Any:
+    registry = open_registry()
+    rows = [registry.resolve(ref, args.model) for ref in args.versions]
+    result = compare.compare(rows, registry, n_resamples=args.resamples)
+    if not result["comparable"]:
+        raise BadInput(
+            f"refused: {result['reason']}; train both with the same data, seed and test size"
+        )
+    return result
+
+
+def render_compare(result: dict[str, Any]) -> str:
+    headers = [
+        "metric",
+        *(f"v{n}" for n in result["versions"]),
+        *(f"Δ v{n}" for n in result["versions"][1:]),
+    ]
+    rows = [[m["metric"], *m["values"], *m["deltas"][1:]] for m in result["metrics"]]
+    lines = [table(headers, rows), ""]
+    for p in result["paired"]:
+        low, high = p["auc_difference_ci95"]
+        lines.append(
+            f"v{p['second']} - v{p['first']}: ROC AUC difference "
+            f"{p['auc_difference']:+.4f} (95% CI {low:+.4f} to {high:+.4f}, paired "
+            f"bootstrap); McNemar p = {p['mcnemar']['p_value']:.4g}"
+        )
+    differs = [d["field"] for d in result["provenance_diff"] if d["differs"]]
+    lines.append(f"provenance differs in: {', '.join(differs) or 'nothing'}")
+    return "\n".join(lines)
+
+
+def cmd_predict(args: argparse.Namespace) -> Any:
+    registry = open_registry()
+    row = registry.resolve(args.version, args.model)
+    if args.file:
+        records = predict.prepare_requests(read_records(Path(args.file)))
+    elif args.title is not None or args.text is not None:
+        records = [predict.make_request(args.title or "", args.text or "")]
+    else:
+        raise BadInput("give --title/--text or --file")
+    model = predict.load_model(row, ArtifactStore(settings().artifact_root))
+    probabilities = predict.predict_proba(model, records)
+    return {
+        "version": row.version,
+        "recipe": row.recipe,
+        "predictions": [
+            {"request_id": r["request_id"], "probability": p}
+            for r, p in zip(records, probabilities, strict=True)
+        ],
+    }
+
+
+def render_predict(out: dict[str, Any]) -> str:
+    return table(
+        ["request_id", "probability"],
+        [[p["request_id"], p["probability"]] for p in out["predictions"]],
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> Any:
+    registry = open_registry()
+    row = registry.resolve(args.version, args.model)
+    dataset = load_dataset(args.data)
+    model = predict.load_model(row, ArtifactStore(settings().artifact_root))
+    probabilities = predict.predict_proba(model, dataset.records)
+    labels = [int(r["requester_received_pizza"]) for r in dataset.records]
+    return {
+        "version": row.version,
+        "data": dataset.summary(),
+        "metrics": classification_metrics(labels, probabilities, row.threshold),
+    }
+
+
+def render_metrics(out: dict[str, Any]) -> str:
+    m = out["metrics"]
+    return table(
+        ["metric", "value"],
+        [[k, v] for k, v in m.items() if not isinstance(v, dict)]
+        + [[k, v] for k, v in m["confusion_matrix"].items()],
+    )
+
+
+def cmd_reproduce(args: argparse.Namespace) -> Any:
+    registry = open_registry()
+    row = registry.resolve(args.version, args.model)
+    say(f"rebuilding version {row.version} with the {row.builder} builder ...")
+    return builds.reproduce(row, registry, echo=None if args.quiet else _progress())
+
+
+def cmd_recipes(args: argparse.Namespace) -> Any:
+    return [
+        {"name": r.name, "summary": r.summary, "params": [p.describe() for p in r.params]}
+        for r in RECIPES.values()
+    ]
+
+
+def render_recipes(out: list[dict[str, Any]]) -> str:
+    blocks = []
+    for r in out:
+        rows = [
+            [
+                p["name"],
+                p["type"],
+                p["default"],
+                "|".join(p["choices"])
+                if p["choices"]
+                else f"[{p['low']}, {p['high']}]"
+                if p["low"] is not None
+                else "-",
+                p["help"],
+            ]
+            for p in r["params"]
+        ]
+        blocks.append(
+            f"{r['name']}: {r['summary']}\n"
+            + table(["param", "type", "default", "valid", "help"], rows)
+        )
+    return "\n\n".join(blocks)
+
+
+def cmd_sample(args: argparse.Namespace) -> Any:
+    from core.sample import write_sample
+
+    path = write_sample(Path(args.output), rows=args.rows)
+    dataset = load_dataset(path)
+    return dataset.summary()
+
+
+# --- parser ----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.split("\n")[0])
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    def verb(
+        name: str, handler: Handler, render: Callable[[Any], str] | None = None, help: str = ""
+    ) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help)
+        sub.add_argument("--json", action="store_true", help="print one JSON document")
+        sub.add_argument("--model", default=DEFAULT_MODEL, help="model name (default raop)")
+        sub.set_defaults(handler=handler, render=render)
+        return sub
+
+    train = verb("train", cmd_train, render_train, "train, evaluate and register a version")
+    train.add_argument("--recipe", required=True, help=f"one of {', '.join(RECIPES)}")
+    train.add_argument("--param", action="append", metavar="KEY=VALUE", default=[])
+    train.add_argument("--data", default=str(SAMPLE_DATA), help="dataset (.json/.jsonl/.zip)")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--test-size", type=float, default=0.2)
+    train.add_argument("--threshold", type=float, default=0.5)
+    train.add_argument("--backend", default="auto", help="auto (default), docker or local")
+    train.add_argument("--force", action="store_true", help="retrain even if identical")
+    train.add_argument("--detach", action="store_true", help="build in the background")
+    train.add_argument("--timeout", type=float, help="seconds before the build is stopped")
+    train.add_argument("--memory", help="memory limit for Docker builds, e.g. 2g")
+    train.add_argument("--cpus", type=float, help="CPU limit for Docker builds")
+    train.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    run_build = verb("run-build", cmd_run_build, help=argparse.SUPPRESS)
+    run_build.add_argument("id", type=int)
+
+    listing = verb("list", cmd_list, _version_rows, "list versions, newest first")
+    listing.add_argument("--all", action="store_true", help="include archived versions")
+    listing.add_argument("--status", help="only this status")
+
+    verb("show", cmd_show, render_show, "one version in full").add_argument("version")
+    promote = verb("promote", cmd_promote, render_train, "point an alias at a version")
+    promote.add_argument("version")
+    promote.add_argument("--alias", default="champion")
+    verb("cancel", cmd_cancel, render_train, "cancel a queued or running build").add_argument(
+        "version"
+    )
+
+    comp = verb("compare", cmd_compare, render_compare, "compare 2-4 versions")
+    comp.add_argument("versions", nargs="+", metavar="VERSION")
+    comp.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+
+    pred = verb("predict", cmd_predict, render_predict, "score requests with a version")
+    pred.add_argument("version")
+    pred.add_argument("--title")
+    pred.add_argument("--text")
+    pred.add_argument("--file", help="JSON list / JSONL of requests")
+
+    ev = verb("evaluate", cmd_evaluate, render_metrics, "metrics on another labelled file")
+    ev.add_argument("version")
+    ev.add_argument("--data", required=True)
+
+    rep = verb("reproduce", cmd_reproduce, None, "rebuild a version and compare")
+    rep.add_argument("version")
+    rep.add_argument("--quiet", action="store_true")
+
+    verb("recipes", cmd_recipes, render_recipes, "list recipes and their parameters")
+    sample = verb("sample", cmd_sample, None, "write the bundled synthetic sample")
+    sample.add_argument("-o", "--output", default=str(SAMPLE_DATA))
+    sample.add_argument("--rows", type=int, default=400)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 on bad usage, 0 for --help
+        return int(exc.code or 0)
+    try:
+        out = args.handler(args)
+        code = 0
+        if isinstance(out, tuple):
+            out, code = out
+    except AltruismError as exc:
+        say(f"error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    except Exception as exc:  # anything unexpected: one line, no traceback unless asked
+        if os.environ.get("ALTRUISM_DEBUG"):
+            raise
+        say(f"error: {type(exc).__name__}: {exc}")
+        return 1
+    if args.json or args.render is None:
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(args.render(out))
+    return code

@@ -1,0 +1,53 @@
+"""Settings from environment variables, with embedded defaults that work on a fresh clone."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = PROJECT_ROOT / "data" / "sample.json"
+DEFAULT_MODEL = "raop"
+
+
+def _path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def _float(name: str, default: float | None) -> float | None:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; read with `settings()` so tests can change the environment."""
+
+    registry_url: str
+    artifact_root: Path
+    log_root: Path
+    data_dir: Path
+    build_network: str | None
+    build_timeout_s: float | None
+    build_memory: str | None
+    build_cpus: float | None
+    upload_limit_mb: float
+    docker_base_image: str
+
+
+def settings() -> Settings:
+    """Read the settings from the environment now."""
+    return Settings(
+        registry_url=os.environ.get("REGISTRY_URL", f"sqlite:///{PROJECT_ROOT / 'registry.db'}"),
+        artifact_root=_path("ARTIFACT_ROOT", PROJECT_ROOT / "artifacts"),
+        log_root=_path("LOG_ROOT", PROJECT_ROOT / "logs"),
+        data_dir=_path("DATA_DIR", PROJECT_ROOT / "data"),
+        build_network=os.environ.get("BUILD_NETWORK") or None,
+        build_timeout_s=_float("BUILD_TIMEOUT_S", 3600.0),
+        build_memory=os.environ.get("BUILD_MEMORY") or "4g",
+        build_cpus=_float("BUILD_CPUS", None),
+        upload_limit_mb=_float("UPLOAD_LIMIT_MB", 50.0) or 50.0,
+        docker_base_image=os.environ.get("BASE_IMAGE", "python:3.11-slim"),
+    )

@@ -1,0 +1,153 @@
+"""Held-out split, metrics at a threshold, curves, and paired statistics between versions."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from sklearn import metrics as skm
+from sklearn.model_selection import train_test_split
+
+from core.errors import BadInput
+
+CURVE_POINTS = 200
+ROUND_DIGITS = 6
+
+
+@dataclass(frozen=True)
+class Split:
+    """Indices of a stratified train/test split and the hash that identifies its test set."""
+
+    train_index: np.ndarray
+    test_index: np.ndarray
+    seed: int
+    test_size: float
+    hash: str
+
+
+def split_hash(test_ids: list[str]) -> str:
+    """sha256 over the sorted test request ids: equal hashes mean the same test set."""
+    return hashlib.sha256("\n".join(sorted(test_ids)).encode("utf-8")).hexdigest()
+
+
+def make_split(ids: list[str], labels: list[bool], seed: int, test_size: float) -> Split:
+    """Stratified split, independent of input order (rows are ordered by id first)."""
+    if not 0.05 <= test_size <= 0.5:
+        raise BadInput(f"test size {test_size} is outside [0.05, 0.5]")
+    order = np.argsort(np.asarray(ids, dtype=object), kind="stable")
+    y = np.asarray(labels, dtype=bool)[order]
+    try:
+        train, test = train_test_split(order, test_size=test_size, random_state=seed, stratify=y)
+    except ValueError as exc:
+        raise BadInput(f"cannot make a stratified split: {exc}") from exc
+    train, test = np.sort(train), np.sort(test)
+    return Split(train, test, seed, test_size, split_hash([ids[i] for i in test]))
+
+
+def _downsample(*arrays: np.ndarray, points: int = CURVE_POINTS) -> list[list[float]]:
+    n = len(arrays[0])
+    keep = np.unique(np.linspace(0, n - 1, min(n, points)).round().astype(int))
+    return [np.round(a[keep], ROUND_DIGITS).tolist() for a in arrays]
+
+
+def curves(y_true: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
+    """ROC and precision-recall curve points, downsampled for storage and charts."""
+    fpr, tpr, _ = skm.roc_curve(y_true, proba)
+    precision, recall, _ = skm.precision_recall_curve(y_true, proba)
+    roc_fpr, roc_tpr = _downsample(fpr, tpr)
+    pr_recall, pr_precision = _downsample(recall[::-1], precision[::-1])
+    return {
+        "roc": {"fpr": roc_fpr, "tpr": roc_tpr},
+        "pr": {"recall": pr_recall, "precision": pr_precision},
+    }
+
+
+def classification_metrics(y_true: Any, proba: Any, threshold: float = 0.5) -> dict[str, Any]:
+    """Confusion matrix at `threshold`, FPR/FNR and the usual threshold-free scores."""
+    y = np.asarray(y_true, dtype=int)
+    p = np.clip(np.asarray(proba, dtype=float), 0.0, 1.0)
+    pred = (p >= threshold).astype(int)
+    tn, fp, fn, tp = (int(v) for v in skm.confusion_matrix(y, pred, labels=[0, 1]).ravel())
+    both = len(np.unique(y)) == 2
+    out: dict[str, Any] = {
+        "threshold": threshold,
+        "n": len(y),
+        "positives": int(y.sum()),
+        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+        "fpr": fp / (fp + tn) if fp + tn else None,
+        "fnr": fn / (fn + tp) if fn + tp else None,
+        "precision": float(skm.precision_score(y, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y, pred, zero_division=0)),
+        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "accuracy": float(skm.accuracy_score(y, pred)),
+        "roc_auc": float(skm.roc_auc_score(y, p)) if both else None,
+        "average_precision": float(skm.average_precision_score(y, p)) if both else None,
+        "brier": float(skm.brier_score_loss(y, p)),
+        "log_loss": float(skm.log_loss(y, p, labels=[0, 1])),
+    }
+    return out
+
+
+def _auc_by_ranks(y: np.ndarray, p: np.ndarray, axis: int = -1) -> np.ndarray:
+    """ROC AUC as the Mann-Whitney statistic, vectorised over bootstrap resamples."""
+    ranks = stats.rankdata(p, axis=axis)
+    n_pos = y.sum(axis=axis)
+    n_neg = y.shape[axis] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * y).sum(axis=axis) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def paired_comparison(
+    y: Any,
+    p_a: Any,
+    p_b: Any,
+    threshold_a: float = 0.5,
+    threshold_b: float = 0.5,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Paired bootstrap 95% CI of AUC(b) - AUC(a) and McNemar's exact p at the thresholds."""
+    y = np.asarray(y, dtype=float)
+    p_a, p_b = np.asarray(p_a, dtype=float), np.asarray(p_b, dtype=float)
+
+    def auc_difference(yy: np.ndarray, aa: np.ndarray, bb: np.ndarray, axis: int = -1):
+        return _auc_by_ranks(yy, bb, axis) - _auc_by_ranks(yy, aa, axis)
+
+    boot = stats.bootstrap(
+        (y, p_a, p_b),
+        auc_difference,
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        confidence_level=0.95,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    correct_a = (p_a >= threshold_a) == (y == 1)
+    correct_b = (p_b >= threshold_b) == (y == 1)
+    only_a = int(np.sum(correct_a & ~correct_b))
+    only_b = int(np.sum(~correct_a & correct_b))
+    discordant = only_a + only_b
+    p_value = stats.binomtest(only_a, discordant, 0.5).pvalue if discordant else 1.0
+    return {
+        "auc_difference": float(auc_difference(y, p_a, p_b)),
+        "auc_difference_ci95": [
+            float(boot.confidence_interval.low),
+            float(boot.confidence_interval.high),
+        ],
+        "bootstrap_resamples": n_resamples,
+        "mcnemar": {
+            "only_first_correct": only_a,
+            "only_second_correct": only_b,
+            "p_value": float(p_value),
+        },
+    }
+
+
+def probability_digest(probabilities: Any) -> str:
+    """sha256 of probabilities rounded to 6 digits: equal digests mean the same answers."""
+    rounded = np.round(np.asarray(probabilities, dtype=float), ROUND_DIGITS)
+    return hashlib.sha256(",".join(f"{v:.6f}" for v in rounded).encode()).hexdigest()

@@ -1,0 +1,271 @@
+"""Named candidate models: sklearn Pipelines with typed, range-checked parameters.
+
+Each parameter is declared once (type, default, range, help); the CLI and the dashboard form
+are generated from these declarations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import MultinomialNB
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from core.dataset import REQUEST_TIME_NUMERIC, TIMESTAMP, refuse_leaky
+from core.errors import BadInput
+from core.features import REQUEST_HOUR, TEXT_COLUMN, TEXT_LENGTH, signed_log1p
+
+LETTERS_ONLY = r"(?u)\b[^\W\d_]{2,}\b"
+REQUESTER_COUNTS = tuple(f for f in REQUEST_TIME_NUMERIC if not f.startswith("unix_timestamp"))
+
+
+@dataclass(frozen=True)
+class Param:
+    """One recipe parameter: its type, default and valid range or choices."""
+
+    name: str
+    kind: type  # int, float, bool or str
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+    log_scale: bool = False
+
+    def parse(self, value: Any) -> Any:
+        """Coerce and check one value (strings from the CLI allowed); raise BadInput."""
+        value = self._coerce(value)
+        if self.choices is not None and value not in self.choices:
+            raise BadInput(
+                f"parameter '{self.name}': {value!r} is not one of "
+                f"{', '.join(map(str, self.choices))}"
+            )
+        too_low = self.low is not None and value < self.low
+        if too_low or (self.high is not None and value > self.high):
+            raise BadInput(
+                f"parameter '{self.name}': {value!r} is outside the valid range "
+                f"[{self.low}, {self.high}]"
+            )
+        return value
+
+    def _coerce(self, value: Any) -> Any:
+        wrong = BadInput(f"parameter '{self.name}': expected {self.kind.__name__}, got {value!r}")
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in {"true", "false", "1", "0"}:
+                return value.lower() in {"true", "1"}
+            raise wrong
+        if isinstance(value, bool):
+            raise wrong
+        if self.kind is str:
+            if not isinstance(value, str):
+                raise wrong
+            return value
+        try:
+            if self.kind is int:
+                if isinstance(value, float) and not value.is_integer():
+                    raise wrong
+                return int(value)
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise wrong from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise wrong
+        return number
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.kind.__name__,
+            "default": self.default,
+            "low": self.low,
+            "high": self.high,
+            "choices": self.choices,
+            "help": self.help,
+        }
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named way to build a candidate model from resolved parameters."""
+
+    name: str
+    summary: str
+    params: tuple[Param, ...]
+    build: Callable[[dict[str, Any]], Pipeline]
+    input_fields: tuple[str, ...] = field(default=())
+    linear: bool = True
+
+    def param(self, name: str) -> Param:
+        for param in self.params:
+            if param.name == name:
+                return param
+        known = ", ".join(p.name for p in self.params)
+        raise BadInput(f"recipe '{self.name}' has no parameter '{name}' (known: {known})")
+
+    def resolve(self, given: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults overlaid with `given`, every value checked; raise BadInput first."""
+        given = dict(given or {})
+        for name in given:
+            self.param(name)
+        resolved = {p.name: p.parse(given.get(p.name, p.default)) for p in self.params}
+        if "meta_fields" in resolved:
+            resolved["meta_fields"] = _meta_fields(resolved["meta_fields"])
+        return resolved
+
+    def pipeline(self, params: dict[str, Any]) -> Pipeline:
+        """The unfitted sklearn Pipeline for already-resolved parameters."""
+        return self.build(params)
+
+
+def _meta_fields(value: str) -> str:
+    fields = [f.strip() for f in value.split(",") if f.strip()]
+    if not fields:
+        raise BadInput("parameter 'meta_fields': name at least one request-time field")
+    refuse_leaky(fields, "parameter 'meta_fields'")
+    allowed = set(REQUESTER_COUNTS)
+    unknown = [f for f in fields if f not in allowed]
+    if unknown:
+        raise BadInput(
+            f"parameter 'meta_fields': unknown field '{unknown[0]}'; "
+            f"choose from {', '.join(REQUESTER_COUNTS)}"
+        )
+    return ",".join(fields)
+
+
+# --- shared parameter declarations -------------------------------------------------------
+MIN_DF = Param("min_df", int, 2, "ignore words seen in fewer requests than this", 1, 50)
+MAX_FEATURES = Param(
+    "max_features", int, 50_000, "vocabulary size cap", 100, 500_000, log_scale=True
+)
+C = Param("C", float, 1.0, "inverse regularisation strength", 1e-4, 1e4, log_scale=True)
+CLASS_WEIGHT = Param(
+    "class_weight",
+    str,
+    "balanced",
+    "reweight the rarer success class",
+    choices=("balanced", "none"),
+)
+MAX_ITER = Param("max_iter", int, 1000, "solver iteration cap", 50, 10_000)
+
+
+def _text_column(vectorizer: Any) -> ColumnTransformer:
+    return ColumnTransformer([("text", vectorizer, TEXT_COLUMN)])
+
+
+def _tfidf(p: dict[str, Any]) -> TfidfVectorizer:
+    return TfidfVectorizer(
+        ngram_range=(1, 2),
+        min_df=p["min_df"],
+        max_features=p["max_features"],
+        sublinear_tf=p["sublinear_tf"],
+        strip_accents="unicode",
+    )
+
+
+def _logreg(p: dict[str, Any]) -> LogisticRegression:
+    weight = None if p["class_weight"] == "none" else p["class_weight"]
+    return LogisticRegression(C=p["C"], class_weight=weight, max_iter=p["max_iter"])
+
+
+def _nb_bow(p: dict[str, Any]) -> Pipeline:
+    vectorizer = CountVectorizer(
+        lowercase=True,
+        stop_words="english",
+        token_pattern=LETTERS_ONLY,
+        min_df=p["min_df"],
+        max_features=p["max_features"],
+    )
+    return Pipeline(
+        [
+            ("features", _text_column(vectorizer)),
+            ("classifier", MultinomialNB(alpha=p["alpha"], fit_prior=p["fit_prior"])),
+        ]
+    )
+
+
+def _tfidf_logreg(p: dict[str, Any]) -> Pipeline:
+    return Pipeline([("features", _text_column(_tfidf(p))), ("classifier", _logreg(p))])
+
+
+def _tfidf_meta_logreg(p: dict[str, Any]) -> Pipeline:
+    counts = [*p["meta_fields"].split(","), TEXT_LENGTH]
+    scaled_log = Pipeline(
+        [("signed_log", FunctionTransformer(signed_log1p)), ("scale", StandardScaler())]
+    )
+    features = ColumnTransformer(
+        [
+            ("text", _tfidf(p), TEXT_COLUMN),
+            ("counts", scaled_log, counts),
+            ("time", StandardScaler(), [TIMESTAMP, REQUEST_HOUR]),
+        ]
+    )
+    return Pipeline([("features", features), ("classifier", _logreg(p))])
+
+
+SUBLINEAR_TF = Param("sublinear_tf", bool, True, "use 1 + log(tf) instead of raw counts")
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(
+            "nb-bow",
+            "Bag of words (letters only, lower case, no English stop words) + multinomial "
+            "naive Bayes: the original talk's model.",
+            (
+                Param("alpha", float, 1.0, "additive smoothing", 1e-3, 100.0, log_scale=True),
+                Param("fit_prior", bool, True, "learn class priors from the data"),
+                MIN_DF,
+                MAX_FEATURES,
+            ),
+            _nb_bow,
+            input_fields=("request_title", "request_text_edit_aware"),
+        ),
+        Recipe(
+            "tfidf-logreg",
+            "TF-IDF word 1-2-grams + logistic regression.",
+            (C, CLASS_WEIGHT, MIN_DF, MAX_FEATURES, SUBLINEAR_TF, MAX_ITER),
+            _tfidf_logreg,
+            input_fields=("request_title", "request_text_edit_aware"),
+        ),
+        Recipe(
+            "tfidf-meta-logreg",
+            "TF-IDF word 1-2-grams plus request-time requester counts (signed-log scaled), "
+            "text length and request time + logistic regression.",
+            (
+                C,
+                CLASS_WEIGHT,
+                MIN_DF,
+                MAX_FEATURES,
+                SUBLINEAR_TF,
+                MAX_ITER,
+                Param(
+                    "meta_fields",
+                    str,
+                    ",".join(REQUESTER_COUNTS),
+                    "comma-separated request-time requester fields used as numbers",
+                ),
+            ),
+            _tfidf_meta_logreg,
+            input_fields=("request_title", "request_text_edit_aware", *REQUEST_TIME_NUMERIC),
+        ),
+    )
+}
+
+for _recipe in RECIPES.values():  # the leak guard holds for the recipes themselves too
+    refuse_leaky(_recipe.input_fields, f"recipe '{_recipe.name}'")
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called `name`, or BadInput listing the known ones."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise BadInput(f"unknown recipe '{name}'; choose from {', '.join(RECIPES)}") from None

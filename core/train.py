@@ -1,0 +1,120 @@
+"""Fit and evaluate one recipe on one dataset: the step every builder runs.
+
+This module is pure (no registry, no files besides what it is given); `core.worker` wraps it
+for subprocesses and containers, and `core.builds` records its results.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.dataset import LABEL, REQUEST_ID, Dataset
+from core.evaluate import classification_metrics, curves, make_split
+from core.features import to_frame
+from core.provenance import environment
+from core.recipes import get_recipe
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A fitted pipeline and everything measured about it on the held-out split."""
+
+    pipeline: Any
+    metrics: dict[str, Any]
+    curves: dict[str, Any]
+    split_hash: str
+    test_ids: list[str]
+    test_labels: list[int]
+    test_probabilities: list[float]
+    fit_seconds: float
+    evaluate_seconds: float
+    environment: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the pipeline, JSON-ready."""
+        return {
+            "metrics": self.metrics,
+            "curves": self.curves,
+            "split_hash": self.split_hash,
+            "test_ids": self.test_ids,
+            "test_labels": self.test_labels,
+            "test_probabilities": self.test_probabilities,
+            "fit_seconds": self.fit_seconds,
+            "evaluate_seconds": self.evaluate_seconds,
+            "environment": self.environment,
+        }
+
+
+# Fitted attributes that hold process-specific values (memory addresses): dropped before
+# pickling so that the same build gives a byte-identical artifact. sklearn recomputes them.
+VOLATILE_ATTRIBUTES = ("_stop_words_id",)
+
+
+def strip_volatile_state(estimator: Any) -> Any:
+    """Remove process-specific cache attributes from every estimator in a fitted pipeline."""
+    stack = [estimator]
+    while stack:
+        current = stack.pop()
+        for name in VOLATILE_ATTRIBUTES:
+            if name in getattr(current, "__dict__", {}):
+                delattr(current, name)
+        stack.extend(step for _, step in getattr(current, "steps", []))
+        stack.extend(t for _, t, _ in getattr(current, "transformers_", []))
+    return estimator
+
+
+def fit_and_evaluate(
+    dataset: Dataset,
+    recipe_name: str,
+    params: dict[str, Any],
+    seed: int,
+    test_size: float,
+    threshold: float,
+    log: Log = print,
+) -> TrainResult:
+    """Split, fit the recipe's pipeline on the training part, score the held-out part."""
+    recipe = get_recipe(recipe_name)
+    params = recipe.resolve(params)
+    frame = to_frame(dataset.records)
+    labels = np.array([bool(r[LABEL]) for r in dataset.records])
+    ids = [r[REQUEST_ID] for r in dataset.records]
+    split = make_split(ids, labels.tolist(), seed, test_size)
+    log(
+        f"split: {len(split.train_index)} train / {len(split.test_index)} test "
+        f"(seed {seed}, test size {test_size}, hash {split.hash[:12]})"
+    )
+    pipeline = recipe.pipeline(params)
+    started = time.perf_counter()
+    log(f"fitting {recipe_name} ...")
+    pipeline.fit(frame.iloc[split.train_index], labels[split.train_index])
+    fit_seconds = time.perf_counter() - started
+    log(f"fit done in {fit_seconds:.2f}s")
+    started = time.perf_counter()
+    y_test = labels[split.test_index].astype(int)
+    proba = pipeline.predict_proba(frame.iloc[split.test_index])[:, 1]
+    metrics = classification_metrics(y_test, proba, threshold)
+    result_curves = curves(y_test, proba)
+    evaluate_seconds = time.perf_counter() - started
+    log(
+        f"evaluated in {evaluate_seconds:.2f}s: ROC AUC {metrics['roc_auc']:.4f}, "
+        f"FPR {metrics['fpr']:.3f}, FNR {metrics['fnr']:.3f}"
+    )
+    return TrainResult(
+        pipeline=strip_volatile_state(pipeline),
+        metrics=metrics,
+        curves=result_curves,
+        split_hash=split.hash,
+        test_ids=[ids[i] for i in split.test_index],
+        test_labels=y_test.tolist(),
+        test_probabilities=[float(p) for p in proba],
+        fit_seconds=fit_seconds,
+        evaluate_seconds=evaluate_seconds,
+        environment=environment(),
+    )

@@ -1,0 +1,108 @@
+"""The build worker: `python -m core.worker JOB_JSON OUT_DIR`.
+
+The same entrypoint runs in a fresh local subprocess and inside the trainer container. It
+reads a job description, trains, and writes `model.joblib` and `result.json` (or
+`error.json`) into OUT_DIR. It never touches the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from core.dataset import load_dataset
+from core.errors import AltruismError, BadInput
+from core.train import fit_and_evaluate
+
+ARTIFACT_NAME = "model.joblib"
+RESULT_NAME = "result.json"
+ERROR_NAME = "error.json"
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def _inject_fault(job: dict[str, Any]) -> None:
+    """Test hook: faults only when the job asks for one AND the environment allows it."""
+    fault = job.get("fault")
+    if not fault or os.environ.get("ALTRUISM_ALLOW_FAULTS") != "1":
+        return
+    if fault == "raise":
+        raise RuntimeError("injected training fault")
+    if fault.startswith("sleep:"):
+        log(f"injected fault: sleeping {fault[6:]}s")
+        time.sleep(float(fault[6:]))
+    if fault.startswith("allocate:"):
+        log(f"injected fault: allocating {fault[9:]} MB")
+        hog = bytearray(int(fault[9:]) * 1024 * 1024)
+        hog[::4096] = b"x" * len(hog[::4096])
+
+
+def run_job(job: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Train as `job` says; write the artifact and the result summary to `out_dir`."""
+    log(f"worker pid {os.getpid()}: recipe {job['recipe']}, data {job['data_path']}")
+    dataset = load_dataset(job["data_path"])
+    if job.get("data_sha256") and dataset.sha256 != job["data_sha256"]:
+        raise BadInput(
+            f"dataset {job['data_path']} changed since the build was queued "
+            f"(sha256 {dataset.sha256[:12]}, expected {job['data_sha256'][:12]})"
+        )
+    log(
+        f"loaded {dataset.rows} requests ({dataset.positives} received a pizza), "
+        f"sha256 {dataset.sha256[:12]}"
+    )
+    _inject_fault(job)
+    result = fit_and_evaluate(
+        dataset,
+        job["recipe"],
+        job["params"],
+        int(job["seed"]),
+        float(job["test_size"]),
+        float(job["threshold"]),
+        log=log,
+    )
+    started = time.perf_counter()
+    tmp = out_dir / f".{ARTIFACT_NAME}.tmp"
+    joblib.dump(result.pipeline, tmp, compress=3)
+    os.replace(tmp, out_dir / ARTIFACT_NAME)
+    summary = result.summary() | {
+        "data": dataset.summary(),
+        "dump_seconds": time.perf_counter() - started,
+    }
+    (out_dir / RESULT_NAME).write_text(json.dumps(summary))
+    log(f"wrote {ARTIFACT_NAME} ({(out_dir / ARTIFACT_NAME).stat().st_size:,} bytes)")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m core.worker JOB_JSON OUT_DIR", file=sys.stderr)
+        return 2
+    out_dir = Path(args[1])
+    try:
+        job = json.loads(Path(args[0]).read_text())
+        run_job(job, out_dir)
+        return 0
+    except AltruismError as exc:
+        code, message = exc.exit_code, str(exc)
+    except MemoryError:
+        code, message = 1, "training ran out of memory"
+    except Exception as exc:  # report any training error to the builder, cleanly
+        traceback.print_exc(file=sys.stdout)
+        code, message = 1, f"training failed: {type(exc).__name__}: {exc}"
+    log(f"error: {message}")
+    (out_dir / ERROR_NAME).write_text(json.dumps({"error": message, "exit_code": code}))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
