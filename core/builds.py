@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from core.artifacts import ArtifactStore
-from core.builders import BuildJob, BuildLimits, BuildLog, get_builder, resolve_backend
+from core.builders import (
+    Builder,
+    BuildJob,
+    BuildLimits,
+    BuildLog,
+    get_builder,
+    resolve_backend,
+)
 from core.config import DEFAULT_MODEL, PROJECT_ROOT, SAMPLE_DATA, settings
 from core.dataset import Dataset, load_dataset
 from core.errors import AltruismError, BadInput, BuildCancelled
@@ -223,8 +230,13 @@ def execute(
     registry: Registry,
     store: ArtifactStore | None = None,
     echo: Echo | None = None,
+    builder: Builder | None = None,
 ) -> ModelVersion:
-    """Run a queued version to the end: ready with its artifact, or failed/cancelled."""
+    """Run a queued version to the end: ready with its artifact, or failed/cancelled.
+
+    `builder` overrides the registered builder kind's default instance (tests use it to
+    build from another context); it must be of the same kind.
+    """
     store = store or ArtifactStore(settings().artifact_root)
     row = registry.get_by_id(version_id)
     log = BuildLog(log_path_for(row), echo)
@@ -234,7 +246,7 @@ def execute(
     )
     work_dir = Path(tempfile.mkdtemp(prefix=f"altruism-build-{row.id}-"))
     try:
-        builder = get_builder(row.builder)
+        builder = builder or get_builder(row.builder)
         outcome = builder.run(
             _job(row), work_dir, log, should_cancel=lambda: registry.cancel_requested(row.id)
         )

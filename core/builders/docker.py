@@ -65,8 +65,9 @@ class DockerBuilder(Builder):
 
     name = "docker"
 
-    def __init__(self) -> None:
+    def __init__(self, context: Path = PROJECT_ROOT) -> None:
         self.settings = settings()
+        self.context = Path(context)  # holds Dockerfile, requirements-trainer.txt, core/
 
     def environment(self) -> dict[str, Any]:
         client = _client()
@@ -89,7 +90,7 @@ class DockerBuilder(Builder):
                 return image, True, 0.0
             except docker.errors.ImageNotFound:
                 raise BuildFailed(f"the recorded image {image_id[:19]} no longer exists") from None
-        fingerprint = code_fingerprint()
+        fingerprint = code_fingerprint(self.context)
         tag = image_tag(fingerprint)
         try:
             image = client.images.get(tag)
@@ -101,10 +102,10 @@ class DockerBuilder(Builder):
         started = time.perf_counter()
         labels = {
             f"{LABEL_PREFIX}.fingerprint": fingerprint,
-            f"{LABEL_PREFIX}.git-commit": str(git_state().get("commit")),
+            f"{LABEL_PREFIX}.git-commit": str(git_state(self.context).get("commit")),
         }
         stream = client.api.build(
-            path=str(PROJECT_ROOT),
+            path=str(self.context),
             dockerfile="Dockerfile",
             tag=tag,
             rm=True,
@@ -193,8 +194,8 @@ class DockerBuilder(Builder):
             "image_build_seconds": round(build_seconds, 3),
             "base_image": self.settings.docker_base_image,
             "base_image_id": _image_id(client, self.settings.docker_base_image),
-            "dockerfile_sha256": file_sha256(PROJECT_ROOT / "Dockerfile"),
-            "requirements_sha256": file_sha256(PROJECT_ROOT / "requirements-trainer.txt"),
+            "dockerfile_sha256": file_sha256(self.context / "Dockerfile"),
+            "requirements_sha256": file_sha256(self.context / "requirements-trainer.txt"),
             "docker_server_version": server.get("Version"),
             "container_exit_code": exit_code,
             "memory_limit": limits.memory,
