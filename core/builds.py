@@ -332,6 +332,20 @@ def launch(version_id: int, registry: Registry) -> int:
     return process.pid
 
 
+STARTER_RECIPES = ("nb-bow", "tfidf-logreg", "tfidf-meta-logreg")
+
+
+def launch_starters(registry: Registry, backend: str = "auto") -> list[Submission]:
+    """Queue and launch the starter recipes on the bundled sample (empty-registry button)."""
+    submissions = [
+        submit(TrainRequest(recipe=name, backend=backend), registry) for name in STARTER_RECIPES
+    ]
+    for submission in submissions:
+        if not submission.reused:
+            launch(submission.version.id, registry)
+    return submissions
+
+
 def wait_for(
     version_id: int, registry: Registry, timeout_s: float = 600.0, poll_s: float = 0.5
 ) -> ModelVersion:

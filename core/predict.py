@@ -107,20 +107,17 @@ def explain(pipeline: Any, record: dict[str, Any], top: int = 8) -> list[dict[st
     """The words that pushed this request's score up or down most, strongest first."""
     weights = word_weights(pipeline)
     features = pipeline.steps[0][1]
-    if weights is None or not hasattr(features, "get_feature_names_out"):
+    if weights is None or "text" not in getattr(features, "output_indices_", {}):
         return []
+    block = features.output_indices_["text"]  # the text columns of the feature matrix
+    words = features.named_transformers_["text"].get_feature_names_out()
     row = features.transform(to_frame([record]))
-    row = row.tocsr() if hasattr(row, "tocsr") else np.asarray(row)
-    names = features.get_feature_names_out()
-    if hasattr(row, "indices"):
-        columns, values = row.indices, row.data
-    else:
-        columns = np.flatnonzero(row[0])
-        values = row[0][columns]
-    items = [
-        {"word": names[c].split("__", 1)[1], "weight": float(values[i] * weights[c])}
-        for i, c in enumerate(columns)
-        if names[c].startswith("text__")
+    row = row.tocsr()[:, block] if hasattr(row, "tocsr") else np.asarray(row)[:, block]
+    values = row.toarray()[0] if hasattr(row, "toarray") else row[0]
+    contributions = values * weights[block]
+    order = np.argsort(-np.abs(contributions))[:top]
+    return [
+        {"word": str(words[i]), "weight": float(contributions[i])}
+        for i in order
+        if contributions[i] != 0
     ]
-    items.sort(key=lambda item: abs(item["weight"]), reverse=True)
-    return items[:top]

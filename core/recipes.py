@@ -198,7 +198,10 @@ def _tfidf_logreg(p: dict[str, Any]) -> Pipeline:
 def _tfidf_meta_logreg(p: dict[str, Any]) -> Pipeline:
     counts = [*p["meta_fields"].split(","), TEXT_LENGTH]
     scaled_log = Pipeline(
-        [("signed_log", FunctionTransformer(signed_log1p)), ("scale", StandardScaler())]
+        [
+            ("signed_log", FunctionTransformer(signed_log1p, feature_names_out="one-to-one")),
+            ("scale", StandardScaler()),
+        ]
     )
     features = ColumnTransformer(
         [

@@ -125,10 +125,21 @@ class Registry:
         """Bring the schema to `revision` (default: latest), keeping every row."""
         if revision == "head" and self.current_revision() == self.head_revision():
             return
-        with _migration_lock(self.url), self.engine.begin() as conn:
-            cfg = self._alembic()
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+        with _migration_lock(self.url), self.engine.connect() as conn:
+            # A batch migration rebuilds a table (copy, DROP, rename); with foreign keys on,
+            # SQLite's DROP would cascade-delete every child row. The pragma only takes
+            # effect outside a transaction, so set it on the raw connection before BEGIN.
+            raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    cfg = self._alembic()
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, revision)
+            finally:
+                if raw is not None:
+                    raw.execute("PRAGMA foreign_keys=ON")
 
     # --- sessions ------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -398,6 +409,17 @@ class Registry:
                     )
                 )
         return orphans
+
+    def status_counts(self, model: str = DEFAULT_MODEL) -> dict[str, int]:
+        """How many unarchived versions of `model` are in each status."""
+        with self.session() as session:
+            rows = session.execute(
+                select(ModelVersion.status, func.count())
+                .join(Model)
+                .where(Model.name == model, ModelVersion.archived.is_(False))
+                .group_by(ModelVersion.status)
+            )
+            return {status: count for status, count in rows}
 
     # --- aliases, tags, notes ------------------------------------------------------------
     def aliases_by_version(self, model: str = DEFAULT_MODEL) -> dict[int, list[str]]:

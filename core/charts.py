@@ -1,0 +1,185 @@
+"""Altair charts for the dashboard: pure functions from registry data to chart specs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+CELLS = (
+    ("actual: no pizza", "predicted: no pizza", "tn"),
+    ("actual: no pizza", "predicted: pizza", "fp"),
+    ("actual: pizza", "predicted: no pizza", "fn"),
+    ("actual: pizza", "predicted: pizza", "tp"),
+)
+
+
+def confusion_frame(label: str, matrix: dict[str, int], normalize: bool) -> pd.DataFrame:
+    """Long-form confusion matrix; `normalize` divides each actual-class row by its total."""
+    rows = []
+    for actual, predicted, key in CELLS:
+        total = sum(matrix[k] for a, _, k in CELLS if a == actual) or 1
+        count = matrix[key]
+        rows.append(
+            {
+                "version": label,
+                "actual": actual,
+                "predicted": predicted,
+                "cell": key,
+                "count": count,
+                "share": count / total,
+                "value": count / total if normalize else count,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def confusion_heatmap(
+    label: str, matrix: dict[str, int], normalize: bool = False
+) -> alt.LayerChart:
+    """One version's confusion matrix as a heatmap with the numbers written in."""
+    frame = confusion_frame(label, matrix, normalize)
+    base = alt.Chart(frame).encode(
+        x=alt.X("predicted:N", title=None, sort=["predicted: no pizza", "predicted: pizza"]),
+        y=alt.Y("actual:N", title=None, sort=["actual: no pizza", "actual: pizza"]),
+    )
+    scale = alt.Scale(scheme="blues", domain=[0, 1] if normalize else [0, frame["count"].max()])
+    fmt = ".0%" if normalize else "d"
+    heat = base.mark_rect().encode(
+        color=alt.Color("value:Q", scale=scale, legend=None),
+        tooltip=["cell", "count", alt.Tooltip("share:Q", format=".1%", title="row share")],
+    )
+    text = base.mark_text(fontSize=16).encode(
+        text=alt.Text("value:Q", format=fmt),
+        color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("black")),
+    )
+    return (heat + text).properties(title=label, width=190, height=150)
+
+
+def rates_bars(rows: list[dict[str, Any]]) -> alt.Chart:
+    """FPR and FNR per version as grouped bars (rows: version label, fpr, fnr)."""
+    frame = pd.DataFrame(rows).melt(
+        id_vars="version", value_vars=["fpr", "fnr"], var_name="rate", value_name="value"
+    )
+    frame["rate"] = frame["rate"].map({"fpr": "false positive rate", "fnr": "false negative rate"})
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("rate:N", title=None),
+            xOffset="version:N",
+            y=alt.Y("value:Q", title="rate (lower is better)", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("version:N"),
+            tooltip=["version", "rate", alt.Tooltip("value:Q", format=".3f")],
+        )
+        .properties(height=260)
+    )
+
+
+def curve_overlay(curves: dict[str, dict[str, Any]], kind: str) -> alt.Chart:
+    """ROC (`kind="roc"`) or precision-recall (`"pr"`) curves of several versions, overlaid."""
+    x_key, y_key = ("fpr", "tpr") if kind == "roc" else ("recall", "precision")
+    rows = []
+    for label, curve in curves.items():
+        points = curve[kind]
+        rows += [
+            {"version": label, x_key: x, y_key: y, "order": i}
+            for i, (x, y) in enumerate(zip(points[x_key], points[y_key], strict=True))
+        ]
+    frame = pd.DataFrame(rows)
+    titles = {
+        "fpr": "false positive rate",
+        "tpr": "true positive rate",
+        "recall": "recall",
+        "precision": "precision",
+    }
+    lines = (
+        alt.Chart(frame)
+        .mark_line()
+        .encode(
+            x=alt.X(f"{x_key}:Q", title=titles[x_key], scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y(f"{y_key}:Q", title=titles[y_key], scale=alt.Scale(domain=[0, 1])),
+            color="version:N",
+            order="order:Q",
+            tooltip=[
+                "version",
+                alt.Tooltip(f"{x_key}:Q", format=".3f"),
+                alt.Tooltip(f"{y_key}:Q", format=".3f"),
+            ],
+        )
+    )
+    chart = lines
+    if kind == "roc":
+        diagonal = (
+            alt.Chart(pd.DataFrame({"fpr": [0, 1], "tpr": [0, 1]}))
+            .mark_line(strokeDash=[4, 4], color="gray")
+            .encode(x="fpr:Q", y="tpr:Q")
+        )
+        chart = lines + diagonal
+    return chart.properties(
+        title="ROC curve" if kind == "roc" else "Precision-recall curve", height=300
+    )
+
+
+def probability_bars(rows: list[dict[str, Any]]) -> alt.LayerChart:
+    """Predicted success probability per version (rows: version label, probability)."""
+    frame = pd.DataFrame(rows)
+    bars = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            y=alt.Y("version:N", title=None, sort=None),
+            x=alt.X(
+                "probability:Q",
+                title="predicted probability of getting a pizza",
+                scale=alt.Scale(domain=[0, 1]),
+            ),
+            color=alt.Color(
+                "probability:Q",
+                scale=alt.Scale(scheme="redyellowgreen", domain=[0, 1]),
+                legend=None,
+            ),
+            tooltip=["version", alt.Tooltip("probability:Q", format=".1%")],
+        )
+    )
+    text = bars.mark_text(align="left", dx=4).encode(
+        text=alt.Text("probability:Q", format=".1%"), color=alt.value("black")
+    )
+    return (bars + text).properties(height=max(60, 38 * len(frame)))
+
+
+def contribution_bars(words: list[dict[str, Any]]) -> alt.Chart:
+    """Words that pushed the score up (green) or down (red), by log-odds contribution."""
+    frame = pd.DataFrame(words)
+    frame["direction"] = frame["weight"].map(lambda w: "pushes up" if w > 0 else "pushes down")
+    return (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            y=alt.Y("word:N", sort="-x", title=None),
+            x=alt.X("weight:Q", title="contribution to log-odds"),
+            color=alt.Color(
+                "direction:N",
+                scale=alt.Scale(domain=["pushes up", "pushes down"], range=["#2e7d32", "#c62828"]),
+            ),
+            tooltip=["word", alt.Tooltip("weight:Q", format="+.3f")],
+        )
+        .properties(height=max(80, 24 * len(frame)))
+    )
+
+
+def auc_history(rows: list[dict[str, Any]]) -> alt.Chart:
+    """ROC AUC of ready versions over version number, coloured by recipe."""
+    frame = pd.DataFrame(rows)
+    return (
+        alt.Chart(frame)
+        .mark_circle(size=90)
+        .encode(
+            x=alt.X("version:Q", title="version", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("roc_auc:Q", title="ROC AUC (held-out)", scale=alt.Scale(zero=False)),
+            color="recipe:N",
+            tooltip=["version", "recipe", alt.Tooltip("roc_auc:Q", format=".4f"), "data"],
+        )
+        .properties(height=220)
+    )

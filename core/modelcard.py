@@ -1,0 +1,128 @@
+"""Model cards: what a version is, its data, metrics, provenance and how to load it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from core.recipes import RECIPES
+from core.registry import Registry, version_dict
+from core.schema import ModelVersion
+
+CARD_METRICS = (
+    "roc_auc",
+    "average_precision",
+    "f1",
+    "precision",
+    "recall",
+    "accuracy",
+    "fpr",
+    "fnr",
+    "brier",
+    "log_loss",
+)
+
+
+def model_card(row: ModelVersion, registry: Registry) -> dict[str, Any]:
+    """The card as a JSON-ready dict."""
+    version = version_dict(row, registry.aliases_by_version(row.model.name).get(row.id, []))
+    recipe = RECIPES.get(row.recipe)
+    prov = row.provenance or {}
+    return {
+        "model": row.model.name,
+        "version": row.version,
+        "status": row.status,
+        "aliases": version["aliases"],
+        "what": recipe.summary if recipe else row.recipe,
+        "intended_use": "Estimate whether a Random Acts of Pizza request receives a pizza. "
+        "Research and demonstration only; not for decisions about people.",
+        "recipe": row.recipe,
+        "params": row.params,
+        "threshold": row.threshold,
+        "data": {
+            "path": row.data_path,
+            "sha256": row.data_sha256,
+            "rows": prov.get("data_rows"),
+            "positives": prov.get("data_positives"),
+            "split": prov.get("split"),
+        },
+        "metrics": row.metrics,
+        "provenance": prov,
+        "artifact": {
+            "sha256": row.artifact_sha256,
+            "size": row.artifact_size,
+            "format": "joblib (sklearn Pipeline)",
+        },
+        "how_to_load": _how_to_load(row),
+        "tags": version["tags"],
+        "note": row.note,
+    }
+
+
+def _how_to_load(row: ModelVersion) -> str:
+    return (
+        f"python -m core predict {row.version} --title '...' --text '...'  # verified load\n"
+        "# In Python (verifies the sha256 before unpickling):\n"
+        "from core.registry import Registry; from core.predict import load_model\n"
+        f"model = load_model(Registry().resolve({row.version}, {row.model.name!r}))"
+    )
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def model_card_markdown(card: dict[str, Any]) -> str:
+    """The card rendered as Markdown."""
+    metrics = card["metrics"] or {}
+    cm = metrics.get("confusion_matrix", {})
+    prov = card["provenance"]
+    lines = [
+        f"# Model card: {card['model']} v{card['version']}",
+        "",
+        f"**Status:** {card['status']}  ",
+        f"**Aliases:** {', '.join(card['aliases']) or 'none'}  ",
+        f"**Recipe:** `{card['recipe']}`: {card['what']}",
+        "",
+        "## Intended use",
+        card["intended_use"],
+        "",
+        "## Parameters",
+        "```json",
+        json.dumps(card["params"], indent=2),
+        "```",
+        "",
+        "## Data",
+        f"- file: `{card['data']['path']}`",
+        f"- sha256: `{card['data']['sha256']}`",
+        f"- rows: {card['data']['rows']}, positives: {card['data']['positives']}",
+        f"- split: {json.dumps(card['data']['split'])}",
+        "",
+        f"## Metrics (held-out test set, threshold {card['threshold']})",
+        "| metric | value |",
+        "| --- | --- |",
+        *(f"| {name} | {_fmt(metrics.get(name))} |" for name in CARD_METRICS),
+        "",
+        "Confusion matrix: " + ", ".join(f"{k} {cm.get(k)}" for k in ("tn", "fp", "fn", "tp")),
+        "",
+        "## Provenance",
+        f"- builder: {prov.get('builder')}",
+        f"- git: {json.dumps(prov.get('git'))}",
+        f"- code fingerprint: `{prov.get('code_fingerprint')}`",
+        f"- python {prov.get('python')} on {prov.get('platform')}",
+        f"- packages: {json.dumps(prov.get('packages'))}",
+        *([f"- docker image: `{prov['docker'].get('image_id')}`"] if "docker" in prov else []),
+        f"- built {prov.get('started_at')} to {prov.get('finished_at')}",
+        "",
+        "## Artifact",
+        f"`{card['artifact']['sha256']}` ({card['artifact']['size']} bytes, "
+        f"{card['artifact']['format']})",
+        "",
+        "## How to load",
+        "```python",
+        card["how_to_load"],
+        "```",
+    ]
+    if card["note"]:
+        lines += ["", "## Note", card["note"]]
+    return "\n".join(lines) + "\n"

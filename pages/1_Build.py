@@ -1,0 +1,217 @@
+"""Build: a form generated from the recipe definitions; builds run in the background."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from core import builds
+from core.builders.base import read_tail
+from core.config import SAMPLE_DATA
+from core.datafiles import list_data_files, resolve_data_file, save_upload
+from core.errors import AltruismError
+from core.recipes import RECIPES, Param
+from core.schema import ACTIVE_STATUSES, CANCELLED, READY
+from ui.common import builder_status, get_registry, model_name, page_setup, show_error
+
+page_setup("Build")
+registry = get_registry()
+st.title("Build a candidate model")
+builder, reason = builder_status()
+st.caption(
+    f"Builds run in the background, several at once. Builder `auto` currently picks "
+    f"**{builder}** ({reason})."
+)
+
+SOURCES = ("Bundled sample", "File in the data folder", "Upload a Kaggle-format file")
+
+
+def param_widget(recipe: str, param: Param) -> Any:
+    """One widget per recipe parameter, bounded by its declared range or choices."""
+    key = f"param-{recipe}-{param.name}"
+    help_text = param.help + (
+        f" (valid: {param.low:g} to {param.high:g})" if param.low is not None else ""
+    )
+    if param.choices:
+        return st.selectbox(
+            param.name,
+            param.choices,
+            key=key,
+            help=help_text,
+            index=param.choices.index(param.default),
+        )
+    if param.kind is bool:
+        return st.checkbox(param.name, value=param.default, key=key, help=help_text)
+    if param.kind is int:
+        return st.number_input(
+            param.name,
+            min_value=int(param.low),
+            max_value=int(param.high),
+            value=int(param.default),
+            step=1,
+            key=key,
+            help=help_text,
+        )
+    if param.kind is float:
+        return st.number_input(
+            param.name,
+            min_value=float(param.low),
+            max_value=float(param.high),
+            value=float(param.default),
+            format="%g",
+            key=key,
+            help=help_text,
+        )
+    return st.text_input(param.name, value=param.default, key=key, help=help_text)
+
+
+def choose_dataset(source: str) -> str | None:
+    """The dataset path the build will read, or None until one is chosen and valid."""
+    if source == SOURCES[0]:
+        st.caption(f"`{SAMPLE_DATA.name}`: 400 synthetic requests in the Kaggle format.")
+        return str(SAMPLE_DATA)
+    if source == SOURCES[1]:
+        files = list_data_files()
+        if not files:
+            st.info("No .json, .jsonl or .zip files in the data folder yet.")
+            return None
+        name = st.selectbox("Dataset file", files)
+        try:
+            return str(resolve_data_file(name))
+        except AltruismError as exc:
+            show_error(exc)
+            return None
+    upload = st.file_uploader("Kaggle-format dataset", type=["json", "jsonl", "zip"])
+    if upload is None:
+        return None
+    cache = st.session_state.setdefault("uploads", {})
+    key = (upload.name, upload.size, upload.file_id)
+    if key not in cache:
+        try:
+            path, dataset = save_upload(upload.name, upload.getvalue())
+            cache[key] = (str(path), dataset.rows, dataset.positives)
+        except AltruismError as exc:
+            show_error(exc)
+            return None
+    path, rows, positives = cache[key]
+    st.success(
+        f"Valid: {rows} requests, {positives} received a pizza. Stored as "
+        f"`{path.rsplit('/', 1)[-1]}`."
+    )
+    return path
+
+
+left, right = st.columns([3, 2])
+with left:
+    recipe_name = st.selectbox(
+        "Recipe", list(RECIPES), key="recipe", help="Named candidate models (sklearn Pipelines)"
+    )
+    recipe = RECIPES[recipe_name]
+    st.caption(recipe.summary)
+    source = st.radio("Dataset", SOURCES, horizontal=True, key="source")
+    data_path = choose_dataset(source)
+
+    with st.form("build-form"):
+        st.markdown("**Parameters**")
+        cols = st.columns(2)
+        params = {}
+        for i, param in enumerate(recipe.params):
+            with cols[i % 2]:
+                params[param.name] = param_widget(recipe_name, param)
+        st.markdown("**Split, builder and limits**")
+        cols = st.columns(4)
+        seed = cols[0].number_input("Seed", 0, 2**31 - 1, 42, step=1)
+        test_size = cols[1].number_input("Test fraction", 0.05, 0.5, 0.2, step=0.05)
+        threshold = cols[2].number_input("Threshold", 0.01, 0.99, 0.5, step=0.05)
+        backend = cols[3].selectbox("Builder", ("auto", "docker", "local"))
+        cols = st.columns(4)
+        timeout = cols[0].number_input("Timeout (s)", 10, 86_400, 3600, step=60)
+        memory = cols[1].text_input("Memory (Docker)", "4g")
+        cpus = cols[2].number_input("CPUs (Docker, 0 = all)", 0.0, 64.0, 0.0, step=0.5)
+        force = cols[3].checkbox(
+            "Retrain if identical",
+            help="Otherwise an identical ready version is reused instead of training again",
+        )
+        submitted = st.form_submit_button("Start build", type="primary")
+
+    if submitted:
+        if data_path is None:
+            st.error("Choose a dataset first.")
+        else:
+            request = builds.TrainRequest(
+                recipe=recipe_name,
+                params=params,
+                data_path=data_path,
+                seed=int(seed),
+                test_size=float(test_size),
+                threshold=float(threshold),
+                model=model_name(),
+                backend=backend,
+                force=force,
+                timeout_s=float(timeout),
+                memory=memory.strip() or None,
+                cpus=float(cpus) or None,
+            )
+            try:
+                submission = builds.submit(request, registry)
+                row = submission.version
+                if submission.reused:
+                    st.info(
+                        f"Version {row.version} was already built from exactly this "
+                        "recipe, parameters, data, split and code; reusing it. Tick "
+                        "'Retrain if identical' to build again."
+                    )
+                else:
+                    builds.launch(row.id, registry)
+                    st.session_state.setdefault("my_builds", []).append(row.id)
+                    st.toast(f"Build v{row.version} started ({submission.builder})")
+            except AltruismError as exc:
+                show_error(exc)
+
+
+@st.fragment(run_every=2)
+def build_panel() -> None:
+    """Active builds and this session's builds, with live log tails; refreshes itself."""
+    mine = st.session_state.get("my_builds", [])
+    rows = [
+        r
+        for r in registry.list_versions(model_name(), limit=50)
+        if r.status in ACTIVE_STATUSES or r.id in mine
+    ]
+    st.subheader("Builds")
+    if not rows:
+        st.caption("No builds running. Start one with the form.")
+        return
+    for row in rows:
+        state = (
+            "running"
+            if row.status in ACTIVE_STATUSES
+            else "complete"
+            if row.status == READY
+            else "error"
+        )
+        detail = row.stage or row.status
+        auc = (row.metrics or {}).get("roc_auc")
+        title = f"v{row.version} · {row.recipe} · {row.builder} · {detail}" + (
+            f" · ROC AUC {auc:.4f}" if auc is not None else ""
+        )
+        with st.status(title, state=state, expanded=state != "complete"):
+            if row.error:
+                (st.warning if row.status == CANCELLED else st.error)(row.error)
+            tail = read_tail(row.log_path, 2500) or row.log_tail or ""
+            if tail:
+                st.code(tail, language=None)
+            if row.status in ACTIVE_STATUSES and not row.cancel_requested:
+                if st.button("Cancel build", key=f"cancel-{row.id}"):
+                    try:
+                        registry.request_cancel(row.id)
+                        st.toast(f"Cancelling v{row.version} ...")
+                    except AltruismError as exc:
+                        show_error(exc)
+            elif row.cancel_requested and row.status in ACTIVE_STATUSES:
+                st.caption("Cancelling ...")
+
+
+with right:
+    build_panel()

@@ -1,0 +1,218 @@
+"""Versions: a sortable, filterable table; details, actions and downloads for one version."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from core import charts
+from core.builders.base import read_tail
+from core.errors import AltruismError
+from core.modelcard import model_card, model_card_markdown
+from core.recipes import RECIPES
+from core.schema import ACTIVE_STATUSES, READY, STATUSES
+from ui.common import fmt, get_registry, get_store, label, model_name, page_setup, show_error
+
+page_setup("Versions")
+registry = get_registry()
+model = model_name()
+st.title("Versions")
+
+cols = st.columns([2, 2, 3, 1])
+statuses = cols[0].multiselect("Status", STATUSES, placeholder="any status")
+recipes = cols[1].multiselect("Recipe", list(RECIPES), placeholder="any recipe")
+search = cols[2].text_input("Search tags, aliases, notes, data hash", "")
+show_archived = cols[3].checkbox("Archived", help="Include archived versions")
+
+rows = registry.list_versions(model, include_archived=show_archived)
+aliases = registry.aliases_by_version(model)
+
+
+def matches(row) -> bool:
+    if statuses and row.status not in statuses:
+        return False
+    if recipes and row.recipe not in recipes:
+        return False
+    if search:
+        haystack = " ".join(
+            [
+                *aliases.get(row.id, []),
+                *(t.name for t in row.tags),
+                row.note or "",
+                row.data_sha256,
+                row.recipe,
+            ]
+        ).lower()
+        return search.lower() in haystack
+    return True
+
+
+shown = [r for r in rows if matches(r)]
+if not rows:
+    st.info("No versions yet. Start a build on **Build**.")
+    st.stop()
+
+table = pd.DataFrame(
+    [
+        {
+            "version": r.version,
+            "status": r.status + (" (archived)" if r.archived else ""),
+            "recipe": r.recipe,
+            "ROC AUC": (r.metrics or {}).get("roc_auc"),
+            "F1": (r.metrics or {}).get("f1"),
+            "FPR": (r.metrics or {}).get("fpr"),
+            "FNR": (r.metrics or {}).get("fnr"),
+            "data": r.data_sha256[:10],
+            "builder": r.builder,
+            "aliases": ", ".join(aliases.get(r.id, [])),
+            "tags": ", ".join(t.name for t in r.tags),
+            "created": r.created_at,
+        }
+        for r in shown
+    ]
+)
+st.caption(f"{len(shown)} of {len(rows)} versions. Click a column header to sort.")
+number = st.column_config.NumberColumn(format="%.4f")
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    height=320,
+    column_config={"ROC AUC": number, "F1": number, "FPR": number, "FNR": number},
+)
+
+if not shown:
+    st.stop()
+by_version = {r.version: r for r in shown}
+wanted = st.query_params.get("v")
+options = list(by_version)
+index = (
+    options.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in by_version else 0
+)
+chosen = st.selectbox(
+    "Details for", options, index=index, format_func=lambda v: label(by_version[v], aliases)
+)
+st.query_params["v"] = str(chosen)
+row = by_version[chosen]
+
+st.subheader(label(row, aliases))
+st.caption(
+    f"status **{row.status}**"
+    + (f" · {row.stage}" if row.stage else "")
+    + f" · builder `{row.builder}` · created {row.created_at:%Y-%m-%d %H:%M} UTC"
+)
+if row.note:
+    st.text(f"Note: {row.note}")
+if row.tags:
+    st.text("Tags: " + ", ".join(t.name for t in row.tags))
+
+overview, provenance, log, actions = st.tabs(["Overview", "Provenance", "Log", "Actions"])
+with overview:
+    if row.error:
+        st.error(row.error)
+    m = row.metrics or {}
+    if m:
+        cols = st.columns(6)
+        for col, (name, key) in zip(
+            cols,
+            [
+                ("ROC AUC", "roc_auc"),
+                ("Avg precision", "average_precision"),
+                ("F1", "f1"),
+                ("FPR", "fpr"),
+                ("FNR", "fnr"),
+                ("Brier", "brier"),
+            ],
+            strict=True,
+        ):
+            col.metric(name, fmt(m.get(key)))
+        left, right = st.columns([1, 1])
+        normalize = left.toggle("Row-normalised", key="cm-normalize")
+        left.altair_chart(
+            charts.confusion_heatmap(
+                f"v{row.version} at threshold {row.threshold}", m["confusion_matrix"], normalize
+            )
+        )
+        right.markdown("**Parameters**")
+        right.json(row.params)
+with provenance:
+    st.json(row.provenance or {}, expanded=2)
+    if row.reproduction:
+        st.markdown("**Last reproduction**")
+        st.json(row.reproduction, expanded=False)
+with log:
+    tail = read_tail(row.log_path, 6000) or row.log_tail
+    st.code(tail or "no log recorded", language=None)
+
+with actions:
+    left, right = st.columns(2)
+    with left:
+        with st.form("promote"):
+            alias = st.text_input("Alias", "champion")
+            if st.form_submit_button("Promote to alias", disabled=row.status != READY):
+                try:
+                    registry.promote(row.version, alias, model)
+                    st.success(f"{alias} → v{row.version}")
+                    st.rerun()
+                except AltruismError as exc:
+                    show_error(exc)
+        with st.form("tag"):
+            tag = st.text_input("Tag")
+            add, remove = st.columns(2)
+            add_clicked = add.form_submit_button("Add tag")
+            remove_clicked = remove.form_submit_button("Remove tag")
+            if add_clicked or remove_clicked:
+                try:
+                    if remove_clicked:
+                        registry.remove_tag(row.id, tag.strip().lower())
+                    else:
+                        registry.add_tag(row.id, tag)
+                    st.rerun()
+                except AltruismError as exc:
+                    show_error(exc)
+    with right:
+        with st.form("note"):
+            note = st.text_area("Note", row.note or "", max_chars=10_000)
+            if st.form_submit_button("Save note"):
+                try:
+                    registry.set_note(row.id, note)
+                    st.rerun()
+                except AltruismError as exc:
+                    show_error(exc)
+        if row.status in ACTIVE_STATUSES:
+            st.caption("Running builds can be cancelled on **Build**.")
+        elif st.button("Restore" if row.archived else "Archive", key="archive"):
+            try:
+                registry.set_archived(row.id, not row.archived)
+                st.rerun()
+            except AltruismError as exc:
+                show_error(exc)
+
+    if row.status == READY:
+        st.markdown("**Downloads**")
+        card = model_card(row, registry)
+        cols = st.columns(3)
+        cols[1].download_button(
+            "Model card (Markdown)",
+            model_card_markdown(card),
+            file_name=f"{model}-v{row.version}-card.md",
+            mime="text/markdown",
+        )
+        cols[2].download_button(
+            "Model card (JSON)",
+            json.dumps(card, indent=2, default=str),
+            file_name=f"{model}-v{row.version}-card.json",
+            mime="application/json",
+        )
+        store = get_store()
+        present = store.path_for(row.artifact_sha256).is_file()
+        cols[0].download_button(
+            "Artifact (.joblib)",
+            lambda: store.verify(row.artifact_sha256).read_bytes(),  # verified at click time
+            file_name=f"{model}-v{row.version}.joblib",
+            mime="application/octet-stream",
+            disabled=not present,
+            help=None if present else "the artifact file is missing; run python -m core check",
+        )

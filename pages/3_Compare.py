@@ -1,0 +1,174 @@
+"""Compare 2-4 versions on one page: metrics, confusion matrices, rates, curves, statistics."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core import charts
+from core.compare import compare
+from core.errors import AltruismError, NotFound
+from core.schema import READY
+from ui.common import get_registry, label, model_name, page_setup, show_error
+
+page_setup("Compare")
+registry = get_registry()
+model = model_name()
+st.title("Compare versions")
+
+ready = registry.list_versions(model, include_archived=False, status=READY)
+if len(ready) < 2:
+    st.info("Comparing needs at least two ready versions. Build some on **Build**.")
+    st.stop()
+aliases = registry.aliases_by_version(model)
+by_version = {r.version: r for r in ready}
+
+
+def default_selection() -> list[int]:
+    """From the URL (?v=1,2) if valid, else the champion and the newest other version."""
+    raw = st.query_params.get("v", "")
+    wanted = [int(p) for p in raw.split(",") if p.strip().isdigit()]
+    wanted = [v for v in dict.fromkeys(wanted) if v in by_version][:4]
+    if len(wanted) >= 2:
+        return wanted
+    try:
+        champion = registry.resolve("champion", model).version
+    except NotFound:
+        champion = None
+    picks = [champion] if champion in by_version else []
+    picks += [v for v in by_version if v not in picks]
+    return picks[:2]
+
+
+chosen = st.multiselect(
+    "Versions (2 to 4; the first is the baseline)",
+    list(by_version),
+    default=default_selection(),
+    max_selections=4,
+    format_func=lambda v: label(by_version[v], aliases),
+)
+st.query_params["v"] = ",".join(map(str, chosen))
+if len(chosen) < 2:
+    st.info("Pick at least two versions.")
+    st.stop()
+rows = [by_version[v] for v in chosen]
+
+
+@st.cache_data(show_spinner="Computing paired statistics ...", max_entries=64)
+def comparison(ids: tuple[int, ...], digests: tuple[str, ...]) -> dict[str, Any]:
+    return compare([registry.get_by_id(i) for i in ids], registry)
+
+
+try:
+    result = comparison(tuple(r.id for r in rows), tuple(r.artifact_sha256 for r in rows))
+except AltruismError as exc:
+    show_error(exc)
+    st.stop()
+names = [f"v{r.version}" for r in rows]
+
+if not result["comparable"]:
+    st.warning(
+        f"Not comparable: different test sets. {result['reason']}. Metrics below were "
+        "measured on different held-out requests; paired statistics are not shown."
+    )
+
+st.subheader("Metrics")
+table = []
+for m in result["metrics"]:
+    entry = {"metric": m["metric"]}
+    for name, value in zip(names, m["values"], strict=True):
+        entry[name] = value
+    for name, delta in zip(names[1:], m["deltas"][1:], strict=True):
+        if delta is None:
+            entry[f"Δ {name}"] = "–"
+            continue
+        better = delta < 0 if m["lower_is_better"] else delta > 0
+        arrow = (
+            ""
+            if delta == 0 or m["metric"] in ("tn", "fp", "fn", "tp")
+            else (" ✅" if better else " 🔻")
+        )
+        entry[f"Δ {name}"] = f"{delta:+.4f}{arrow}" if isinstance(delta, float) else (f"{delta:+d}")
+    table.append(entry)
+st.dataframe(
+    pd.DataFrame(table),
+    hide_index=True,
+    width="stretch",
+    column_config={n: st.column_config.NumberColumn(format="%.4f") for n in names},
+)
+
+st.subheader("Paired statistics")
+if result["comparable"]:
+    for pair in result["paired"]:
+        low, high = pair["auc_difference_ci95"]
+        p_value = pair["mcnemar"]["p_value"]
+        verdict = (
+            "the AUC difference is clear of zero"
+            if low > 0 or high < 0
+            else "the interval includes zero: no clear AUC difference"
+        )
+        st.markdown(
+            f"**v{pair['second']} − v{pair['first']}**: ROC AUC difference "
+            f"**{pair['auc_difference']:+.4f}** (95% CI {low:+.4f} to {high:+.4f}, paired "
+            f"bootstrap, {pair['bootstrap_resamples']} resamples): {verdict}. McNemar's exact "
+            f"test at the thresholds: p = **{p_value:.3g}** "
+            f"({pair['mcnemar']['only_first_correct']} requests only v{pair['first']} got "
+            f"right, {pair['mcnemar']['only_second_correct']} only v{pair['second']})."
+        )
+else:
+    st.warning(
+        "Not comparable: different test sets. Train the versions with the same data, "
+        "seed and test fraction to get a paired comparison."
+    )
+
+st.subheader("Confusion matrices")
+normalize = st.toggle("Row-normalised (share of each actual class)", key="normalize")
+cols = st.columns(len(rows))
+for col, row in zip(cols, rows, strict=True):
+    col.altair_chart(
+        charts.confusion_heatmap(label(row, aliases), row.metrics["confusion_matrix"], normalize)
+    )
+
+left, middle, right = st.columns(3)
+left.markdown("**False positive and false negative rates**")
+left.altair_chart(
+    charts.rates_bars(
+        [
+            {"version": n, "fpr": r.metrics["fpr"], "fnr": r.metrics["fnr"]}
+            for n, r in zip(names, rows, strict=True)
+        ]
+    ),
+    width="stretch",
+)
+curves = {n: registry.details(r.id).curves for n, r in zip(names, rows, strict=True)}
+middle.altair_chart(charts.curve_overlay(curves, "roc"), width="stretch")
+right.altair_chart(charts.curve_overlay(curves, "pr"), width="stretch")
+
+st.subheader("Provenance")
+
+
+def shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+diff = pd.DataFrame(
+    [
+        {
+            "field": d["field"],
+            "differs": "≠" if d["differs"] else "",
+            **{n: shown(v) for n, v in zip(names, d["values"], strict=True)},
+        }
+        for d in result["provenance_diff"]
+    ]
+)
+st.caption("Rows marked ≠ differ between the versions.")
+st.dataframe(
+    diff.style.apply(
+        lambda r: ["background-color: #fff3cd" if r["differs"] else "" for _ in r], axis=1
+    ),
+    hide_index=True,
+    width="stretch",
+)

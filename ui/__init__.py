@@ -1,0 +1,1 @@
+"""Streamlit helpers shared by `app.py` and `pages/` (UI only; logic lives in `core/`)."""

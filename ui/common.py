@@ -1,0 +1,100 @@
+"""Page set-up, login gate, cached registry and models, and small display helpers."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from typing import Any
+
+import streamlit as st
+
+from core.artifacts import ArtifactStore
+from core.builders import resolve_backend
+from core.config import DEFAULT_MODEL, settings
+from core.errors import AltruismError
+from core.predict import load_model
+from core.registry import Registry
+from core.schema import ModelVersion
+
+PASSWORD_ENV = "DASHBOARD_PASSWORD"
+
+
+def page_setup(title: str, icon: str = "🍕") -> None:
+    """Common page config, the optional login gate and the sidebar facts."""
+    st.set_page_config(page_title=f"{title} · Altruism Lab", page_icon=icon, layout="wide")
+    require_login()
+
+
+def require_login() -> None:
+    """When DASHBOARD_PASSWORD is set, ask for it once per session (off by default)."""
+    secret = os.environ.get(PASSWORD_ENV)
+    if not secret or st.session_state.get("authenticated"):
+        return
+    st.title("Altruism Lab")
+    with st.form("login"):
+        typed = st.text_input("Team password", type="password")
+        if st.form_submit_button("Sign in"):
+            if hmac.compare_digest(typed.encode(), secret.encode()):
+                st.session_state["authenticated"] = True
+                st.rerun()
+            st.error("Wrong password.")
+    st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def _registry(url: str) -> Registry:
+    registry = Registry(url)
+    registry.mark_orphans()
+    return registry
+
+
+def get_registry() -> Registry:
+    """The registry for REGISTRY_URL (opened, migrated and orphan-checked once per URL)."""
+    return _registry(settings().registry_url)
+
+
+def get_store() -> ArtifactStore:
+    return ArtifactStore(settings().artifact_root)
+
+
+@st.cache_resource(show_spinner="Loading model ...", max_entries=16)
+def _model(artifact_sha256: str, version_id: int, registry_url: str) -> Any:
+    return load_model(_registry(registry_url).get_by_id(version_id), get_store())
+
+
+def cached_model(row: ModelVersion) -> Any:
+    """The version's pipeline, verified on first load and cached by artifact digest."""
+    return _model(row.artifact_sha256, row.id, settings().registry_url)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def builder_status() -> tuple[str, str]:
+    """Which builder `auto` picks now and why (cached for 30 s)."""
+    return resolve_backend("auto")
+
+
+def label(row: ModelVersion, aliases: dict[int, list[str]] | None = None) -> str:
+    """`v3 · tfidf-logreg (champion)`."""
+    names = (aliases or {}).get(row.id, [])
+    return f"v{row.version} · {row.recipe}" + (f" ({', '.join(names)})" if names else "")
+
+
+def model_name() -> str:
+    """The model the dashboard shows (one model per registry by default)."""
+    return st.session_state.get("model", DEFAULT_MODEL)
+
+
+def show_error(exc: Exception) -> None:
+    """A user-facing error without a traceback."""
+    if isinstance(exc, AltruismError):
+        st.error(str(exc))
+    else:
+        st.error(f"Something went wrong: {type(exc).__name__}: {exc}")
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
