@@ -1,4 +1,8 @@
-"""Home: the champion, the latest builds, which builder is active, where the registry lives."""
+"""Dashboard entry point (`streamlit run app.py`): navigation and the Home page.
+
+Home shows the champion, the latest builds, which builder is active and where the registry
+lives. The other pages are in `pages/`; all logic is in `core/`.
+"""
 
 from __future__ import annotations
 
@@ -9,75 +13,76 @@ from core import builds, charts
 from core.config import settings
 from core.errors import AltruismError, NotFound
 from core.schema import ACTIVE_STATUSES, READY
-from ui.common import builder_status, fmt, get_registry, label, model_name, page_setup, show_error
+from ui.common import (
+    builder_status,
+    chart,
+    fmt,
+    get_registry,
+    label,
+    model_name,
+    page_setup,
+    show_error,
+)
 
-page_setup("Home")
-registry = get_registry()
-model = model_name()
 
-st.title("🍕 Altruism Lab")
-st.caption("Which model is live, how was it built, and is the new one really better?")
-
-counts = registry.status_counts(model)
-builder, reason = builder_status()
-
-if not counts:
+def starter_button(builder: str) -> None:
     st.info(
-        "The registry is empty. Train the three starter recipes on the bundled sample "
-        "to get going, or open **Build** to choose your own."
+        "The registry is empty. Train the three starter recipes on the bundled sample to "
+        "get going, or open **Build** to choose your own."
     )
     if st.button("Train starter recipes on the bundled sample", type="primary"):
         try:
-            started = builds.launch_starters(registry)
+            started = builds.launch_starters(get_registry())
             st.success(f"Started {len(started)} builds with the {builder} builder.")
             st.rerun()
         except AltruismError as exc:
             show_error(exc)
 
-try:
-    champion = registry.resolve("champion", model)
-except NotFound:
-    champion = None
 
-aliases = registry.aliases_by_version(model) if counts else {}
-left, right = st.columns([3, 2])
-with left:
+def champion_panel(aliases: dict[int, list[str]]) -> None:
     st.subheader("Champion")
-    if champion is None:
+    try:
+        champion = get_registry().resolve("champion", model_name())
+    except NotFound:
         st.write("No version holds the **champion** alias yet. Promote one on **Versions**.")
-    else:
-        m = champion.metrics or {}
-        st.markdown(
-            f"**{label(champion, aliases)}** · built by `{champion.builder}` · "
-            f"data `{champion.data_sha256[:10]}`"
-        )
-        cols = st.columns(4)
-        cols[0].metric("ROC AUC", fmt(m.get("roc_auc")))
-        cols[1].metric("False positive rate", fmt(m.get("fpr")))
-        cols[2].metric("False negative rate", fmt(m.get("fnr")))
-        cols[3].metric("F1", fmt(m.get("f1")))
-with right:
+        return
+    m = champion.metrics or {}
+    st.markdown(
+        f"**{label(champion, aliases)}** · built by `{champion.builder}` · "
+        f"data `{champion.data_sha256[:10]}`"
+    )
+    cols = st.columns(4)
+    cols[0].metric("ROC AUC", fmt(m.get("roc_auc")))
+    cols[1].metric("False positive rate", fmt(m.get("fpr")))
+    cols[2].metric("False negative rate", fmt(m.get("fnr")))
+    cols[3].metric("F1", fmt(m.get("f1")))
+
+
+def registry_panel(counts: dict[str, int], builder: str, reason: str) -> None:
     st.subheader("Registry")
     cols = st.columns(3)
     cols[0].metric("Ready", counts.get(READY, 0))
     cols[1].metric("Building", sum(counts.get(s, 0) for s in ACTIVE_STATUSES))
     cols[2].metric("Failed", counts.get("failed", 0) + counts.get("cancelled", 0))
     if builder == "docker":
-        st.success(f"Builder: **Docker** ({reason})", icon="🐳")
+        st.success(f"Builder: **Docker** ({reason})", icon=":material/deployed_code:")
     else:
-        st.warning(f"Builder: **local fallback** ({reason})", icon="💻")
+        st.warning(f"Builder: **local fallback** ({reason})", icon=":material/computer:")
     conf = settings()
     st.caption(
-        f"Registry `{registry.url}` · artifacts `{conf.artifact_root}` · "
+        f"Registry `{get_registry().url}` · artifacts `{conf.artifact_root}` · "
         f"data folder `{conf.data_dir}`"
     )
 
 
 @st.fragment(run_every=3)
 def latest_builds() -> None:
+    """The newest builds and the AUC history; refreshes itself while builds run."""
+    registry, model = get_registry(), model_name()
     rows = registry.list_versions(model, include_archived=False, limit=10)
     if not rows:
         return
+    aliases = registry.aliases_by_version(model)
     st.subheader("Latest builds")
     frame = pd.DataFrame(
         [
@@ -100,10 +105,11 @@ def latest_builds() -> None:
         width="stretch",
         column_config={"ROC AUC": st.column_config.NumberColumn(format="%.4f")},
     )
-    ready = [r for r in registry.list_versions(model, include_archived=False, status=READY)]
+    ready = registry.list_versions(model, include_archived=False, status=READY)
     if ready:
         st.subheader("ROC AUC by version")
-        st.altair_chart(
+        chart(
+            st,
             charts.auc_history(
                 [
                     {
@@ -115,8 +121,35 @@ def latest_builds() -> None:
                     for r in ready
                 ]
             ),
-            width="stretch",
         )
 
 
-latest_builds()
+def home() -> None:
+    """The Home page."""
+    registry = get_registry()
+    st.title("Altruism Lab")
+    st.caption("Which model is live, how was it built, and is the new one really better?")
+    counts = registry.status_counts(model_name())
+    builder, reason = builder_status()
+    if not counts:
+        starter_button(builder)
+    aliases = registry.aliases_by_version(model_name()) if counts else {}
+    left, right = st.columns([3, 2])
+    with left:
+        champion_panel(aliases)
+    with right:
+        registry_panel(counts, builder, reason)
+    latest_builds()
+
+
+page_setup("Home")
+navigation = st.navigation(
+    [
+        st.Page(home, title="Home", icon=":material/home:", default=True),
+        st.Page("pages/1_Build.py", title="Build", icon=":material/construction:"),
+        st.Page("pages/2_Versions.py", title="Versions", icon=":material/list:"),
+        st.Page("pages/3_Compare.py", title="Compare", icon=":material/compare_arrows:"),
+        st.Page("pages/4_Try_a_request.py", title="Try a request", icon=":material/edit_note:"),
+    ]
+)
+navigation.run()

@@ -41,7 +41,12 @@ def confusion_heatmap(
     """One version's confusion matrix as a heatmap with the numbers written in."""
     frame = confusion_frame(label, matrix, normalize)
     base = alt.Chart(frame).encode(
-        x=alt.X("predicted:N", title=None, sort=["predicted: no pizza", "predicted: pizza"]),
+        x=alt.X(
+            "predicted:N",
+            title=None,
+            sort=["predicted: no pizza", "predicted: pizza"],
+            axis=alt.Axis(labelAngle=0, orient="top"),
+        ),
         y=alt.Y("actual:N", title=None, sort=["actual: no pizza", "actual: pizza"]),
     )
     scale = alt.Scale(scheme="blues", domain=[0, 1] if normalize else [0, frame["count"].max()])
@@ -54,7 +59,7 @@ def confusion_heatmap(
         text=alt.Text("value:Q", format=fmt),
         color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("black")),
     )
-    return (heat + text).properties(title=label, width=190, height=150)
+    return (heat + text).properties(title=label, height=200)
 
 
 def rates_bars(rows: list[dict[str, Any]]) -> alt.Chart:
@@ -62,12 +67,12 @@ def rates_bars(rows: list[dict[str, Any]]) -> alt.Chart:
     frame = pd.DataFrame(rows).melt(
         id_vars="version", value_vars=["fpr", "fnr"], var_name="rate", value_name="value"
     )
-    frame["rate"] = frame["rate"].map({"fpr": "false positive rate", "fnr": "false negative rate"})
+    frame["rate"] = frame["rate"].map({"fpr": "FPR", "fnr": "FNR"})
     return (
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            x=alt.X("rate:N", title=None),
+            x=alt.X("rate:N", title=None, axis=alt.Axis(labelAngle=0)),
             xOffset="version:N",
             y=alt.Y("value:Q", title="rate (lower is better)", scale=alt.Scale(domain=[0, 1])),
             color=alt.Color("version:N"),

@@ -13,7 +13,7 @@ from core.errors import AltruismError
 from core.modelcard import model_card, model_card_markdown
 from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES
-from ui.common import fmt, get_registry, get_store, label, model_name, page_setup, show_error
+from ui.common import chart, fmt, get_registry, get_store, label, model_name, page_setup, show_error
 
 page_setup("Versions")
 registry = get_registry()
@@ -130,11 +130,8 @@ with overview:
             col.metric(name, fmt(m.get(key)))
         left, right = st.columns([1, 1])
         normalize = left.toggle("Row-normalised", key="cm-normalize")
-        left.altair_chart(
-            charts.confusion_heatmap(
-                f"v{row.version} at threshold {row.threshold}", m["confusion_matrix"], normalize
-            )
-        )
+        title = f"v{row.version} at threshold {row.threshold}"
+        chart(left, charts.confusion_heatmap(title, m["confusion_matrix"], normalize))
         right.markdown("**Parameters**")
         right.json(row.params)
 with provenance:

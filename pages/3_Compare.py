@@ -12,7 +12,7 @@ from core import charts
 from core.compare import compare
 from core.errors import AltruismError, NotFound
 from core.schema import READY
-from ui.common import get_registry, label, model_name, page_setup, show_error
+from ui.common import chart, get_registry, label, model_name, page_setup, show_error
 
 page_setup("Compare")
 registry = get_registry()
@@ -89,7 +89,7 @@ for m in result["metrics"]:
         arrow = (
             ""
             if delta == 0 or m["metric"] in ("tn", "fp", "fn", "tp")
-            else (" ✅" if better else " 🔻")
+            else (" ▲ better" if better else " ▼ worse")
         )
         entry[f"Δ {name}"] = f"{delta:+.4f}{arrow}" if isinstance(delta, float) else (f"{delta:+d}")
     table.append(entry)
@@ -128,24 +128,21 @@ st.subheader("Confusion matrices")
 normalize = st.toggle("Row-normalised (share of each actual class)", key="normalize")
 cols = st.columns(len(rows))
 for col, row in zip(cols, rows, strict=True):
-    col.altair_chart(
-        charts.confusion_heatmap(label(row, aliases), row.metrics["confusion_matrix"], normalize)
+    chart(
+        col,
+        charts.confusion_heatmap(label(row, aliases), row.metrics["confusion_matrix"], normalize),
     )
 
 left, middle, right = st.columns(3)
 left.markdown("**False positive and false negative rates**")
-left.altair_chart(
-    charts.rates_bars(
-        [
-            {"version": n, "fpr": r.metrics["fpr"], "fnr": r.metrics["fnr"]}
-            for n, r in zip(names, rows, strict=True)
-        ]
-    ),
-    width="stretch",
-)
+rates = [
+    {"version": n, "fpr": r.metrics["fpr"], "fnr": r.metrics["fnr"]}
+    for n, r in zip(names, rows, strict=True)
+]
+chart(left, charts.rates_bars(rates))
 curves = {n: registry.details(r.id).curves for n, r in zip(names, rows, strict=True)}
-middle.altair_chart(charts.curve_overlay(curves, "roc"), width="stretch")
-right.altair_chart(charts.curve_overlay(curves, "pr"), width="stretch")
+chart(middle, charts.curve_overlay(curves, "roc"))
+chart(right, charts.curve_overlay(curves, "pr"))
 
 st.subheader("Provenance")
 

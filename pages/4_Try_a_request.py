@@ -11,7 +11,7 @@ from core.dataset import MAX_TEXT_CHARS, MAX_TITLE_CHARS
 from core.errors import AltruismError, NotFound
 from core.predict import explain, make_request, predict_proba
 from core.schema import READY
-from ui.common import cached_model, get_registry, label, model_name, page_setup
+from ui.common import cached_model, chart, get_registry, label, model_name, page_setup
 
 ALL = "All ready versions"
 
@@ -107,16 +107,12 @@ if len(results) == 1:
     row, pipeline, probability = results[0]
     st.metric(f"Predicted chance of getting a pizza ({label(row, aliases)})", f"{probability:.1%}")
 else:
-    st.altair_chart(
-        charts.probability_bars(
-            [{"version": label(row, aliases), "probability": p} for row, _, p in results]
-        ),
-        width="stretch",
-    )
+    bars = [{"version": label(row, aliases), "probability": p} for row, _, p in results]
+    chart(st, charts.probability_bars(bars))
 
 # Explain the picked version, or in "all" mode the champion (else the newest).
 row, pipeline, _ = next((r for r in results if r[0].version == default), results[0])
 words = explain(pipeline, record)
 if words:
     st.markdown(f"**Words that pushed {label(row, aliases)} up or down**")
-    st.altair_chart(charts.contribution_bars(words), width="stretch")
+    chart(st, charts.contribution_bars(words))

@@ -92,6 +92,13 @@ def show_error(exc: Exception) -> None:
         st.error(f"Something went wrong: {type(exc).__name__}: {exc}")
 
 
+def chart(container: Any, spec: Any) -> None:
+    """Show an Altair chart at the height its spec asks for (Streamlit ignores it otherwise)."""
+    height = getattr(spec, "height", None)
+    sized = {"height": int(height)} if isinstance(height, int | float) else {}
+    container.altair_chart(spec, width="stretch", **sized)
+
+
 def fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "–"

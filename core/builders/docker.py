@@ -25,7 +25,7 @@ from core.builders.base import (
     write_job,
 )
 from core.config import PROJECT_ROOT, settings
-from core.errors import BuildFailed
+from core.errors import BuildCancelled, BuildFailed
 from core.provenance import code_fingerprint, file_sha256, git_state
 
 IMAGE_REPOSITORY = "altruism-lab/trainer"
@@ -121,7 +121,7 @@ class DockerBuilder(Builder):
             if "error" in chunk:
                 raise BuildFailed(f"image build failed: {chunk['error'].strip()}")
             if should_cancel and should_cancel():
-                raise BuildFailed("cancelled during the image build")
+                raise BuildCancelled("cancelled by a user during the image build")
         return client.images.get(tag), False, time.perf_counter() - started
 
     def run(
