@@ -354,6 +354,49 @@ def cmd_sample(args: argparse.Namespace) -> Any:
     return dataset.summary()
 
 
+def _store() -> ArtifactStore:
+    return ArtifactStore(settings().artifact_root)
+
+
+def cmd_check(args: argparse.Namespace) -> Any:
+    from core.maintenance import check
+
+    report = check(Registry(), _store())
+    return report.to_dict(), (0 if report.ok else 1)
+
+
+def render_report(out: dict[str, Any]) -> str:
+    if not out["findings"]:
+        counts = ", ".join(f"{v} {k}" for k, v in out.get("checked", {}).items())
+        return f"ok: nothing to report ({counts})" if counts else "nothing to do"
+    return "\n".join(f"{f['kind']}: {f['message']}" for f in out["findings"])
+
+
+def cmd_gc(args: argparse.Namespace) -> Any:
+    from core.maintenance import gc
+
+    report = gc(open_registry(), _store(), dry_run=args.dry_run, images=args.images)
+    say(("would remove" if args.dry_run else "removed") + f" {len(report.findings)} item(s)")
+    return report.to_dict()
+
+
+def cmd_export(args: argparse.Namespace) -> Any:
+    from core.exchange import export_version
+
+    registry = open_registry()
+    row = registry.resolve(args.version, args.model)
+    return export_version(row, registry, _store(), Path(args.output))
+
+
+def cmd_import(args: argparse.Namespace) -> Any:
+    from core.exchange import import_version
+
+    registry = open_registry()
+    row = import_version(Path(args.file), registry, _store(), model=args.model)
+    say(f"imported as version {row.version}")
+    return _as_dict(registry, row)
+
+
 # --- parser ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.split("\n")[0])
@@ -416,6 +459,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("version")
     rep.add_argument("--quiet", action="store_true")
 
+    verb("check", cmd_check, render_report, "verify the database, artifacts and builds")
+    collect = verb("gc", cmd_gc, render_report, "remove what no version needs")
+    collect.add_argument("--dry-run", action="store_true", help="only say what would go")
+    collect.add_argument(
+        "--images",
+        action="store_true",
+        help="also remove trainer images no version of this registry needs",
+    )
+    export = verb("export", cmd_export, None, "write a version to one archive")
+    export.add_argument("version")
+    export.add_argument("-o", "--output", required=True)
+    verb("import", cmd_import, render_train, "register a verified archive").add_argument("file")
     verb("recipes", cmd_recipes, render_recipes, "list recipes and their parameters")
     sample = verb("sample", cmd_sample, None, "write the bundled synthetic sample")
     sample.add_argument("-o", "--output", default=str(SAMPLE_DATA))

@@ -399,7 +399,7 @@ class Registry:
                 )
             )
         for row in rows:
-            if row.worker_pid and not _pid_alive(row.worker_pid):
+            if row.worker_pid and not pid_alive(row.worker_pid):
                 orphans.append(
                     self.fail(
                         row.id,
@@ -508,7 +508,7 @@ class Registry:
                 session.delete(row)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

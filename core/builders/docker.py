@@ -36,7 +36,7 @@ DATA_MOUNT = "/data"
 PING_TIMEOUT_S = 3
 
 
-def _client(timeout: int = 120) -> Any:
+def docker_client(timeout: int = 120) -> Any:
     import docker
 
     return docker.from_env(timeout=timeout)
@@ -45,7 +45,7 @@ def _client(timeout: int = 120) -> Any:
 def engine_status() -> tuple[bool, str]:
     """(True, 'Docker Engine X reachable') or (False, why not)."""
     try:
-        client = _client(timeout=PING_TIMEOUT_S)
+        client = docker_client(timeout=PING_TIMEOUT_S)
         client.ping()
         return True, f"Docker Engine {client.version().get('Version', '?')} reachable"
     except Exception as exc:  # the SDK raises many kinds when no engine answers
@@ -70,7 +70,7 @@ class DockerBuilder(Builder):
         self.context = Path(context)  # holds Dockerfile, requirements-trainer.txt, core/
 
     def environment(self) -> dict[str, Any]:
-        client = _client()
+        client = docker_client()
         return {"docker_server_version": client.version().get("Version")}
 
     def ensure_image(
@@ -82,7 +82,7 @@ class DockerBuilder(Builder):
         """The trainer image for the current code (or `image_id`): (image, reused, seconds)."""
         import docker.errors
 
-        client = _client()
+        client = docker_client()
         if image_id:
             try:
                 image = client.images.get(image_id)
@@ -142,7 +142,7 @@ class DockerBuilder(Builder):
     def _run(
         self, job: BuildJob, work_dir: Path, log: BuildLog, should_cancel: Callable[[], bool]
     ) -> BuildOutcome:
-        client = _client()
+        client = docker_client()
         server = client.version()
         image, reused, build_seconds = self.ensure_image(log, should_cancel, job.image_id)
         data_in_container = f"{DATA_MOUNT}/{job.data_path.name}"
