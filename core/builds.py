@@ -239,7 +239,7 @@ def execute(
     """
     store = store or ArtifactStore(settings().artifact_root)
     row = registry.get_by_id(version_id)
-    log = BuildLog(log_path_for(row), echo)
+    log = BuildLog(log_path_for(row), echo, on_stage=lambda name: registry.set_stage(row.id, name))
     started = _now()
     registry.mark_running(
         row.id, "building image" if row.builder == "docker" else "training", str(log.path)

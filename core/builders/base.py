@@ -69,9 +69,15 @@ class BuildOutcome:
 class BuildLog:
     """Appends build log lines to a file (tailed by the dashboard) and an optional echo."""
 
-    def __init__(self, path: Path, echo: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        echo: Callable[[str], None] | None = None,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path
         self.echo = echo
+        self.on_stage = on_stage
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -81,6 +87,12 @@ class BuildLog:
             handle.write(line + "\n")
         if self.echo:
             self.echo(line)
+
+    def stage(self, name: str) -> None:
+        """Record that the build entered stage `name` (shown as the version's stage)."""
+        self(f"== {name}")
+        if self.on_stage:
+            self.on_stage(name)
 
     def tail(self, chars: int = TAIL_CHARS) -> str:
         return read_tail(self.path, chars)

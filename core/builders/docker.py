@@ -167,6 +167,7 @@ class DockerBuilder(Builder):
                 "ALTRUISM_ALLOW_FAULTS": os.environ.get("ALTRUISM_ALLOW_FAULTS", ""),
             },
         )
+        log.stage("training")
         log(
             f"training in container {container.short_id} (network none, memory "
             f"{limits.memory or 'unlimited'}, cpus {limits.cpus or 'all'})"
