@@ -104,7 +104,12 @@ def _valid_memory(value: str) -> bool:
 def fingerprint(
     request: TrainRequest, params: dict[str, Any], data_sha256: str, builder: str
 ) -> str:
-    """What makes two builds the same: recipe, params, data, split, code, packages, builder."""
+    """What makes two builds the same: recipe, params, data, split, code, packages, builder.
+
+    "Code" is the content hash of the training code (`core/`, Dockerfile, requirements), not
+    the git commit: a commit that only touches docs or tests does not change what a build
+    produces, while uncommitted edits to `core/` do. The commit is kept in provenance.
+    """
     payload = {
         "model": request.model,
         "recipe": request.recipe,
@@ -114,7 +119,6 @@ def fingerprint(
         "test_size": float(request.test_size),
         "threshold": float(request.threshold),
         "code": code_fingerprint(),
-        "commit": git_state().get("commit"),
         "packages": environment()["packages"],
         "builder": builder,
     }

@@ -170,7 +170,7 @@ def contribution_bars(words: list[dict[str, Any]]) -> alt.Chart:
             ),
             tooltip=["word", alt.Tooltip("weight:Q", format="+.3f")],
         )
-        .properties(height=max(80, 24 * len(frame)))
+        .properties(height=max(80, 24 * len(frame) + 60))  # + the x axis and its title
     )
 
 

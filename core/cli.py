@@ -288,7 +288,7 @@ def render_predict(out: dict[str, Any]) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> Any:
     registry = open_registry()
     row = registry.resolve(args.version, args.model)
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, for_training=False)  # one-class files can be scored
     model = predict.load_model(row, ArtifactStore(settings().artifact_root))
     probabilities = predict.predict_proba(model, dataset.records)
     labels = [int(r["requester_received_pizza"]) for r in dataset.records]

@@ -74,6 +74,9 @@ def save_upload(filename: str, content: bytes) -> tuple[Path, Dataset]:
         dataset = load_dataset(tmp)  # raises BadInput: nothing is kept
         target = target_dir / f"{stem}-{digest}{suffix}"
         os.replace(tmp, target)
+    except BadInput as exc:  # name the user's file, not the temporary one
+        Path(tmp).unlink(missing_ok=True)
+        raise BadInput(str(exc).replace(tmp, filename).replace(Path(tmp).name, filename)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -82,11 +82,11 @@ class Dataset:
         }
 
 
-def load_dataset(path: str | Path, labelled: bool = True) -> Dataset:
+def load_dataset(path: str | Path, labelled: bool = True, for_training: bool = True) -> Dataset:
     """Read, validate and hash a dataset file; raise BadInput naming what is wrong."""
     path = Path(path)
     records = read_records(path)
-    validate_records(records, labelled=labelled)
+    validate_records(records, labelled=labelled, for_training=for_training)
     positives = sum(bool(r[LABEL]) for r in records) if labelled else None
     return Dataset(str(path), records, len(records), positives, content_hash(records))
 
@@ -173,7 +173,7 @@ def _where(index: int, record: Any) -> str:
     return f"record {index}" + (f" (request_id {rid!r})" if isinstance(rid, str) else "")
 
 
-def validate_records(records: list[Any], labelled: bool = True) -> None:
+def validate_records(records: list[Any], labelled: bool = True, for_training: bool = True) -> None:
     """Check every record; the error names the field and the first offending record."""
     if not records:
         raise BadInput("dataset is empty: no requests found")
@@ -190,7 +190,7 @@ def validate_records(records: list[Any], labelled: bool = True) -> None:
                 f"field '{REQUEST_ID}': duplicate id {rid!r} in records {seen[rid]} and {index}"
             )
         seen[rid] = index
-    if labelled:
+    if labelled and for_training:
         classes = {bool(r[LABEL]) for r in records}
         if len(classes) < 2:
             raise BadInput(
@@ -230,6 +230,17 @@ def _validate_record(index: int, record: dict[str, Any], labelled: bool) -> None
         if not _finite_number(value):
             state = "is missing" if field not in record else f"is {value!r}"
             raise BadInput(f"{where}: field '{field}' must be a finite number but {state}")
+    if not _utf8_encodable(record):  # JSON allows "\ud800"; UTF-8 (hashes, logs) does not
+        field = next((k for k, v in record.items() if not _utf8_encodable([k, v])), "?")
+        raise BadInput(f"{where}: field {field!r} is not valid Unicode (a lone surrogate)")
+
+
+def _utf8_encodable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _finite_number(value: Any) -> bool:

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,25 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
+@dataclass
+class VersionSummary:
+    """The few columns a version table shows (no provenance, params or details JSON)."""
+
+    id: int
+    version: int
+    status: str
+    stage: str | None
+    archived: bool
+    recipe: str
+    builder: str
+    data_sha256: str
+    created_at: datetime
+    metrics: dict[str, Any] | None
+    note: str | None
+    error: str | None
+    tags: list[str] = field(default_factory=list)
+
+
 class Registry:
     """All reads and writes of registry rows. Thread- and process-safe."""
 
@@ -154,8 +174,11 @@ class Registry:
                 yield session
                 session.flush()
                 transaction.commit()
-            except BaseException:
-                transaction.rollback()
+            except BaseException as exc:
+                if transaction.is_active:  # a failed flush may have rolled it back already
+                    transaction.rollback()
+                if isinstance(exc, OperationalError):  # one clear line, not SQL and a trace
+                    raise _storage_error(exc) from exc
                 raise
             finally:
                 session.close()
@@ -265,6 +288,36 @@ class Registry:
             if limit:
                 query = query.limit(limit)
             return list(session.scalars(query))
+
+    def version_summaries(
+        self, model: str = DEFAULT_MODEL, include_archived: bool = True
+    ) -> list[VersionSummary]:
+        """`list_versions` for tables: newest first, only the columns a listing shows.
+
+        Loading full rows decodes every version's provenance JSON, which dominates listing
+        thousands of versions; this reads the summary columns and the tags in two queries.
+        """
+        names = [f.name for f in fields(VersionSummary) if f.name != "tags"]
+        with self.session() as session:
+            query = (
+                select(*(getattr(ModelVersion, name) for name in names))
+                .join(Model)
+                .where(Model.name == model)
+                .order_by(ModelVersion.version.desc())
+            )
+            if not include_archived:
+                query = query.where(ModelVersion.archived.is_(False))
+            rows = session.execute(query).all()
+            tags: dict[int, list[str]] = {}
+            for version_id, name in session.execute(
+                select(Tag.version_id, Tag.name)
+                .join(ModelVersion, Tag.version_id == ModelVersion.id)
+                .join(Model)
+                .where(Model.name == model)
+                .order_by(Tag.name)
+            ):
+                tags.setdefault(version_id, []).append(name)
+        return [VersionSummary(*row, tags=tags.get(row[0], [])) for row in rows]
 
     def all_versions(self) -> list[ModelVersion]:
         with self.session() as session:
@@ -500,12 +553,15 @@ class Registry:
     def set_reproduction(self, version_id: int, result: dict[str, Any]) -> None:
         self._update(version_id, reproduction=result)
 
-    def delete_version(self, version_id: int) -> None:
-        """Remove a version row and everything hanging off it (used by `gc` of failures)."""
-        with self.session(write=True) as session:
-            row = session.get(ModelVersion, version_id)
-            if row is not None:
-                session.delete(row)
+
+def _storage_error(exc: OperationalError) -> AltruismError:
+    reason = str(exc.orig).strip()
+    lowered = reason.lower()
+    if "readonly" in lowered or "read-only" in lowered:
+        return AltruismError(f"the registry is read-only ({reason}); nothing was changed")
+    if "locked" in lowered or "busy" in lowered:
+        return AltruismError(f"the registry is busy, try again ({reason})")
+    return AltruismError(f"the registry could not be used ({reason})")
 
 
 def pid_alive(pid: int) -> bool:
@@ -527,6 +583,8 @@ def sqlite_path(url: str) -> Path | None:
     if not url.startswith("sqlite"):
         return None
     path = url.split(":///", 1)[-1].split("?", 1)[0]
+    if path.startswith("file:"):  # a URI filename (`sqlite:///file:PATH?mode=ro&uri=true`)
+        path = path[len("file:") :]
     return Path(path) if path and path != ":memory:" else None
 
 

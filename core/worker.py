@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -82,12 +83,28 @@ def run_job(job: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def _exit_with_parent(poll_s: float = 1.0) -> None:
+    """Stop training when the builder that started us dies (e.g. SIGKILL): the local worker
+    runs in its own session, so nothing else would stop it or collect its results."""
+    parent = os.getppid()
+    if parent <= 1:  # PID 1 of a container (the engine stops it), or already orphaned
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: python -m core.worker JOB_JSON OUT_DIR", file=sys.stderr)
         return 2
     out_dir = Path(args[1])
+    _exit_with_parent()
     try:
         job = json.loads(Path(args[0]).read_text())
         run_job(job, out_dir)

@@ -67,6 +67,7 @@ class LocalBuilder(Builder):
             if process.poll() is None:
                 stop()
             reader.join(timeout=5)
+            process.stdout.close()
         if process.returncode < 0:
             log(f"worker killed by signal {-process.returncode}")
         return collect(out, process.returncode, log, {"worker_exit_code": process.returncode})

@@ -1,0 +1,281 @@
+"""The SQLite registry: numbering, references, aliases, tags, notes, pragmas and migrations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from core.errors import BadInput, NotFound
+from core.registry import Registry, check_name, version_dict
+from core.schema import FAILED, QUEUED, READY
+from tests.helpers import ROOT
+
+NEW_COLUMNS = {"worker_pid", "worker_host", "cancel_requested", "log_path", "reproduction"}
+
+
+def add_version(
+    registry: Registry,
+    model: str = "raop",
+    ready: bool = True,
+    recipe: str = "nb-bow",
+    split: str = "s" * 64,
+):
+    """A version row with made-up results (no training): for registry-only tests."""
+    row = registry.create_version(
+        model,
+        recipe=recipe,
+        params={"alpha": 1.0},
+        threshold=0.5,
+        builder="local",
+        fingerprint="f" * 64,
+        data_path="/nowhere/sample.json",
+        data_sha256="d" * 64,
+        split_seed=42,
+        split_test_size=0.2,
+    )
+    if not ready:
+        return registry.fail(row.id, "made to fail")
+    return registry.complete(
+        row.id,
+        metrics={"roc_auc": 0.5 + row.version / 100},
+        provenance={"builder": "local"},
+        split_hash=split,
+        artifact_sha256=f"{row.version:064x}",
+        artifact_size=10,
+        details={
+            "curves": {},
+            "test_ids": ["a", "b"],
+            "test_labels": [0, 1],
+            "test_probabilities": [0.2, 0.8],
+        },
+    )
+
+
+def db_path(registry: Registry) -> Path:
+    return Path(registry.url.split(":///", 1)[1])
+
+
+# --- schema and pragmas --------------------------------------------------------------------
+def test_new_registry_is_at_head(registry, lab):
+    assert (lab / "registry.db").is_file()
+    assert registry.head_revision() is not None
+    assert registry.current_revision() == registry.head_revision()
+
+
+def test_file_database_uses_wal_and_foreign_keys(registry):
+    with registry.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    # WAL is a property of the file: a plain sqlite3 connection sees it too
+    with sqlite3.connect(db_path(registry)) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_foreign_keys_are_enforced(registry):
+    row = add_version(registry)
+    with pytest.raises(sa.exc.IntegrityError), registry.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO tags (version_id, name) VALUES (9999, 'orphan')"))
+    registry.add_tag(row.id, "kept")
+    registry.delete_version(row.id)  # cascades to tags and details
+    with registry.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM tags").scalar() == 0
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM version_details").scalar() == 0
+
+
+def test_migration_from_0001_keeps_rows(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Registry(url, migrate=False)
+    assert old.current_revision() is None
+    old.upgrade("0001")
+    assert old.current_revision() == "0001"
+    columns = {c["name"] for c in sa.inspect(old.engine).get_columns("model_versions")}
+    assert not NEW_COLUMNS & columns
+    created = "2025-01-02 03:04:05"
+    with old.engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO models (id, name, created_at) VALUES (1, 'raop', :t)"),
+            {"t": created},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO model_versions (id, model_id, version, status, created_at, recipe,"
+                " params, threshold, builder, fingerprint, data_path, data_sha256, split_seed,"
+                " split_test_size, split_hash, metrics, provenance, artifact_sha256, note)"
+                " VALUES (1, 1, 1, 'ready', :t, 'nb-bow', :params, 0.5, 'local', :fp, '/d.json',"
+                " :data, 42, 0.2, :split, :metrics, '{}', :art, 'from 0001')"
+            ),
+            {
+                "t": created,
+                "params": json.dumps({"alpha": 0.5}),
+                "fp": "f" * 64,
+                "data": "d" * 64,
+                "split": "s" * 64,
+                "metrics": json.dumps({"roc_auc": 0.71}),
+                "art": "a" * 64,
+            },
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO version_details (version_id, curves, test_ids, test_labels,"
+                " test_probabilities) VALUES (1, '{}', '[\"x\"]', '[1]', '[0.9]')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO aliases (id, model_id, name, version_id, updated_at)"
+                " VALUES (1, 1, 'champion', 1, :t)"
+            ),
+            {"t": created},
+        )
+        conn.execute(sa.text("INSERT INTO tags (version_id, name) VALUES (1, 'baseline')"))
+    old.engine.dispose()
+
+    upgraded = Registry(url)  # migrates to head on open
+    assert upgraded.current_revision() == upgraded.head_revision()
+    assert upgraded.head_revision() != "0001"
+    columns = {c["name"] for c in sa.inspect(upgraded.engine).get_columns("model_versions")}
+    assert columns >= NEW_COLUMNS
+    row = upgraded.resolve(1)
+    assert (row.recipe, row.params, row.note) == ("nb-bow", {"alpha": 0.5}, "from 0001")
+    assert row.metrics == {"roc_auc": 0.71}
+    assert row.cancel_requested is False and row.worker_pid is None
+    # rows of the tables hanging off model_versions survive the table rebuild too
+    assert upgraded.resolve("champion").id == row.id
+    assert [t.name for t in row.tags] == ["baseline"]
+    assert upgraded.details(row.id).test_probabilities == [0.9]
+    with upgraded.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+    # and the upgraded registry keeps numbering after the old row
+    assert add_version(upgraded).version == 2
+
+
+def test_upgrade_to_head_is_idempotent(registry):
+    add_version(registry)
+    registry.upgrade()
+    again = Registry(registry.url)
+    assert again.current_revision() == again.head_revision()
+    assert [v.version for v in again.list_versions()] == [1]
+
+
+# --- numbering and references --------------------------------------------------------------
+def test_version_numbers_are_monotonic_per_model(registry):
+    numbers = [add_version(registry, ready=i != 1).version for i in range(4)]
+    assert numbers == [1, 2, 3, 4]
+    assert add_version(registry, model="other").version == 1
+    assert add_version(registry).version == 5
+    assert [v.version for v in registry.list_versions()] == [5, 4, 3, 2, 1]
+    assert [v.version for v in registry.list_versions("other")] == [1]
+    assert registry.model_names() == ["other", "raop"]
+
+
+def test_concurrent_processes_get_distinct_numbers(registry):
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from tests.test_registry import add_version; from core.registry import Registry;"
+        "r = Registry(); [add_version(r) for _ in range(5)]"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(ROOT)], cwd=ROOT, stderr=subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    numbers = sorted(v.version for v in registry.list_versions())
+    assert numbers == list(range(1, 16))
+
+
+def test_resolve_by_number_latest_and_alias(registry):
+    v1, v2 = add_version(registry), add_version(registry)
+    v3 = add_version(registry, ready=False)
+    assert registry.resolve(1).id == v1.id
+    assert registry.resolve("2").id == v2.id
+    assert registry.resolve(" 3 ").id == v3.id
+    assert registry.resolve("latest").id == v2.id  # newest *ready* version
+    registry.promote(1, "champion")
+    assert registry.resolve("champion").id == v1.id
+    assert registry.resolve("Champion").id == v1.id
+    for missing in ("4", "nope"):
+        with pytest.raises(NotFound, match=missing):
+            registry.resolve(missing)
+    with pytest.raises(NotFound, match="no model"):
+        registry.resolve(1, model="ghost")
+
+
+def test_promote_moves_an_alias(registry):
+    v1, v2 = add_version(registry), add_version(registry)
+    registry.promote(v1.version, "champion")
+    registry.promote(v2.version, "challenger")
+    assert registry.aliases_by_version() == {v1.id: ["champion"], v2.id: ["challenger"]}
+    registry.promote(v2.version, "champion")
+    assert registry.resolve("champion").id == v2.id
+    assert registry.aliases_by_version() == {v2.id: ["challenger", "champion"]}
+    with registry.engine.connect() as conn:
+        count = "SELECT COUNT(*) FROM aliases WHERE name = 'champion'"
+        assert conn.exec_driver_sql(count).scalar() == 1
+    assert version_dict(registry.get_by_id(v2.id), ["champion"])["aliases"] == ["champion"]
+    registry.remove_alias("challenger")
+    assert registry.aliases_by_version() == {v2.id: ["champion"]}
+
+
+def test_promote_refuses_unready_versions_and_bad_names(registry):
+    add_version(registry)
+    failed = add_version(registry, ready=False)
+    with pytest.raises(BadInput, match="failed"):
+        registry.promote(failed.version, "champion")
+    for bad in ("latest", "12", "has space", "", "x" * 101):
+        with pytest.raises(BadInput):
+            registry.promote(1, bad)
+    assert registry.aliases_by_version() == {}
+    assert check_name("alias", " Prod.v2 ") == "prod.v2"
+
+
+def test_tags_and_notes(registry):
+    row = add_version(registry)
+    registry.add_tag(row.id, "baseline")
+    registry.add_tag(row.id, "Sample")
+    registry.add_tag(row.id, "baseline")  # idempotent
+    assert [t.name for t in registry.get_by_id(row.id).tags] == ["baseline", "sample"]
+    registry.remove_tag(row.id, "baseline")
+    assert [t.name for t in registry.get_by_id(row.id).tags] == ["sample"]
+    with pytest.raises(BadInput):
+        registry.add_tag(row.id, "no/slashes")
+    registry.set_note(row.id, "first try on the sample")
+    assert registry.get_by_id(row.id).note == "first try on the sample"
+    registry.set_note(row.id, "")
+    assert registry.get_by_id(row.id).note is None
+    with pytest.raises(BadInput, match="10,000"):
+        registry.set_note(row.id, "x" * 10_001)
+
+
+def test_complete_and_fail_record_results(registry):
+    row = registry.create_version(
+        "raop",
+        recipe="nb-bow",
+        params={},
+        threshold=0.5,
+        builder="local",
+        fingerprint="f" * 64,
+        data_path="/d.json",
+        data_sha256="d" * 64,
+        split_seed=1,
+        split_test_size=0.2,
+    )
+    assert row.status == QUEUED and row.artifact_sha256 is None
+    assert registry.find_ready("raop", "f" * 64) is None
+    done = add_version(registry)
+    assert done.status == READY and registry.details(done.id).test_ids == ["a", "b"]
+    assert registry.find_ready("raop", "f" * 64).id == done.id
+    failed = registry.fail(row.id, "boom", log_tail="last lines")
+    assert (failed.status, failed.error, failed.log_tail) == (FAILED, "boom", "last lines")
+    assert failed.finished_at is not None
