@@ -6,6 +6,7 @@ import hashlib
 import json
 import tempfile
 import zipfile
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ MAX_ARCHIVE_BYTES = 1 << 30
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _record_sha(version: dict[str, Any]) -> str:
+    """Digest of the manifest's version record (metrics, params, fingerprint, ...)."""
+    return _sha(json.dumps(version, sort_keys=True, separators=(",", ":")).encode())
 
 
 def export_version(
@@ -48,10 +54,12 @@ def export_version(
             }
         ).encode(),
     }
+    version = json.loads(json.dumps(version_dict(row), default=str))  # as import reads it
     manifest = {
         "format": FORMAT,
         "exported_at": datetime.now(UTC).isoformat(),
-        "version": version_dict(row),
+        "version": version,
+        "version_sha256": _record_sha(version),
         "files": {n: _sha(b) for n, b in files.items()},
     }
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +85,16 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
                 raise BadInput(f"{path.name}: unexpected contents {sorted(names ^ expected)}")
             manifest = json.loads(archive.read(MANIFEST))
             data = {name: archive.read(name) for name in MEMBERS}
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,  # a corrupted deflate stream
+        EOFError,
+        NotImplementedError,  # a corrupted compression method or version field
+        RuntimeError,  # a corrupted flag claims encryption
+        OSError,
+        ValueError,  # includes JSONDecodeError and UnicodeDecodeError
+        RecursionError,
+    ) as exc:
         raise BadInput(f"{path.name} is not an Altruism Lab export ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BadInput(f"{path.name}: unknown export format")
@@ -87,13 +104,21 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
 def verify_archive(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Check every member's sha256 against the manifest; BadInput naming the first mismatch."""
     manifest, data = _read_archive(path)
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        raise BadInput(f"{path.name}: the manifest lists no member digests")
     for name in MEMBERS:
-        if _sha(data[name]) != manifest["files"].get(name):
+        if _sha(data[name]) != files.get(name):
             raise BadInput(
                 f"{path.name}: {name} was modified (sha256 does not match the "
                 "manifest); refusing to import"
             )
-    version = manifest["version"]
+    version = manifest.get("version")
+    if not isinstance(version, dict) or manifest.get("version_sha256") != _record_sha(version):
+        raise BadInput(
+            f"{path.name}: the manifest's version record was modified (sha256 does not "
+            "match); refusing to import"
+        )
     if _sha(data["artifact.joblib"]) != version.get("artifact_sha256"):
         raise BadInput(
             f"{path.name}: the artifact does not match the version's recorded "

@@ -14,7 +14,17 @@ from typing import Any
 from core.errors import BadInput, BuildCancelled, BuildFailed
 from core.worker import ARTIFACT_NAME, ERROR_NAME, RESULT_NAME
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.05  # how often a builder checks whether the worker finished
+CANCEL_CHECK_SECONDS = 0.5  # how often it asks the registry whether to cancel
+# Every worker, local or in a container: deterministic string hashing (byte-identical
+# pickles) and single-threaded BLAS/OpenMP (reproducible sums, no oversubscription when
+# several builds share the machine).
+WORKER_ENV = {
+    "PYTHONHASHSEED": "0",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 TAIL_CHARS = 4000
 
 
@@ -144,11 +154,13 @@ def wait_until(
     stop: Callable[[], None],
 ) -> None:
     """Poll until `done()`; on cancel or timeout call `stop()` and raise."""
-    started = time.monotonic()
+    started = last_cancel_check = time.monotonic()
     while not done():
-        if should_cancel():
-            stop()
-            raise BuildCancelled("cancelled by a user")
+        if time.monotonic() - last_cancel_check >= CANCEL_CHECK_SECONDS:
+            last_cancel_check = time.monotonic()
+            if should_cancel():
+                stop()
+                raise BuildCancelled("cancelled by a user")
         timeout = job.limits.timeout_s
         if timeout and time.monotonic() - started > timeout:
             stop()

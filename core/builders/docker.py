@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.builders.base import (
+    WORKER_ENV,
     Builder,
     BuildJob,
     BuildLog,
@@ -163,7 +164,7 @@ class DockerBuilder(Builder):
             memswap_limit=limits.memory or None,
             nano_cpus=int(limits.cpus * 1e9) if limits.cpus else None,
             environment={
-                "PYTHONHASHSEED": "0",
+                **WORKER_ENV,
                 "ALTRUISM_ALLOW_FAULTS": os.environ.get("ALTRUISM_ALLOW_FAULTS", ""),
             },
         )

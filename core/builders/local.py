@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.builders.base import (
+    WORKER_ENV,
     Builder,
     BuildJob,
     BuildLog,
@@ -25,9 +26,7 @@ from core.config import PROJECT_ROOT
 
 def worker_env() -> dict[str, str]:
     """Environment for a worker: deterministic hashing, project importable."""
-    env = dict(os.environ)
-    env["PYTHONHASHSEED"] = "0"
-    env["PYTHONUNBUFFERED"] = "1"
+    env = {**os.environ, **WORKER_ENV, "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     return env
 
