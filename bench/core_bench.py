@@ -16,7 +16,9 @@ What is measured, per recipe:
   provenance) vs a bare in-process `recipe.pipeline(params).fit` + `predict_proba` on the same
   split. Bare and product runs are interleaved (alternating order) so machine noise hits both.
   The product path is traced with timing-only wrappers around core functions (no core code is
-  changed) and the worker's log lines, giving a per-phase breakdown.
+  changed) and the worker's log lines, giving a per-phase breakdown. A bare fit limited to one
+  BLAS thread is timed too (diagnostic), and when the machine is busy the verdict uses a
+  noise-robust estimate: the smallest fixed cost of a build over the fastest bare fit.
 * predict: `core.predict.predict_proba(model, [make_request(title, text)])` vs bare
   `pipeline.predict_proba(one_row_frame)` with the frame prepared beforehand; calls are
   interleaved one by one.
@@ -44,7 +46,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,43 @@ def megabytes(kib: float | None) -> str:
     return "n/a" if kib is None else f"{kib / 1024:.0f} MB"
 
 
+def pct(ratio: float) -> str:
+    return f"{ratio * 100:+.0f}%"
+
+
+def best_case(slot: dict[str, Any]) -> dict[str, Any]:
+    """Noise-robust overhead: the smallest per-build cost outside the worker's fit and
+    evaluation (same code as the bare fit, so contention there cancels) over the fastest bare
+    fit seen (default or one BLAS thread: the fit's speed on an uncontended machine).
+    Slightly favourable to the product: metrics and curves count as 'evaluation'."""
+    fixed = [
+        total - phases["worker_fit"] - phases["worker_evaluate"]
+        for total, phases in zip(slot["product"], slot["phases"], strict=True)
+    ]
+    best = min(range(len(fixed)), key=fixed.__getitem__)
+    bare = min(slot["bare"] + slot.get("bare_1", []))
+    return {
+        "fixed": fixed[best],
+        "all_fixed": fixed,
+        "phases": slot["phases"][best],
+        "bare": bare,
+        "overhead": fixed[best] / bare,
+    }
+
+
+def noise_reasons(train: dict[str, dict[str, Any]], noise: dict[str, Any]) -> list[str]:
+    reasons = []
+    if noise["other_cores"] >= 0.25:
+        reasons.append(f"other processes used {noise['other_cores']:.2f} of {noise['cores']} cores")
+    for name, slot in train.items():
+        if len(slot["bare"]) > 1 and max(slot["bare"]) > 1.5 * min(slot["bare"]):
+            reasons.append(
+                f"`{name}` bare fit varied {max(slot['bare']) / min(slot['bare']):.1f}× "
+                "between repeats"
+            )
+    return reasons
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -147,7 +186,17 @@ def machine() -> dict[str, Any]:
     from core.provenance import package_versions
 
     packages = package_versions()
+    try:
+        import scipy.linalg  # noqa: F401  (load the BLAS pools the recipes use)
+        import sklearn.linear_model  # noqa: F401
+        from threadpoolctl import threadpool_info
+
+        pools = threadpool_info()
+        blas = ", ".join(f"{p['internal_api']} {p['num_threads']} threads" for p in pools)
+    except Exception:  # diagnostic only
+        blas = "unknown"
     return {
+        "blas": blas or "none",
         "nproc": len(os.sched_getaffinity(0)),
         "memory_gib": int(mem.group(1)) / 1024**2 if mem else None,
         "cpu": cpu.group(1).strip() if cpu else platform.processor() or "unknown",
@@ -345,22 +394,32 @@ class Prepared:
         self.frame = to_frame(self.dataset.records)
         self.labels = np.array([bool(r[LABEL]) for r in self.dataset.records])
         ids = [r[REQUEST_ID] for r in self.dataset.records]
-        self.split = make_split(ids, self.labels.tolist(), 42, 0.2)
+        from core.builds import TrainRequest
+
+        defaults = TrainRequest(recipe=RECIPE_NAMES[0])  # the split `train` will make
+        self.split = make_split(ids, self.labels.tolist(), defaults.seed, defaults.test_size)
         self.train_x = self.frame.iloc[self.split.train_index]
         self.train_y = self.labels[self.split.train_index]
         self.test_x = self.frame.iloc[self.split.test_index]
         self.test_records = [self.dataset.records[i] for i in self.split.test_index]
 
 
-def bare_fit(prepared: Prepared, recipe_name: str) -> tuple[float, Any]:
+def bare_fit(prepared: Prepared, recipe_name: str, blas_threads: int | None = None) -> float:
+    """Seconds for pipeline(params).fit on the train rows + predict_proba on the test rows.
+
+    `blas_threads=1` is a diagnostic (threadpoolctl limit), not what the product does.
+    """
+    from threadpoolctl import threadpool_limits
+
     from core.recipes import get_recipe
 
     recipe = get_recipe(recipe_name)
     params = recipe.resolve({})
-    started = time.perf_counter()
-    pipeline = recipe.pipeline(params).fit(prepared.train_x, prepared.train_y)
-    pipeline.predict_proba(prepared.test_x)
-    return time.perf_counter() - started, pipeline
+    with threadpool_limits(blas_threads) if blas_threads else nullcontext():
+        started = time.perf_counter()
+        pipeline = recipe.pipeline(params).fit(prepared.train_x, prepared.train_y)
+        pipeline.predict_proba(prepared.test_x)
+        return time.perf_counter() - started
 
 
 def product_train(data: Path, recipe_name: str, registry: Any) -> tuple[float, Any, Trace]:
@@ -384,7 +443,8 @@ def measure_train(
     prepared: Prepared, data: Path, registry: Any, repeats: int, warmup: int
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {
-        name: {"bare": [], "product": [], "phases": [], "version": None} for name in RECIPE_NAMES
+        name: {"bare": [], "bare_1": [], "product": [], "phases": [], "version": None}
+        for name in RECIPE_NAMES
     }
     with traced_product_path():
         for _ in range(warmup):  # first-call imports, page cache, lazy sklearn init
@@ -397,7 +457,8 @@ def measure_train(
                 order = ("bare", "product") if repeat % 2 == 0 else ("product", "bare")
                 for kind in order:
                     if kind == "bare":
-                        slot["bare"].append(bare_fit(prepared, name)[0])
+                        slot["bare"].append(bare_fit(prepared, name))
+                        slot["bare_1"].append(bare_fit(prepared, name, blas_threads=1))
                     else:
                         elapsed, version, trace = product_train(data, name, registry)
                         slot["product"].append(elapsed)
@@ -444,6 +505,16 @@ def measure_predict(prepared: Prepared, version: Any, calls: int) -> dict[str, A
                 elapsed = clock() - t0
                 if index >= PREDICT_WARMUP:
                     bare_ns.append(elapsed)
+    parts: dict[str, list[int]] = {"make_request": [], "to_frame": []}
+    for index in range(min(calls, 200)):
+        title, text = pairs[index % len(pairs)]
+        t0 = clock()
+        record = make_request(title, text)
+        t1 = clock()
+        to_frame([record])
+        t2 = clock()
+        parts["make_request"].append(t1 - t0)
+        parts["to_frame"].append(t2 - t1)
     product_ms = [v / 1e6 for v in product_ns]
     bare_ms = [v / 1e6 for v in bare_ns]
     return {
@@ -453,6 +524,8 @@ def measure_predict(prepared: Prepared, version: Any, calls: int) -> dict[str, A
         "product_p99": quantile(product_ms, 0.99),
         "bare_p50": quantile(bare_ms, 0.5),
         "bare_p99": quantile(bare_ms, 0.99),
+        "make_request_us": median(parts["make_request"]) / 1e3,
+        "to_frame_us": median(parts["to_frame"]) / 1e3,
     }
 
 
@@ -573,12 +646,13 @@ def render(
     for name in RECIPE_NAMES:
         slot, mem, pred = train[name], memory[name], predict[name]
         product, bare = median(slot["product"]), median(slot["bare"])
+        best = min(slot["product"]) / min(slot["bare"])
         rows.append(
             [
                 f"`{name}`",
                 f"{seconds(product)} ({spread(slot['product'])})",
                 f"{seconds(bare)} ({spread(slot['bare'])})",
-                f"{product / bare:.2f}× (+{(product / bare - 1) * 100:.0f}%)",
+                f"+{(product / bare - 1) * 100:.0f}% (best-of: +{(best - 1) * 100:.0f}%)",
                 f"{pred['product_p50']:.2f} / {pred['product_p99']:.2f} ms",
                 f"{pred['bare_p50']:.2f} / {pred['bare_p99']:.2f} ms",
                 f"{pred['product_p99'] / pred['bare_p99']:.2f}×",
@@ -593,7 +667,7 @@ def render(
                 "recipe",
                 "`train` end to end (min–max)",
                 "bare fit + predict_proba (min–max)",
-                "overhead",
+                "overhead (medians; best-of = min/min)",
                 "predict p50 / p99",
                 "bare p50 / p99",
                 "p99 ratio",
@@ -609,24 +683,44 @@ def render(
     # Targets.
     target = train[TRAIN_TARGET_RECIPE]
     overhead = median(target["product"]) / median(target["bare"]) - 1
-    verdict_train = "met" if overhead <= TRAIN_TARGET_OVERHEAD else "**MISSED**"
+    best_overhead = min(target["product"]) / min(target["bare"]) - 1
+    robust = {name: best_case(train[name]) for name in RECIPE_NAMES}
+    estimate = robust[TRAIN_TARGET_RECIPE]
+    reasons = noise_reasons(train, noise)
+    out.append("Targets:")
+    out.append("")
+    if reasons:
+        verdict = estimate["overhead"] <= TRAIN_TARGET_OVERHEAD
+        out.append(
+            f"- `train` overhead for `{TRAIN_TARGET_RECIPE}` ≤ +{TRAIN_TARGET_OVERHEAD:.0%}: "
+            f"{pct(overhead)} on medians and {pct(best_overhead)} on the fastest runs, but "
+            f"these are unreliable in this run ({'; '.join(reasons)}). Noise-robust "
+            f"estimate: the smallest per-build cost outside fit + evaluation "
+            f"({seconds(estimate['fixed'])}) over the fastest bare fit seen, default or one "
+            f"BLAS thread ({seconds(estimate['bare'])}) = {pct(estimate['overhead'])} → "
+            f"{'met' if verdict else '**MISSED**'}."
+        )
+    else:
+        verdict = overhead <= TRAIN_TARGET_OVERHEAD
+        out.append(
+            f"- `train` overhead for `{TRAIN_TARGET_RECIPE}` ≤ +{TRAIN_TARGET_OVERHEAD:.0%}: "
+            f"{pct(overhead)} on medians ({pct(best_overhead)} on the fastest runs; "
+            f"noise-robust estimate {pct(estimate['overhead'])}) → "
+            f"{'met' if verdict else '**MISSED**'}."
+        )
     p99_worst = max(p["product_p99"] for p in predict.values())
     ratio_worst = max(p["product_p99"] / p["bare_p99"] for p in predict.values())
     p50_ratio_worst = max(p["product_p50"] / p["bare_p50"] for p in predict.values())
-    out.append("Targets:")
-    out.append("")
+    p50_worst = max(p["product_p50"] for p in predict.values())
     out.append(
-        f"- `train` overhead for `{TRAIN_TARGET_RECIPE}` ≤ +{TRAIN_TARGET_OVERHEAD:.0%}: "
-        f"+{overhead:.0%} → {verdict_train}."
+        f"- predict p99 ≤ {P99_TARGET_MS:g} ms: worst {p99_worst:.2f} ms (worst p50 "
+        f"{p50_worst:.2f} ms) → {'met' if p99_worst <= P99_TARGET_MS else '**MISSED**'}"
+        + (" (p99 includes scheduler delays from the other load)." if reasons else ".")
     )
-    out.append(
-        f"- predict p99 ≤ {P99_TARGET_MS:g} ms: worst {p99_worst:.2f} ms → "
-        f"{'met' if p99_worst <= P99_TARGET_MS else '**MISSED**'}."
-    )
+    ratio_ok = max(ratio_worst, p50_ratio_worst) <= PREDICT_RATIO_TARGET
     out.append(
         f"- predict ≤ {PREDICT_RATIO_TARGET:g}× bare: worst p99 ratio {ratio_worst:.2f}×, "
-        f"worst p50 ratio {p50_ratio_worst:.2f}× → "
-        f"{'met' if max(ratio_worst, p50_ratio_worst) <= PREDICT_RATIO_TARGET else '**MISSED**'}."
+        f"worst p50 ratio {p50_ratio_worst:.2f}× → {'met' if ratio_ok else '**MISSED**'}."
     )
     out.append("")
 
@@ -653,6 +747,10 @@ def render(
         ["bare fit + predict_proba (in-process)"]
         + [seconds(median(train[n]["bare"])) for n in RECIPE_NAMES]
     )
+    phase_rows.append(
+        ["same, limited to 1 BLAS thread (diagnostic only)"]
+        + [seconds(median(train[n]["bare_1"])) for n in RECIPE_NAMES]
+    )
     out.append(table(["phase", *(f"`{n}`" for n in RECIPE_NAMES)], phase_rows))
     out.append("")
     out.append(
@@ -666,35 +764,61 @@ def render(
     # Findings.
     out.append("Findings:")
     out.append("")
-    meta = medians[TRAIN_TARGET_RECIPE]
-    bare_meta = median(target["bare"])
-    product_meta = median(target["product"])
-    extra = product_meta - bare_meta
-    fixed_keys = [k for k, _ in PHASES if k not in ("worker_fit", "worker_evaluate")]
-    biggest = sorted(fixed_keys, key=lambda k: meta[k], reverse=True)[:3]
+    meta = estimate["phases"]
     labels = dict(PHASES)
+    fixed_keys = [k for k, _ in PHASES if k not in ("worker_fit", "worker_evaluate")]
+    biggest = sorted(fixed_keys, key=lambda k: meta[k], reverse=True)[:4]
     out.append(
-        f"- For `{TRAIN_TARGET_RECIPE}` the product path adds {seconds(extra)} to a "
-        f"{seconds(bare_meta)} bare fit. The largest non-training phases: "
+        "- Fixed cost per build (everything but the worker's fit and evaluation; fastest run / "
+        "median): "
+        + ", ".join(
+            f"`{n}` {seconds(robust[n]['fixed'])} / {seconds(median(robust[n]['all_fixed']))}"
+            for n in RECIPE_NAMES
+        )
+        + ". It does not grow with the fit, so the ratio is worst for the fastest recipe. "
+        f"In `{TRAIN_TARGET_RECIPE}`'s fastest build it is dominated by: "
         + "; ".join(f"{labels[k]} {seconds(meta[k])}" for k in biggest)
         + "."
     )
-    fixed_all = {name: sum(medians[name][k] for k in fixed_keys) for name in RECIPE_NAMES}
+    removable = meta["worker_start"] + meta["worker_exit"] + meta["builder_poll"]
+    after_start = estimate["fixed"] - removable
+    after_parse = after_start - meta["worker_load"]
     out.append(
-        "- The overhead is roughly constant per build, not proportional to the fit: "
-        + ", ".join(f"`{n}` {seconds(fixed_all[n])}" for n in RECIPE_NAMES)
-        + " outside fit + evaluation, so the ratio looks worst for the fastest recipe."
+        f"- What it would take for `{TRAIN_TARGET_RECIPE}` (estimates by subtracting measured "
+        f"phases of its fastest build, not measurements of a changed product): a pre-started "
+        f"worker (no interpreter start + imports, no teardown, no 0.25 s poll) would remove "
+        f"{seconds(removable)}, leaving {seconds(after_start)} of fixed cost = "
+        f"{pct(after_start / estimate['bare'])} over the fastest bare fit; also not parsing "
+        f"the dataset a second time in the worker would leave {seconds(after_parse)} = "
+        f"{pct(after_parse / estimate['bare'])}, of which the artifact dump is "
+        f"{seconds(meta['worker_dump'])} and the parent's own dataset check "
+        f"{seconds(meta['submit_load'])}."
     )
-    without_start = product_meta - meta["worker_start"] - meta["worker_exit"] - meta["builder_poll"]
-    without_parse = without_start - meta["worker_load"] - meta["submit_fingerprint"]
+    bare_default, bare_1 = median(target["bare"]), median(target["bare_1"])
     out.append(
-        f"- What it would take: with a pre-started worker (no interpreter start + imports, no "
-        f"0.25 s exit poll) `{TRAIN_TARGET_RECIPE}` would take about {seconds(without_start)} "
-        f"(+{(without_start / bare_meta - 1) * 100:.0f}%); also passing the parsed dataset "
-        f"instead of re-reading it in the worker and caching the code fingerprint / git state "
-        f"would bring it to about {seconds(without_parse)} "
-        f"(+{(without_parse / bare_meta - 1) * 100:.0f}%). These are estimates obtained by "
-        "subtracting measured phases, not measurements of a changed product."
+        f"- BLAS threads ({info['blas']}): the bare `{TRAIN_TARGET_RECIPE}` fit + "
+        f"predict_proba took {seconds(bare_default)} ({spread(target['bare'])}) with the "
+        f"default thread pools and {seconds(bare_1)} ({spread(target['bare_1'])}) limited "
+        "to one thread by threadpoolctl, measured back to back (diagnostic only; the product "
+        "and the bare runs above both use the defaults)."
+        + (
+            " Under CPU contention the multi-threaded BLAS pools slow this fit down "
+            f"{bare_default / bare_1:.1f}×: limiting the worker to one BLAS thread would make "
+            "builds far more predictable on a busy machine."
+            if bare_default > 1.5 * bare_1
+            else ""
+        )
+    )
+    out.append(
+        "- predict: the product path adds `make_request` (validation) and `to_frame` "
+        "(one-row DataFrame) to the bare call; medians per call: "
+        + ", ".join(
+            f"`{n}` {predict[n]['make_request_us']:.0f} µs + {predict[n]['to_frame_us']:.0f} µs"
+            for n in RECIPE_NAMES
+        )
+        + "; model load (sha256 check + joblib.load): "
+        + ", ".join(f"`{n}` {seconds(predict[n]['load_s'])}" for n in RECIPE_NAMES)
+        + "."
     )
     out.append(
         "- Peak memory: `getrusage(RUSAGE_CHILDREN).ru_maxrss` in a fresh process that runs "
@@ -709,7 +833,6 @@ def render(
 
     # Noise.
     others = noise["others"]
-    noisy = noise["other_cores"] >= 0.25 or others
     out.append(
         f"Noise: other processes used {noise['other_cpu_s']:.0f} CPU-seconds "
         f"({noise['other_cores']:.2f} of {noise['cores']} cores on average) during the "
@@ -722,10 +845,12 @@ def render(
         )
         + "."
         + (
-            " Absolute times are inflated by that contention and the min–max spreads show it; "
-            "ratios are more trustworthy because product and bare runs are interleaved in the "
-            "same run."
-            if noisy
+            " Absolute times and the median ratios are distorted by that contention (the "
+            "min–max spreads show it; BLAS-threaded fits slow down the most, so a slowed bare "
+            "fit can even make the product look cheap); compare the noise-robust estimate, "
+            "which sets the smallest fixed cost against the fastest bare fit (default or one "
+            "BLAS thread)."
+            if reasons
             else " The machine was otherwise quiet."
         )
     )
