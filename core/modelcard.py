@@ -5,22 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from core.compare import METRICS
 from core.recipes import RECIPES
 from core.registry import Registry, version_dict
 from core.schema import ModelVersion
-
-CARD_METRICS = (
-    "roc_auc",
-    "average_precision",
-    "f1",
-    "precision",
-    "recall",
-    "accuracy",
-    "fpr",
-    "fnr",
-    "brier",
-    "log_loss",
-)
 
 
 def model_card(row: ModelVersion, registry: Registry) -> dict[str, Any]:
@@ -101,7 +89,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"## Metrics (held-out test set, threshold {card['threshold']})",
         "| metric | value |",
         "| --- | --- |",
-        *(f"| {name} | {_fmt(metrics.get(name))} |" for name in CARD_METRICS),
+        *(f"| {name} | {_fmt(metrics.get(name))} |" for name in METRICS),
         "",
         "Confusion matrix: " + ", ".join(f"{k} {cm.get(k)}" for k in ("tn", "fp", "fn", "tp")),
         "",
