@@ -105,7 +105,9 @@ def latest_builds() -> None:
         width="stretch",
         column_config={"ROC AUC": st.column_config.NumberColumn(format="%.4f")},
     )
-    ready = registry.list_versions(model, include_archived=False, status=READY)
+    ready = [
+        r for r in registry.version_summaries(model, include_archived=False) if r.status == READY
+    ]
     if ready:
         st.subheader("ROC AUC by version")
         chart(

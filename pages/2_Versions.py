@@ -26,7 +26,7 @@ recipes = cols[1].multiselect("Recipe", list(RECIPES), placeholder="any recipe")
 search = cols[2].text_input("Search tags, aliases, notes, data hash", "")
 show_archived = cols[3].checkbox("Archived", help="Include archived versions")
 
-rows = registry.list_versions(model, include_archived=show_archived)
+rows = registry.version_summaries(model, include_archived=show_archived)
 aliases = registry.aliases_by_version(model)
 
 
@@ -39,7 +39,7 @@ def matches(row) -> bool:
         haystack = " ".join(
             [
                 *aliases.get(row.id, []),
-                *(t.name for t in row.tags),
+                *row.tags,
                 row.note or "",
                 row.data_sha256,
                 row.recipe,
@@ -67,7 +67,7 @@ table = pd.DataFrame(
             "data": r.data_sha256[:10],
             "builder": r.builder,
             "aliases": ", ".join(aliases.get(r.id, [])),
-            "tags": ", ".join(t.name for t in r.tags),
+            "tags": ", ".join(r.tags),
             "created": r.created_at,
         }
         for r in shown
@@ -95,7 +95,7 @@ chosen = st.selectbox(
     "Details for", options, index=index, format_func=lambda v: label(by_version[v], aliases)
 )
 st.query_params["v"] = str(chosen)
-row = by_version[chosen]
+row = registry.get_by_id(by_version[chosen].id)  # the full row, for the details below
 
 st.subheader(label(row, aliases))
 st.caption(

@@ -1,0 +1,524 @@
+"""Every dashboard page under Streamlit's AppTest: empty and populated registries, a failed
+build, bad input (empty and over-long requests, invalid uploads, out-of-range parameters),
+the Build form and the Home starter button, and HTML in user text shown as text.
+
+Pages run in this process (`AppTest.from_file`), against the isolated REGISTRY_URL /
+ARTIFACT_ROOT / LOG_ROOT / DATA_DIR of each test. Builds the pages launch run as detached
+worker processes; the tests wait for them with `builds.wait_for`. Docker is switched off for
+`auto` here so launched builds use the fast local builder (Docker builds have their own tests).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import builds
+from core.config import SAMPLE_DATA
+from core.datafiles import save_upload
+from core.errors import BadInput
+from core.predict import load_model, make_request, predict_proba
+from core.registry import Registry
+from core.schema import ACTIVE_STATUSES, FAILED, READY
+
+ROOT = Path(__file__).resolve().parent.parent
+HOME, BUILD, VERSIONS, COMPARE, TRY = (
+    "app.py",
+    "pages/1_Build.py",
+    "pages/2_Versions.py",
+    "pages/3_Compare.py",
+    "pages/4_Try_a_request.py",
+)
+SCRIPT = "<script>alert(1)</script>"
+TITLE = "Broke student in Ohio, payday Friday"
+TEXT = "Lost my job last week and the fridge is empty. I will pay it forward, promise!"
+
+
+# --- helpers -----------------------------------------------------------------------------
+def page(path: str, **query: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / path), default_timeout=60)
+    at.query_params.update(query)
+    return at
+
+
+def run(target) -> AppTest:
+    """Run (or rerun) the page of an AppTest or a widget; no exception may reach the page."""
+    at = target.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def joined(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def by_label(widgets, label: str):
+    found = [w for w in widgets if w.label == label]
+    assert found, f"no widget labelled {label!r} in {[w.label for w in widgets]}"
+    return found[0]
+
+
+def charts(at: AppTest) -> list[dict]:
+    """The Vega-Lite specs of every Altair chart on the page."""
+    return [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+
+
+def chart_data(at: AppTest, marker: str) -> list[list[dict]]:
+    """The rows of each chart whose spec mentions `marker` (Altair data travels as Arrow)."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    return [
+        convert_arrow_bytes_to_pandas_df(c.proto.datasets[0].data.data).to_dict("records")
+        for c in at.get("vega_lite_chart")
+        if marker in c.proto.spec
+    ]
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    titles = []
+    for spec in charts(at):
+        title = spec.get("title")
+        titles.append(title.get("text") if isinstance(title, dict) else title)
+    return titles
+
+
+def percent(value: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)%", value)
+    assert match, f"not a percentage: {value!r}"
+    return float(match.group(1))
+
+
+def no_unsafe_html(at: AppTest) -> None:
+    """User text may be shown anywhere, but never in markdown that allows raw HTML."""
+    for element in [*at.markdown, *at.caption]:
+        if "<script" in element.value:
+            assert not element.proto.allow_html, element.value
+    assert not any("<script" in str(h.proto) for h in at.get("html"))
+
+
+def upload_files(lab: Path) -> list[Path]:
+    folder = lab / "data" / "uploads"
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def wait_all(registry: Registry, timeout_s: float = 240) -> list:
+    rows = registry.list_versions()
+    return [builds.wait_for(r.id, registry, timeout_s=timeout_s) for r in rows]
+
+
+# --- fixtures ----------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def local_builder_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`auto` resolves to the local builder here, whatever engine the machine has."""
+    from core.builders import select
+    from ui.common import builder_status
+
+    monkeypatch.setattr(
+        select, "docker_available", lambda: (False, "Docker disabled for dashboard tests")
+    )
+    builder_status.clear()
+    yield
+    builder_status.clear()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry built once per module: v1 nb-bow and v2 tfidf-logreg on the same split,
+    v3 nb-bow on another split (seed 7), v4 a failed build. Tests get a copy."""
+    home = tmp_path_factory.mktemp("dashboard-template")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REGISTRY_URL", f"sqlite:///{home / 'registry.db'}")
+        mp.setenv("ARTIFACT_ROOT", str(home / "artifacts"))
+        mp.setenv("LOG_ROOT", str(home / "logs"))
+        mp.setenv("DATA_DIR", str(home / "data"))
+        mp.setenv("ALTRUISM_ALLOW_FAULTS", "1")
+        registry = Registry()
+        for recipe, seed, fault in (
+            ("nb-bow", 42, None),
+            ("tfidf-logreg", 42, None),
+            ("nb-bow", 7, None),
+            ("nb-bow", 42, "raise"),
+        ):
+            request = builds.TrainRequest(
+                recipe=recipe, seed=seed, backend="local", fault=fault, force=True
+            )
+            row, _ = builds.train(request, registry)
+            assert row.status == (FAILED if fault else READY), row.error
+        registry.engine.dispose()  # closes the WAL: registry.db alone is complete
+    return home
+
+
+@pytest.fixture
+def populated(template: Path, lab: Path) -> Registry:
+    """This test's own copy of the template registry and artifacts."""
+    shutil.copy(template / "registry.db", lab / "registry.db")
+    shutil.copytree(template / "artifacts", lab / "artifacts")
+    registry = Registry()
+    assert [r.status for r in registry.list_versions()] == [FAILED, READY, READY, READY]
+    return registry
+
+
+# --- empty registry ----------------------------------------------------------------------
+def test_home_on_an_empty_registry_offers_the_starter_button(registry: Registry) -> None:
+    at = run(page(HOME))
+    assert any("The registry is empty" in v for v in texts(at.info))
+    assert by_label(at.button, "Train starter recipes on the bundled sample")
+    assert "Champion" in texts(at.subheader)
+    assert not at.dataframe  # no latest builds yet
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (VERSIONS, "No versions yet"),
+        (COMPARE, "Comparing needs at least two ready versions"),
+        (TRY, "No ready versions yet"),
+    ],
+)
+def test_pages_on_an_empty_registry_say_so(registry: Registry, path: str, message: str) -> None:
+    at = run(page(path))
+    assert any(message in v for v in texts(at.info)), texts(at.info)
+    assert not at.dataframe
+
+
+def test_build_on_an_empty_registry_shows_the_form_and_no_builds(registry: Registry) -> None:
+    at = run(page(BUILD))
+    assert "No builds running. Start one with the form." in texts(at.caption)
+    assert by_label(at.button, "Start build")
+    assert not at.error
+
+
+# --- populated registry ------------------------------------------------------------------
+def test_home_shows_the_champion_metrics_after_promote(populated: Registry) -> None:
+    at = run(page(HOME))
+    assert any("No version holds the **champion** alias" in v for v in texts(at.markdown))
+    populated.promote(2, "champion")
+    at = run(page(HOME))
+    m = populated.resolve("champion").metrics
+    metrics = {x.label: x.value for x in at.metric}
+    assert metrics["ROC AUC"] == f"{m['roc_auc']:.3f}"
+    assert metrics["False positive rate"] == f"{m['fpr']:.3f}"
+    assert metrics["False negative rate"] == f"{m['fnr']:.3f}"
+    assert metrics["F1"] == f"{m['f1']:.3f}"
+    assert metrics["Ready"] == "3" and metrics["Failed"] == "1"
+    assert any("v2 · tfidf-logreg (champion)" in v for v in texts(at.markdown))
+    latest = at.dataframe[0].value
+    assert latest["version"].tolist() == [4, 3, 2, 1]
+    assert "injected training fault" in latest["error"].iloc[0]
+    assert "ROC AUC by version" in texts(at.subheader)
+    assert not any("registry is empty" in v for v in texts(at.info))
+
+
+def test_versions_table_lists_every_version(populated: Registry) -> None:
+    at = run(page(VERSIONS))
+    table = at.dataframe[0].value
+    assert table["version"].tolist() == [4, 3, 2, 1]
+    assert table["status"].tolist() == ["failed", "ready", "ready", "ready"]
+    assert table["recipe"].tolist() == ["nb-bow", "nb-bow", "tfidf-logreg", "nb-bow"]
+    assert "4 of 4 versions. Click a column header to sort." in texts(at.caption)
+    # filter by status
+    by_label(at.multiselect, "Status").select("failed")
+    run(at)
+    assert at.dataframe[0].value["version"].tolist() == [4]
+
+
+def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
+    at = run(page(COMPARE, v="1,2"))
+    assert by_label(at.multiselect, "Versions (2 to 4; the first is the baseline)").value == [1, 2]
+    assert not at.warning
+    stats = [v for v in texts(at.markdown) if "ROC AUC difference" in v]
+    assert len(stats) == 1 and stats[0].startswith("**v2 − v1**")
+    assert "paired bootstrap" in stats[0] and "McNemar" in stats[0]
+    titles = chart_titles(at)
+    assert "v1 · nb-bow" in titles and "v2 · tfidf-logreg" in titles  # confusion matrices
+    assert "ROC curve" in titles and "Precision-recall curve" in titles
+    assert len(charts(at)) == 5  # two heatmaps, the FPR/FNR bars, two curve overlays
+    metrics, provenance = (d.value for d in at.dataframe)
+    assert {"metric", "v1", "v2", "Δ v2"} <= set(metrics.columns)
+    assert "roc_auc" in metrics["metric"].tolist()
+    assert {"field", "differs", "v1", "v2"} <= set(provenance.columns)
+    recipe_row = provenance[provenance["field"] == "recipe"].iloc[0]
+    assert recipe_row["differs"] == "≠" and recipe_row["v2"] == "tfidf-logreg"
+
+
+def test_compare_versions_on_different_splits_is_flagged(populated: Registry) -> None:
+    at = run(page(COMPARE, v="1,3"))
+    warnings = texts(at.warning)
+    assert any(w.startswith("Not comparable: different test sets") for w in warnings), warnings
+    assert not any("ROC AUC difference" in v for v in texts(at.markdown))
+    assert len(charts(at)) == 5  # matrices and curves are still shown, just not paired
+
+
+def test_try_a_request_returns_a_probability(populated: Registry, store) -> None:
+    at = run(page(TRY))
+    by_label(at.text_input, "Title").input(TITLE)
+    by_label(at.text_area, "Request text").input(TEXT)
+    run(by_label(at.button, "Predict").click())
+    assert len(at.metric) == 1
+    metric = at.metric[0]
+    assert "v3 · nb-bow" in metric.label  # no champion: the newest ready version
+    shown = percent(metric.value)
+    assert 0.0 <= shown <= 100.0
+    # the same core path without the page, to within the page's rounding (0.1 %)
+    row = populated.resolve(3)
+    expected = predict_proba(load_model(row, store), [make_request(TITLE, TEXT)])[0]
+    assert abs(shown - 100 * expected) <= 0.051
+    assert any("Words that pushed" in v for v in texts(at.markdown))
+
+    # all ready versions: one bar per ready version, no single metric
+    by_label(at.selectbox, "Version").select("All ready versions")
+    run(by_label(at.button, "Predict").click())
+    assert not at.metric
+    (data,) = chart_data(at, "predicted probability of getting a pizza")
+    assert len(data) == 3 and all(0.0 <= d["probability"] <= 1.0 for d in data)
+
+
+def test_try_a_request_uses_the_champion_by_default(populated: Registry) -> None:
+    populated.promote(1, "champion")
+    at = run(page(TRY))
+    assert by_label(at.selectbox, "Version").value == 1
+    by_label(at.text_area, "Request text").input(TEXT)
+    run(by_label(at.button, "Predict").click())
+    assert "v1 · nb-bow (champion)" in at.metric[0].label
+
+
+# --- a failed build ----------------------------------------------------------------------
+def test_a_failed_build_shows_its_error_on_versions(populated: Registry) -> None:
+    at = run(page(VERSIONS, v="4"))
+    assert by_label(at.selectbox, "Details for").value == 4
+    assert any("injected training fault" in e for e in texts(at.error)), texts(at.error)
+    assert any("status **failed**" in c for c in texts(at.caption))
+    promote = by_label(at.button, "Promote to alias")
+    assert promote.disabled
+    assert not at.get("download_button")  # a failed build has nothing to download
+
+
+def test_a_failed_build_shows_its_error_on_build(populated: Registry) -> None:
+    failed = populated.resolve(4)
+    at = page(BUILD)
+    at.session_state["my_builds"] = [failed.id]  # a build this session started
+    run(at)
+    statuses = at.get("status")
+    assert len(statuses) == 1
+    assert statuses[0].label.startswith("v4 · nb-bow · local · failed")
+    assert statuses[0].state == "error"
+    assert any("injected training fault" in e for e in texts(at.error))
+
+
+# --- bad input ---------------------------------------------------------------------------
+def test_an_empty_request_asks_for_text(populated: Registry) -> None:
+    at = run(page(TRY))
+    run(by_label(at.button, "Predict").click())
+    assert texts(at.warning) == ["type a request title or some text to score"]
+    assert not at.metric and not at.error
+
+
+def test_an_over_long_request_is_refused_with_a_clear_message(populated: Registry) -> None:
+    at = run(page(TRY))
+    by_label(at.text_input, "Title").input("fine title")
+    by_label(at.text_area, "Request text").input("pizza " * 6_667)  # 40,002 characters
+    run(by_label(at.button, "Predict").click())
+    assert len(texts(at.warning)) == 1
+    assert "too long" in at.warning[0].value and "40,000" in at.warning[0].value
+    assert not at.metric
+
+
+def _upload(lab: Path, name: str, content: bytes) -> AppTest:
+    at = run(page(BUILD))
+    at.radio(key="source").set_value("Upload a Kaggle-format file")
+    run(at)
+    at.file_uploader[0].set_value((name, content, "application/json"))
+    return run(at)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("broken.json", b"{this is not json", "broken.json: not valid JSON"),
+        ("dict.json", b'{"a": 1}', "dict.json: expected a JSON list of request objects"),
+        ("wrong.json", json.dumps([{"hello": "world"}]).encode(), "record 0: field"),
+        ("empty.json", b"[]", "dataset is empty"),
+    ],
+)
+def test_an_invalid_upload_is_refused_and_nothing_is_stored(
+    lab: Path, registry: Registry, name: str, content: bytes, message: str
+) -> None:
+    at = _upload(lab, name, content)
+    errors = texts(at.error)
+    assert len(errors) == 1 and message in errors[0], errors
+    assert ".incoming-" not in errors[0]  # the user's file name, not the temporary one
+    assert not at.success
+    assert upload_files(lab) == []
+    # the form refuses to start without a valid dataset
+    run(by_label(at.button, "Start build").click())
+    assert "Choose a dataset first." in texts(at.error)
+    assert registry.list_versions() == []
+
+
+def test_an_upload_of_another_type_is_refused_before_it_is_stored(lab: Path) -> None:
+    """The uploader only accepts .json/.jsonl/.zip (Streamlit itself rejects other types,
+    in the browser and on the server), and `save_upload` refuses them again."""
+    at = run(page(BUILD))
+    at.radio(key="source").set_value("Upload a Kaggle-format file")
+    run(at)
+    assert at.file_uploader[0].allowed_type == [".json", ".jsonl", ".zip"]
+    with pytest.raises(BadInput, match=r"must be .json, .jsonl or .zip"):
+        save_upload("data.csv", b"a,b\n1,2\n")
+    assert upload_files(lab) == []
+
+
+def test_an_oversize_upload_is_refused(
+    lab: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_LIMIT_MB", "0.01")
+    content = SAMPLE_DATA.read_bytes()
+    assert len(content) > 0.01 * 1024 * 1024
+    at = _upload(lab, "sample.json", content)
+    errors = texts(at.error)
+    assert len(errors) == 1 and "the limit is 0.01 MB" in errors[0], errors
+    assert upload_files(lab) == []
+
+
+def test_a_valid_upload_is_stored_and_offered(lab: Path, registry: Registry) -> None:
+    at = _upload(lab, "my data.json", SAMPLE_DATA.read_bytes())
+    assert not at.error
+    assert any(s.startswith("Valid: 400 requests") for s in texts(at.success))
+    stored = upload_files(lab)
+    assert len(stored) == 1 and stored[0].name.startswith("my_data-")
+
+
+def test_out_of_range_numbers_never_reach_a_build(lab: Path, registry: Registry) -> None:
+    """The widgets are bounded by each parameter's declared range; Streamlit resets a value
+    outside it to the default, so the form cannot submit it. The same request through the
+    path the form calls (`builds.submit`) is refused with a message naming the parameter."""
+    at = run(page(BUILD))
+    alpha = at.number_input(key="param-nb-bow-alpha")
+    assert (alpha.min, alpha.max) == (0.001, 100.0)
+    alpha.set_value(0.0)
+    run(at)
+    assert at.number_input(key="param-nb-bow-alpha").value == 1.0
+    with pytest.raises(BadInput, match=r"parameter 'alpha': 0(\.0)? is outside the valid range"):
+        builds.submit(
+            builds.TrainRequest(recipe="nb-bow", params={"alpha": 0}, backend="local"), registry
+        )
+    assert registry.list_versions() == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("meta_fields", "requester_user_flair", "meta_fields"),
+        ("meta_fields", "no_such_field", "unknown field 'no_such_field'"),
+        ("Memory (Docker)", "lots", "memory must look like 512m or 2g"),
+    ],
+)
+def test_a_bad_parameter_in_the_form_is_refused(
+    lab: Path, registry: Registry, field: str, value: str, message: str
+) -> None:
+    at = run(page(BUILD))
+    at.selectbox(key="recipe").select("tfidf-meta-logreg")
+    run(at)
+    by_label(at.text_input, field).input(value)
+    by_label(at.selectbox, "Builder").select("local")
+    run(by_label(at.button, "Start build").click())
+    errors = texts(at.error)
+    assert len(errors) == 1 and message in errors[0], errors
+    assert registry.list_versions() == []
+
+
+# --- builds from the dashboard -----------------------------------------------------------
+def test_the_build_form_launches_exactly_one_build(lab: Path, registry: Registry) -> None:
+    at = run(page(BUILD))
+    assert at.selectbox(key="recipe").value == "nb-bow"
+    by_label(at.selectbox, "Builder").select("local")
+    run(by_label(at.button, "Start build").click())
+    assert not at.error
+    rows = registry.list_versions()
+    assert len(rows) == 1
+    assert rows[0].status in ACTIVE_STATUSES and rows[0].builder == "local"
+    assert rows[0].worker_pid  # launched in a worker process
+    assert texts(at.toast) == ["Build v1 started (local)"]
+    done = builds.wait_for(rows[0].id, registry, timeout_s=240)
+    assert done.status == READY, done.error
+    assert [r.id for r in registry.list_versions()] == [rows[0].id]
+    # the build panel shows it complete with its AUC
+    run(at)
+    (status,) = at.get("status")
+    assert status.label.startswith("v1 · nb-bow · local · ready · ROC AUC ")
+    assert status.state == "complete"
+
+
+def test_the_starter_button_starts_three_builds(lab: Path, registry: Registry) -> None:
+    at = run(page(HOME))
+    run(by_label(at.button, "Train starter recipes on the bundled sample").click())
+    rows = registry.list_versions()
+    assert sorted(r.recipe for r in rows) == sorted(builds.STARTER_RECIPES)
+    assert {r.builder for r in rows} == {"local"}
+    # the page reran: the starter button is gone and the new builds are listed
+    assert not [b for b in at.button if b.label.startswith("Train starter")]
+    assert at.dataframe[0].value["version"].tolist() == [3, 2, 1]
+    finished = wait_all(registry)
+    assert [r.status for r in finished] == [READY, READY, READY], [r.error for r in finished]
+
+
+def test_version_summaries_match_the_full_rows(populated: Registry) -> None:
+    """The lean listing Versions and Home read has the same values as the full rows."""
+    populated.add_tag(populated.resolve(2).id, "baseline")
+    populated.set_note(populated.resolve(3).id, "other split")
+    populated.set_archived(populated.resolve(1).id)
+    full = populated.list_versions()
+    summaries = populated.version_summaries()
+    assert [s.id for s in summaries] == [r.id for r in full]
+    for summary, row in zip(summaries, full, strict=True):
+        for name in ("version", "status", "archived", "recipe", "builder", "metrics", "note"):
+            assert getattr(summary, name) == getattr(row, name), name
+        assert summary.data_sha256 == row.data_sha256 and summary.error == row.error
+        assert summary.tags == [t.name for t in row.tags]
+    visible = populated.version_summaries(include_archived=False)
+    assert [s.version for s in visible] == [4, 3, 2]
+    assert populated.version_summaries("no-such-model") == []
+
+
+# --- user text is shown as text ----------------------------------------------------------
+def test_html_in_notes_is_shown_as_text(populated: Registry) -> None:
+    populated.set_note(populated.resolve(2).id, f"careful {SCRIPT}")
+    at = run(page(VERSIONS, v="2"))
+    assert f"Note: careful {SCRIPT}" in texts(at.text)
+    no_unsafe_html(at)
+    # the note also comes back verbatim in the note editor
+    assert by_label(at.text_area, "Note").value == f"careful {SCRIPT}"
+
+
+def test_html_as_a_tag_is_refused_and_shown_as_text(populated: Registry) -> None:
+    at = run(page(VERSIONS, v="2"))
+    by_label(at.text_input, "Tag").input(SCRIPT)
+    run(by_label(at.button, "Add tag").click())
+    errors = texts(at.error)
+    assert len(errors) == 1 and "must be 1-100 characters" in errors[0], errors
+    assert populated.resolve(2).tags == []
+    no_unsafe_html(at)
+    # a plain tag is added and shown as text
+    by_label(at.text_input, "Tag").input("baseline")
+    run(by_label(at.button, "Add tag").click())
+    assert [t.name for t in populated.resolve(2).tags] == ["baseline"]
+    assert "Tags: baseline" in texts(at.text)
+
+
+def test_html_in_a_note_saved_through_the_form_stays_text(populated: Registry) -> None:
+    at = run(page(VERSIONS, v="1"))
+    by_label(at.text_area, "Note").input(SCRIPT)
+    run(by_label(at.button, "Save note").click())
+    assert populated.resolve(1).note == SCRIPT
+    assert f"Note: {SCRIPT}" in texts(at.text)
+    no_unsafe_html(at)
+    assert joined(at.markdown).count("<script") == 0

@@ -1,0 +1,251 @@
+"""The dashboard in a real browser: `streamlit run app.py` + Playwright driving Chromium.
+
+Two builds are launched from the Build form and waited for, the first is promoted on
+Versions, Compare is opened with `?v=1,2`, and a typed request on Try a request must show the
+probability `python -m core predict` gives for the same text. On success a screenshot of every
+page is written to docs/screenshots/ (overwriting the previous ones).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core import builds
+from core.registry import Registry
+from core.schema import READY
+from tests.helpers import run_cli
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TITLE = "Broke student in Ohio, payday is Friday"
+TEXT = (
+    "Lost my job last week and the fridge is empty. My kids would love a pizza tonight; "
+    "I will pay it forward when I am back on my feet. Thank you!"
+)
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(lab: Path) -> Iterator[str]:
+    """`streamlit run app.py` on a free port with this test's isolated settings."""
+    port = _free_port()
+    log = (lab / "streamlit.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.fileWatcherType",
+            "none",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited: {(lab / 'streamlit.log').read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("streamlit did not answer /_stcore/health within 60 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)  # the server's own process group
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=15)
+        log.close()
+
+
+@pytest.fixture
+def browser_page() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def open_page(page, url: str, ready_text: str) -> None:
+    page.goto(url)
+    page.wait_for_load_state("networkidle")
+    page.get_by_text(ready_text).first.wait_for()
+    page.locator(IDLE).wait_for()
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label`."""
+    page.get_by_label(label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.locator(IDLE).wait_for()
+
+
+def screenshot(page, path: Path) -> None:
+    """The whole app (Streamlit scrolls inside its main block, not the document)."""
+    page.locator(IDLE).wait_for()
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": max(800, min(int(height) + 40, 6000))})
+    time.sleep(0.8)  # charts re-lay out at the new size
+    page.screenshot(path=str(path))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def build_from_form(
+    page, base: str, registry: Registry, recipe: str, builder: str, timeout_s: float
+):
+    """Fill the Build form, start the build, wait until it is ready (polling the registry)."""
+    before = {r.id for r in registry.list_versions()}
+    open_page(page, f"{base}/Build", "Start build")
+    choose(page, "Recipe", recipe)
+    choose(page, "Builder", builder)
+    page.get_by_role("button", name="Start build").click()
+    deadline = time.monotonic() + 30
+    while not (new := [r for r in registry.list_versions() if r.id not in before]):
+        assert time.monotonic() < deadline, "the form did not queue a build"
+        time.sleep(0.2)
+    assert len(new) == 1
+    row = new[0]
+    assert (row.recipe, row.builder) == (recipe, builder)
+    done = builds.wait_for(row.id, registry, timeout_s=timeout_s)
+    assert done.status == READY, done.error
+    # the build panel (a fragment refreshing every 2 s) shows it finished
+    page.get_by_text(re.compile(rf"v{row.version} · {recipe} · {builder} · ready")).wait_for()
+    return done
+
+
+@pytest.mark.parametrize(
+    "builder",
+    [pytest.param("local", id="local"), pytest.param("docker", marks=pytest.mark.docker)],
+)
+def test_build_compare_and_try_in_a_browser(
+    server: str, browser_page, registry: Registry, lab: Path, builder: str
+) -> None:
+    page = browser_page
+    shots = lab / "screenshots"
+    shots.mkdir()
+    timeout_s = 600 if builder == "docker" else 180
+
+    open_page(page, server, "Train starter recipes on the bundled sample")
+    v1 = build_from_form(page, server, registry, "nb-bow", builder, timeout_s)
+    screenshot(page, shots / "build.png")
+    v2 = build_from_form(page, server, registry, "tfidf-logreg", builder, timeout_s)
+    assert (v1.version, v2.version) == (1, 2)
+    assert v1.split_hash == v2.split_hash
+
+    # Versions: promote v1 to champion from the Actions tab
+    open_page(page, f"{server}/Versions?v=1", "2 of 2 versions")
+    page.get_by_role("tab", name="Actions").click()
+    page.get_by_role("button", name="Promote to alias").click()
+    page.get_by_text("v1 · nb-bow (champion)").first.wait_for()
+    assert registry.resolve("champion").version == 1
+    page.get_by_role("tab", name="Overview").click()
+    screenshot(page, shots / "versions.png")
+
+    # Home: the champion's metrics and the latest builds
+    open_page(page, server, "Latest builds")
+    page.get_by_text("v1 · nb-bow (champion)").first.wait_for()
+    values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+    assert f"{v1.metrics['roc_auc']:.3f}" in values
+    screenshot(page, shots / "home.png")
+
+    # Compare v1 and v2 from the URL
+    open_page(page, f"{server}/Compare?v=1,2", "Paired statistics")
+    page.get_by_text("ROC AUC difference").wait_for()
+    stats = page.get_by_text("ROC AUC difference").inner_text()
+    assert stats.startswith("v2 − v1") and "McNemar" in stats and "paired bootstrap" in stats
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    charts.nth(4).locator("svg, canvas").first.wait_for()
+    assert charts.count() == 5
+    drawn = " ".join(charts.nth(i).text_content() or "" for i in range(5))
+    for text in ("v1 · nb-bow", "v2 · tfidf-logreg", "predicted: pizza", "actual: no pizza"):
+        assert text in drawn, text  # both confusion matrices
+    assert "FPR" in drawn and "FNR" in drawn  # the rate bars
+    assert "ROC curve" in drawn and "Precision-recall curve" in drawn
+    page.get_by_text("False positive and false negative rates").wait_for()
+    page.get_by_role("heading", name="Provenance").wait_for()
+    tables = page.locator('[data-testid="stDataFrame"]')
+    assert tables.count() == 2  # metrics and provenance
+    tables.nth(1).get_by_text("code_fingerprint").wait_for(state="attached")
+    assert "Not comparable" not in page.locator('[data-testid="stMain"]').inner_text()
+    screenshot(page, shots / "compare.png")
+
+    # Try a request: the champion's probability equals the CLI's for the same text
+    open_page(page, f"{server}/Try_a_request", "Request text")
+    page.get_by_label("Title", exact=True).fill(TITLE)
+    page.get_by_label("Request text", exact=True).fill(TEXT)
+    page.get_by_role("button", name="Predict").click()
+    value = page.locator('[data-testid="stMetricValue"]')
+    value.wait_for()
+    assert "v1 · nb-bow (champion)" in page.locator('[data-testid="stMetricLabel"]').inner_text()
+    shown = value.inner_text().strip()
+    assert re.fullmatch(r"\d{1,3}\.\d%", shown), shown
+    cli = run_cli("predict", "champion", "--title", TITLE, "--text", TEXT, "--json")
+    assert cli.returncode == 0, cli.stderr
+    expected = json.loads(cli.stdout)["predictions"][0]["probability"]
+    assert abs(float(shown[:-1]) - 100 * expected) <= 0.05 + 1e-9, (shown, expected)
+    page.get_by_text("Words that pushed").wait_for()
+    screenshot(page, shots / "try_a_request.png")
+
+    # all assertions passed: publish the screenshots
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for png in sorted(shots.glob("*.png")):
+        shutil.copy(png, SCREENSHOTS / png.name)
