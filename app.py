@@ -33,7 +33,10 @@ def starter_button(builder: str) -> None:
     if st.button("Train starter recipes on the bundled sample", type="primary"):
         try:
             started = builds.launch_starters(get_registry())
-            st.success(f"Started {len(started)} builds with the {builder} builder.")
+            st.session_state["flash"] = (
+                f"Started {len(started)} builds with the {builder} builder; they appear below "
+                "as they progress."
+            )
             st.rerun()
         except AltruismError as exc:
             show_error(exc)
@@ -131,6 +134,8 @@ def home() -> None:
     registry = get_registry()
     st.title("Altruism Lab")
     st.caption("Which model is live, how was it built, and is the new one really better?")
+    if flash := st.session_state.pop("flash", None):
+        st.success(flash)
     counts = registry.status_counts(model_name())
     builder, reason = builder_status()
     if not counts:

@@ -19,7 +19,8 @@ registry = get_registry()
 model = model_name()
 st.title("Compare versions")
 
-ready = registry.list_versions(model, include_archived=False, status=READY)
+# Summaries for the picker (cheap with thousands of versions); full rows only when used.
+ready = [s for s in registry.version_summaries(model, include_archived=False) if s.status == READY]
 if len(ready) < 2:
     st.info("Comparing needs at least two ready versions. Build some on **Build**.")
     st.stop()
@@ -54,7 +55,7 @@ st.query_params["v"] = ",".join(map(str, chosen))
 if len(chosen) < 2:
     st.info("Pick at least two versions.")
     st.stop()
-rows = [by_version[v] for v in chosen]
+rows = [registry.get_by_id(by_version[v].id) for v in chosen]
 
 
 @st.cache_data(show_spinner="Computing paired statistics ...", max_entries=64)

@@ -20,7 +20,8 @@ registry = get_registry()
 model = model_name()
 st.title("Try a request")
 
-ready = registry.list_versions(model, include_archived=False, status=READY)
+# Summaries for the picker (cheap with thousands of versions); full rows only when used.
+ready = [s for s in registry.version_summaries(model, include_archived=False) if s.status == READY]
 if not ready:
     st.info("No ready versions yet. Build one on **Build** first.")
     st.stop()
@@ -92,7 +93,10 @@ except AltruismError as exc:
     st.warning(str(exc))
     st.stop()
 
-targets = list(by_version.values()) if picked == ALL else [by_version[picked]]
+targets = [
+    registry.get_by_id(s.id)
+    for s in (by_version.values() if picked == ALL else [by_version[picked]])
+]
 results = []
 for row in targets:
     try:
