@@ -30,11 +30,9 @@ What is measured, per recipe:
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import functools
 import json
 import os
-import platform
 import re
 import resource
 import select
@@ -54,15 +52,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import machine as shared_machine  # noqa: E402
+from bench.common import quantile, read_text, table, write_section  # noqa: E402
+
 DEFAULT_DATA = (ROOT / ".." / "shared" / "data" / "raop" / "train.json.zip").resolve()
 SAMPLE_DATA = ROOT / "data" / "sample.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Core (bench/core_bench.py)"
-DOC_INTRO = (
-    "# Benchmarks\n\n"
-    "Measured results for Altruism Lab. Each section below is written by the script named in "
-    "its heading; rerun that script to refresh it (it replaces only its own section).\n"
-)
 RECIPE_NAMES = ("nb-bow", "tfidf-logreg", "tfidf-meta-logreg")
 TRAIN_TARGET_RECIPE = "tfidf-meta-logreg"
 TRAIN_TARGET_OVERHEAD = 0.25  # at most +25 % over the bare fit + predict_proba
@@ -104,17 +100,6 @@ PHASES = (
 # --- small helpers -----------------------------------------------------------------------
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
-
-
-def quantile(values: list[float], q: float) -> float:
-    """Inclusive quantile (q in [0, 1]) by linear interpolation."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def seconds(value: float) -> str:
@@ -166,23 +151,10 @@ def noise_reasons(train: dict[str, dict[str, Any]], noise: dict[str, Any]) -> li
     return reasons
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 # --- machine and noise -------------------------------------------------------------------
-def read_text(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
 
 
 def machine() -> dict[str, Any]:
-    cpu = re.search(r"^model name\s*:\s*(.+)$", read_text("/proc/cpuinfo"), re.M)
-    mem = re.search(r"^MemTotal:\s*(\d+) kB", read_text("/proc/meminfo"), re.M)
     from core.provenance import package_versions
 
     packages = package_versions()
@@ -195,14 +167,8 @@ def machine() -> dict[str, Any]:
         blas = ", ".join(f"{p['internal_api']} {p['num_threads']} threads" for p in pools)
     except Exception:  # diagnostic only
         blas = "unknown"
-    return {
+    return shared_machine() | {
         "blas": blas or "none",
-        "nproc": len(os.sched_getaffinity(0)),
-        "memory_gib": int(mem.group(1)) / 1024**2 if mem else None,
-        "cpu": cpu.group(1).strip() if cpu else platform.processor() or "unknown",
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "packages": ", ".join(
             f"{n} {packages[n]}" for n in ("scikit-learn", "numpy", "scipy", "pandas")
         ),
@@ -858,26 +824,6 @@ def render(
     return "\n".join(out)
 
 
-def write_section(doc: Path, section: str) -> None:
-    """Replace (or append) only our `## Core ...` section; other sections stay as they are."""
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    text = doc.read_text() if doc.is_file() else DOC_INTRO
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    body = section.rstrip("\n") + "\n"
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        after = "".join(lines[end:])
-        new = "".join(lines[:start]) + body + ("\n" + after if after else "")
-    tmp = doc.with_name(f".{doc.name}.{os.getpid()}.tmp")
-    tmp.write_text(new)
-    os.replace(tmp, doc)
-
-
 # --- main --------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -951,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(section)
     if not args.no_write:
-        write_section(args.doc, section)
+        write_section(SECTION, section, args.doc)
         print(f"wrote the section '{SECTION}' of {args.doc}", file=sys.stderr)
     return 0
 

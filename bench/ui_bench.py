@@ -36,10 +36,8 @@ What is measured:
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import functools
 import os
-import platform
 import re
 import resource
 import shutil
@@ -59,15 +57,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import machine as shared_machine  # noqa: E402
+from bench.common import quantile, read_text, table, write_section  # noqa: E402
+
 DEFAULT_DATA = (ROOT / ".." / "shared" / "data" / "raop" / "train.json.zip").resolve()
 SAMPLE_DATA = ROOT / "data" / "sample.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Dashboard (bench/ui_bench.py)"
-DOC_INTRO = (
-    "# Benchmarks\n\n"
-    "Measured results for Altruism Lab. Each section below is written by the script named in "
-    "its heading; rerun that script to refresh it (it replaces only its own section).\n"
-)
 COMPARE_TARGET_S = 1.5
 VERSIONS_TARGET_S = 1.5
 TRY_P99_TARGET_MS = 50.0
@@ -95,13 +91,6 @@ TEXT = (
 
 
 # --- small helpers -----------------------------------------------------------------------
-def quantile(values: list[float], q: float) -> float:
-    """Inclusive quantile (q in [0, 1]) by linear interpolation."""
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def seconds(value: float) -> str:
@@ -112,36 +101,14 @@ def ms(value: float) -> str:
     return f"{value * 1000:.1f} ms"
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def verdict(ok: bool) -> str:
     return "✅ met" if ok else "❌ missed"
 
 
-def read_text(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
 def machine() -> dict[str, Any]:
-    cpu = re.search(r"^model name\s*:\s*(.+)$", read_text("/proc/cpuinfo"), re.M)
-    mem = re.search(r"^MemTotal:\s*(\d+) kB", read_text("/proc/meminfo"), re.M)
     import streamlit
 
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "memory_gib": int(mem.group(1)) / 1024**2 if mem else None,
-        "cpu": cpu.group(1).strip() if cpu else platform.processor() or "unknown",
-        "python": platform.python_version(),
-        "streamlit": streamlit.__version__,
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    return shared_machine() | {"streamlit": streamlit.__version__}
 
 
 def proc_status_kib(pid: int | str, field: str) -> int | None:
@@ -708,26 +675,6 @@ def report(info: dict[str, Any], results: dict[str, Any], args: argparse.Namespa
     return "\n".join(out) + "\n"
 
 
-def write_section(doc: Path, section: str) -> None:
-    """Replace (or append) only our section; other sections stay as they are."""
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    text = doc.read_text() if doc.is_file() else DOC_INTRO
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    body = section.rstrip("\n") + "\n"
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + body
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        after = "".join(lines[end:])
-        new = "".join(lines[:start]) + body + ("\n" + after if after else "")
-    tmp = doc.with_name(f".{doc.name}.{os.getpid()}.tmp")
-    tmp.write_text(new)
-    os.replace(tmp, doc)
-
-
 # --- main --------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -789,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
         section = report(info, results, args)
         print(section)
         if not args.no_write:
-            write_section(args.doc, section)
+            write_section(SECTION, section, args.doc)
             log(f"wrote the section '{SECTION}' of {args.doc}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

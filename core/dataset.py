@@ -38,6 +38,7 @@ REQUEST_TIME_NUMERIC = (
 MAX_TITLE_CHARS = 1_000
 MAX_TEXT_CHARS = 40_000
 SUFFIXES = (".json", ".jsonl", ".zip")
+MAX_UNZIPPED_BYTES = 256 << 20  # a dataset zip may expand to 256 MB (Kaggle's file: ~12 MB)
 
 _LEAKY_EXACT = {
     "giver_username_if_known": "names the giver, known only once a pizza was given",
@@ -123,6 +124,11 @@ def _single_json_in_zip(path: Path, raw: bytes) -> tuple[str, bytes]:
                     f"found {len(members)} ({names})"
                 )
             member = members[0]
+            if member.file_size > MAX_UNZIPPED_BYTES:  # a zip bomb: refuse before inflating
+                raise BadInput(
+                    f"{path.name}: '{member.filename}' would unzip to "
+                    f"{member.file_size / 1e6:,.0f} MB; the limit is {MAX_UNZIPPED_BYTES >> 20} MB"
+                )
             if not member.filename.lower().endswith((".json", ".jsonl")):
                 raise BadInput(
                     f"{path.name}: the file in the zip must be .json or .jsonl, "

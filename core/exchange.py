@@ -83,6 +83,8 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             expected = {MANIFEST, *MEMBERS}
             if names != expected:
                 raise BadInput(f"{path.name}: unexpected contents {sorted(names ^ expected)}")
+            if sum(info.file_size for info in archive.infolist()) > MAX_ARCHIVE_BYTES:
+                raise BadInput(f"{path.name} would unzip to more than {MAX_ARCHIVE_BYTES >> 20} MB")
             manifest = json.loads(archive.read(MANIFEST))
             data = {name: archive.read(name) for name in MEMBERS}
     except (
