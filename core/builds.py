@@ -172,8 +172,9 @@ def _limits(row: ModelVersion) -> BuildLimits:
     )
 
 
-def _job(row: ModelVersion) -> BuildJob:
+def _job(row: ModelVersion, registry: Registry) -> BuildJob:
     return BuildJob(
+        registry_id=registry.identity,
         version_id=row.id,
         recipe=row.recipe,
         params=row.params,
@@ -252,7 +253,10 @@ def execute(
     try:
         builder = builder or get_builder(row.builder)
         outcome = builder.run(
-            _job(row), work_dir, log, should_cancel=lambda: registry.cancel_requested(row.id)
+            _job(row, registry),
+            work_dir,
+            log,
+            should_cancel=lambda: registry.cancel_requested(row.id),
         )
         registry.set_stage(row.id, "registering")
         sha256, size = store.put_file(outcome.artifact)
@@ -336,6 +340,18 @@ def launch(version_id: int, registry: Registry) -> int:
     return process.pid
 
 
+def recover_orphans(registry: Registry) -> list[ModelVersion]:
+    """Mark builds whose worker died as failed, and remove their Docker containers."""
+    orphans = registry.mark_orphans()
+    if any(row.builder == "docker" for row in orphans):
+        from core.builders.docker import remove_containers
+
+        for row in orphans:
+            if row.builder == "docker":
+                remove_containers(registry.identity, row.id)
+    return orphans
+
+
 STARTER_RECIPES = ("nb-bow", "tfidf-logreg", "tfidf-meta-logreg")
 
 
@@ -369,7 +385,7 @@ def reproduce(row: ModelVersion, registry: Registry, echo: Echo | None = None) -
     if row.status != "ready":
         raise BadInput(f"version {row.version} is {row.status}; only ready versions reproduce")
     details = registry.details(row.id)
-    job = _job(row)
+    job = _job(row, registry)
     if row.builder == "docker":
         job = replace(job, image_id=row.provenance.get("docker", {}).get("image_id"))
     work_dir = Path(tempfile.mkdtemp(prefix=f"altruism-reproduce-{row.id}-"))

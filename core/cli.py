@@ -35,7 +35,7 @@ def say(message: str) -> None:
 def open_registry() -> Registry:
     """The registry from REGISTRY_URL, with builds orphaned by dead workers marked failed."""
     registry = Registry()
-    for row in registry.mark_orphans():
+    for row in builds.recover_orphans(registry):
         say(f"version {row.version}: {row.error}")
     return registry
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import socket
 import time
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import DEFAULT_MODEL, settings
 from core.errors import AltruismError, BadInput, NotFound
+from core.logs import read_tail
 from core.schema import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -126,6 +128,11 @@ class Registry:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
             self.upgrade()
+
+    @property
+    def identity(self) -> str:
+        """A short stable id of this registry (labels its Docker containers)."""
+        return hashlib.sha256(self.url.encode()).hexdigest()[:16]
 
     # --- schema --------------------------------------------------------------------------
     def _alembic(self) -> Config:
@@ -458,7 +465,7 @@ class Registry:
                         row.id,
                         f"the build worker (pid {row.worker_pid}) died before finishing; "
                         "marked failed on restart",
-                        log_tail=row.log_tail or "",
+                        log_tail=read_tail(row.log_path) or row.log_tail or "",
                     )
                 )
         return orphans

@@ -7,10 +7,10 @@ from typing import Any
 import streamlit as st
 
 from core import builds
-from core.builders.base import read_tail
 from core.config import SAMPLE_DATA
 from core.datafiles import list_data_files, resolve_data_file, save_upload
 from core.errors import AltruismError
+from core.logs import read_tail
 from core.recipes import RECIPES, Param
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY
 from ui.common import builder_status, get_registry, model_name, page_setup, show_error

@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
-from core.builders.base import read_tail
 from core.errors import AltruismError
+from core.logs import read_tail
 from core.modelcard import model_card, model_card_markdown
 from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES

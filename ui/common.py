@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from core import builds
 from core.artifacts import ArtifactStore
 from core.builders import resolve_backend
 from core.config import DEFAULT_MODEL, settings
@@ -44,7 +45,7 @@ def require_login() -> None:
 @st.cache_resource(show_spinner=False)
 def _registry(url: str) -> Registry:
     registry = Registry(url)
-    registry.mark_orphans()
+    builds.recover_orphans(registry)
     return registry
 
 

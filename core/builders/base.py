@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import BadInput, BuildCancelled, BuildFailed
+from core.logs import TAIL_CHARS, read_tail
 from core.worker import ARTIFACT_NAME, ERROR_NAME, RESULT_NAME
 
 POLL_SECONDS = 0.05  # how often a builder checks whether the worker finished
@@ -25,7 +26,6 @@ WORKER_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
-TAIL_CHARS = 4000
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class BuildJob:
     limits: BuildLimits = field(default_factory=BuildLimits)
     fault: str | None = None
     image_id: str | None = None  # Docker: reuse exactly this image (reproduce)
+    registry_id: str = ""  # which registry the version lives in (labels its container)
 
     def spec(self, data_path: str) -> dict[str, Any]:
         """The worker's job.json, with the dataset path as the worker will see it."""
@@ -106,20 +107,6 @@ class BuildLog:
 
     def tail(self, chars: int = TAIL_CHARS) -> str:
         return read_tail(self.path, chars)
-
-
-def read_tail(path: Path | str | None, chars: int = TAIL_CHARS) -> str:
-    """The last `chars` characters of a log file ('' when there is none)."""
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - chars * 4))
-            return handle.read().decode("utf-8", errors="replace")[-chars:]
-    except OSError:
-        return ""
 
 
 class Builder(ABC):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from core.provenance import code_fingerprint, file_sha256, git_state
 IMAGE_REPOSITORY = "altruism-lab/trainer"
 LABEL_PREFIX = "altruism-lab"
 CONTAINER_LABEL = f"{LABEL_PREFIX}.version-id"
+REGISTRY_LABEL = f"{LABEL_PREFIX}.registry"  # version ids repeat across registries
+ANSI_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 WORK_MOUNT = "/work"
 DATA_MOUNT = "/data"
 PING_TIMEOUT_S = 3
@@ -51,6 +54,20 @@ def engine_status() -> tuple[bool, str]:
         return True, f"Docker Engine {client.version().get('Version', '?')} reachable"
     except Exception as exc:  # the SDK raises many kinds when no engine answers
         return False, f"no Docker Engine answered ({type(exc).__name__})"
+
+
+def remove_containers(registry_id: str, version_id: int) -> int:
+    """Remove the trainer containers of one version (after its worker died); how many."""
+    try:
+        client = docker_client(timeout=30)
+        labels = [f"{CONTAINER_LABEL}={version_id}", f"{REGISTRY_LABEL}={registry_id}"]
+        containers = client.containers.list(all=True, filters={"label": labels})
+    except Exception:  # no engine now: `gc` removes them once they have stopped
+        return 0
+    for container in containers:
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+    return len(containers)
 
 
 def image_tag(fingerprint: str | None = None) -> str:
@@ -118,7 +135,7 @@ class DockerBuilder(Builder):
         )
         for chunk in stream:
             if "stream" in chunk and chunk["stream"].strip():
-                log(chunk["stream"].rstrip())
+                log(ANSI_ESCAPES.sub("", chunk["stream"]).rstrip())
             if "error" in chunk:
                 raise BuildFailed(f"image build failed: {chunk['error'].strip()}")
             if should_cancel and should_cancel():
@@ -155,7 +172,7 @@ class DockerBuilder(Builder):
             image.id,
             command=[f"{WORK_MOUNT}/job.json", f"{WORK_MOUNT}/out"],
             network_mode="none",
-            labels={CONTAINER_LABEL: str(job.version_id)},
+            labels={CONTAINER_LABEL: str(job.version_id), REGISTRY_LABEL: job.registry_id},
             volumes={
                 str(work_dir): {"bind": WORK_MOUNT, "mode": "rw"},
                 str(job.data_path): {"bind": data_in_container, "mode": "ro"},
