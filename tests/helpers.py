@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,3 +28,24 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
 def artifact_files(home: Path) -> list[Path]:
     root = home / "artifacts"
     return sorted(root.rglob("*.joblib")) if root.exists() else []
+
+
+def wait_until(
+    condition: Callable[[], Any], what: str, timeout_s: float = 120, poll_s: float = 0.1
+) -> Any:
+    """Poll `condition` until it returns something truthy; fail naming `what` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def log_of(row: Any) -> str:
+    """The build log of a version so far ('' before it has one)."""
+    from core import builds
+
+    path = builds.log_path_for(row)
+    return path.read_text(errors="replace") if path.is_file() else ""

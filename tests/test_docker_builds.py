@@ -24,7 +24,7 @@ from core.config import settings
 from core.provenance import TRACKED_PACKAGES, code_fingerprint, file_sha256
 from core.registry import Registry
 from core.schema import ModelVersion
-from tests.helpers import ROOT, artifact_files, run_cli
+from tests.helpers import ROOT, artifact_files, log_of, run_cli, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -87,25 +87,16 @@ def in_background(fn: Callable[[], ModelVersion]) -> tuple[ThreadPoolExecutor, F
     return pool, pool.submit(fn)
 
 
-def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-def log_of(row: ModelVersion) -> str:
-    path = builds.log_path_for(row)
-    return path.read_text(errors="replace") if path.is_file() else ""
-
-
 def sleeping_container(client: Any, row: ModelVersion) -> Any:
     """Wait until the version's container is running and its worker sleeps in training."""
-    wait_until(lambda: "injected fault: sleeping" in log_of(row), "the worker to start training")
-    (container,) = wait_until(lambda: labelled(client, row.id), "the training container")
+    wait_until(
+        lambda: "injected fault: sleeping" in log_of(row),
+        "the worker to start training",
+        timeout_s=WAIT_S,
+    )
+    (container,) = wait_until(
+        lambda: labelled(client, row.id), "the training container", timeout_s=WAIT_S
+    )
     return container
 
 
@@ -305,7 +296,7 @@ def test_cancel_during_the_image_build(
     )
     try:
         with pool:
-            wait_until(lambda: nonce in log_of(row), "the slow build step")
+            wait_until(lambda: nonce in log_of(row), "the slow build step", timeout_s=WAIT_S)
             registry.request_cancel(row.id)
             row = future.result(timeout=120)
         assert_failed_cleanly(row, lab, client, "cancelled", status="cancelled")

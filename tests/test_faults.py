@@ -19,8 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,26 +30,11 @@ from core import builds
 from core.builders import BuildLog
 from core.registry import Registry, pid_alive
 from core.schema import ModelVersion
-from tests.helpers import ROOT, artifact_files, run_cli
+from tests.helpers import ROOT, artifact_files, log_of, run_cli, wait_until
 
 WAIT_S = 120
 REAL_DOCKER_SOCKET = "/var/run/docker.sock"
 DEAD_DOCKER = {"DOCKER_HOST": "unix:///tmp/altruism-lab-nonexistent.sock"}  # gc: no engine
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-def log_of(row: ModelVersion) -> str:
-    path = builds.log_path_for(row)
-    return path.read_text(errors="replace") if path.is_file() else ""
 
 
 def sleeping(row: ModelVersion) -> bool:
@@ -72,7 +56,7 @@ def test_build_worker_killed_with_sigkill(registry: Registry, lab: Path, monkeyp
     request = builds.TrainRequest(recipe="nb-bow", backend="local", fault="sleep:60")
     row = builds.submit(request, registry).version
     runner = builds.launch(row.id, registry)
-    wait_until(lambda: sleeping(row), "the worker to start training")
+    wait_until(lambda: sleeping(row), "the worker to start training", timeout_s=WAIT_S)
     trainer = int(re.search(r"worker pid (\d+):", log_of(row)).group(1))
     assert registry.get_by_id(row.id).status == "running"
     assert registry.get_by_id(row.id).worker_pid == runner
@@ -81,7 +65,11 @@ def test_build_worker_killed_with_sigkill(registry: Registry, lab: Path, monkeyp
     os.waitpid(runner, 0)  # launch() made it our child: reap it
     try:
         # The training subprocess (its own session) notices its parent died and stops.
-        wait_until(lambda: not pid_alive(trainer), "the orphaned training process to stop", 15)
+        wait_until(
+            lambda: not pid_alive(trainer),
+            "the orphaned training process to stop",
+            timeout_s=15,
+        )
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(trainer, signal.SIGKILL)
@@ -197,7 +185,9 @@ def test_docker_engine_stops_mid_build(registry: Registry, lab: Path, monkeypatc
             row = builds.submit(request, registry).version
             with ThreadPoolExecutor(max_workers=1) as pool:
                 future = pool.submit(builds.execute, row.id, registry)
-                wait_until(lambda: sleeping(row), "the container to start training")
+                wait_until(
+                    lambda: sleeping(row), "the container to start training", timeout_s=WAIT_S
+                )
                 assert our_containers(real, row.id, data), "no running trainer container"
                 proxy.send_signal(signal.SIGKILL)  # the "engine" is gone mid-training
                 proxy.wait()

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +18,19 @@ import pytest
 from core import builds
 from core.registry import Registry
 from core.schema import ModelVersion
-from tests.helpers import artifact_files, run_cli
+from tests.helpers import artifact_files, log_of, run_cli, wait_until
 
 DEAD_DOCKER = {"DOCKER_HOST": "unix:///tmp/altruism-lab-nonexistent.sock"}
 WAIT_S = 120
 
 
-def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-def log_of(row: ModelVersion) -> str:
-    path = builds.log_path_for(row)
-    return path.read_text(errors="replace") if path.is_file() else ""
-
-
 def worker_pid(row: ModelVersion) -> int:
     """The pid of the `core.worker` process, once it has started sleeping in training."""
-    wait_until(lambda: "injected fault: sleeping" in log_of(row), "the worker to start training")
+    wait_until(
+        lambda: "injected fault: sleeping" in log_of(row),
+        "the worker to start training",
+        timeout_s=WAIT_S,
+    )
     return int(re.search(r"worker pid (\d+):", log_of(row)).group(1))
 
 
