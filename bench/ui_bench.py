@@ -43,11 +43,9 @@ import resource
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -424,47 +422,10 @@ def bench_memory_browser(home: Path, expected_models: int) -> dict[str, Any]:
     """RSS of a `streamlit run` server after a browser predicted with every ready version."""
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    server_log = (home / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--server.address",
-            "127.0.0.1",
-            "--server.fileWatcherType",
-            "none",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdin=subprocess.DEVNULL,
-        stdout=server_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    from ui.server import running_dashboard
+
     idle = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the streamlit server did not start")
-            time.sleep(0.3)
+    with running_dashboard(home / "streamlit.log") as (url, process):
         idle_rss = proc_status_kib(process.pid, "VmRSS")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -491,15 +452,6 @@ def bench_memory_browser(home: Path, expected_models: int) -> dict[str, Any]:
                 peak = proc_status_kib(process.pid, "VmHWM")
             finally:
                 browser.close()
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, 15)  # the server we started, in its own session
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, 9)
-                process.wait(timeout=15)
-        server_log.close()
     return {
         "method": "`streamlit run` server process (Chromium via Playwright)",
         "idle_kib": idle_rss,
