@@ -37,26 +37,25 @@ def running_dashboard(
     """Serve the dashboard on a free localhost port with this process's environment; yield
     (url, process) once /_stcore/health answers; stop the server's process group after."""
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--server.fileWatcherType",
-        "none",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            command,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--server.address",
+                "127.0.0.1",
+                "--server.fileWatcherType",
+                "none",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
             cwd=ROOT,
             env=dict(os.environ),
             stdin=subprocess.DEVNULL,
