@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:
 
 from bench.common import machine as shared_machine  # noqa: E402
 from bench.common import quantile, read_text, table, write_section  # noqa: E402
+from ui.server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 DEFAULT_DATA = (ROOT / ".." / "shared" / "data" / "raop" / "train.json.zip").resolve()
 SAMPLE_DATA = ROOT / "data" / "sample.json"
@@ -66,15 +67,6 @@ COMPARE_TARGET_S = 1.5
 VERSIONS_TARGET_S = 1.5
 TRY_P99_TARGET_MS = 50.0
 MEMORY_TARGET_MB = 400.0
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 BUILDS = (  # four versions on one split (seed 42): Compare shows paired statistics
     ("nb-bow", {}),
     ("tfidf-logreg", {}),

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data" / "raop" / "train.json.zip"
 SAMPLE = ROOT / "data" / "sample.json"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-CHROMIUM = "/usr/bin/chromium"
+from ui.server import CHROMIUM  # noqa: E402
 
 
 def _missing(reason: str) -> None:

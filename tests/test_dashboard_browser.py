@@ -21,20 +21,12 @@ from core import builds
 from core.registry import Registry
 from core.schema import READY
 from tests.helpers import run_cli
-from ui.server import running_dashboard
+from ui.server import CHROMIUM, CHROMIUM_ARGS, running_dashboard
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TITLE = "Broke student in Ohio, payday is Friday"
 TEXT = (
     "Lost my job last week and the fridge is empty. My kids would love a pizza tonight; "
@@ -55,7 +47,7 @@ def browser_page() -> Iterator:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
