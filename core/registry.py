@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from core.config import DEFAULT_MODEL, settings
 from core.errors import AltruismError, BadInput, NotFound
@@ -125,7 +125,6 @@ class Registry:
     def __init__(self, url: str | None = None, migrate: bool = True) -> None:
         self.url = url or settings().registry_url
         self.engine = _make_engine(self.url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
             self.upgrade()
 

@@ -120,10 +120,6 @@ class Builder(ABC):
     ) -> BuildOutcome:
         """Train `job`, writing into `work_dir`; poll `should_cancel` while waiting."""
 
-    def environment(self) -> dict[str, Any]:
-        """Facts about the builder itself for provenance (engine version, ...)."""
-        return {}
-
 
 def write_job(job: BuildJob, work_dir: Path, data_path: str) -> tuple[Path, Path]:
     """Create `work_dir/job.json` and the empty `work_dir/out`; return both paths."""

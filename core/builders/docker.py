@@ -87,10 +87,6 @@ class DockerBuilder(Builder):
         self.settings = settings()
         self.context = Path(context)  # holds Dockerfile, requirements-trainer.txt, core/
 
-    def environment(self) -> dict[str, Any]:
-        client = docker_client()
-        return {"docker_server_version": client.version().get("Version")}
-
     def ensure_image(
         self,
         log: BuildLog,
