@@ -57,7 +57,7 @@ if str(ROOT) not in sys.path:
 
 from bench.common import machine as shared_machine  # noqa: E402
 from bench.common import quantile, read_text, table, write_section  # noqa: E402
-from ui.server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from ui.server import CHROMIUM, CHROMIUM_ARGS, browser_status  # noqa: E402
 
 DEFAULT_DATA = (ROOT / ".." / "shared" / "data" / "raop" / "train.json.zip").resolve()
 SAMPLE_DATA = ROOT / "data" / "sample.json"
@@ -474,16 +474,6 @@ def bench_memory_apptest(expected_models: int) -> dict[str, Any]:
     }
 
 
-def browser_available() -> tuple[bool, str]:
-    if not Path(CHROMIUM).exists():
-        return False, f"{CHROMIUM} missing"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return False, "playwright not installed"
-    return True, "ok"
-
-
 # --- report ------------------------------------------------------------------------------
 def report(info: dict[str, Any], results: dict[str, Any], args: argparse.Namespace) -> str:
     compare, versions, trying, memory = (
@@ -660,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         slowest = next(t for t in templates if t.recipe == "tfidf-meta-logreg")
         results["try"] = bench_try(args.calls, slowest.version)
 
-        ok, why = browser_available()
+        ok, why = browser_status()
         if args.no_browser or not ok:
             if not args.no_browser:
                 log(f"no browser ({why}); memory via AppTest in this process")

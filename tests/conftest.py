@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data" / "raop" / "train.json.zip"
 SAMPLE = ROOT / "data" / "sample.json"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-from ui.server import CHROMIUM  # noqa: E402
+from ui.server import browser_status  # noqa: E402
 
 
 def _missing(reason: str) -> None:
@@ -35,16 +35,6 @@ def docker_status() -> tuple[bool, str]:
 
         _docker_status = engine_status()
     return _docker_status
-
-
-def browser_status() -> tuple[bool, str]:
-    if not Path(CHROMIUM).exists():
-        return False, f"{CHROMIUM} not installed (apt-get install chromium)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return False, "playwright is not installed"
-    return True, "chromium and playwright present"
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

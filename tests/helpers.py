@@ -25,6 +25,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
     )
 
 
+def run_bench(script: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `bench/SCRIPT ARGS` in a subprocess with the current (isolated) environment."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )
+
+
 def artifact_files(home: Path) -> list[Path]:
     root = home / "artifacts"
     return sorted(root.rglob("*.joblib")) if root.exists() else []

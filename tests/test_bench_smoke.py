@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -24,25 +23,17 @@ def test_core_bench_runs_on_the_sample_without_writing_docs(lab: Path) -> None:
     registry_before = (
         (ROOT / "registry.db").stat().st_mtime if (ROOT / "registry.db").exists() else None
     )
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "core_bench.py"),
-            "--data",
-            str(ROOT / "data" / "sample.json"),
-            "--repeats",
-            "1",
-            "--calls",
-            "50",
-            "--warmup",
-            "0",
-            "--no-write",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ),
+    completed = run_bench(
+        "core_bench.py",
+        "--data",
+        str(ROOT / "data" / "sample.json"),
+        "--repeats",
+        "1",
+        "--calls",
+        "50",
+        "--warmup",
+        "0",
+        "--no-write",
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     out = completed.stdout

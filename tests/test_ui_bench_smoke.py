@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -16,26 +15,18 @@ DOC = ROOT / "docs" / "benchmarks.md"
 @pytest.mark.slow
 def test_ui_bench_runs_on_the_sample_without_writing_docs(lab: Path) -> None:
     before = DOC.read_bytes() if DOC.is_file() else None
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "ui_bench.py"),
-            "--data",
-            str(ROOT / "data" / "sample.json"),
-            "--runs",
-            "1",
-            "--versions",
-            "60",
-            "--calls",
-            "5",
-            "--no-browser",
-            "--no-write",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ),
+    completed = run_bench(
+        "ui_bench.py",
+        "--data",
+        str(ROOT / "data" / "sample.json"),
+        "--runs",
+        "1",
+        "--versions",
+        "60",
+        "--calls",
+        "5",
+        "--no-browser",
+        "--no-write",
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     out = completed.stdout

@@ -26,6 +26,17 @@ CHROMIUM_ARGS = [
 ]
 
 
+def browser_status() -> tuple[bool, str]:
+    """Whether Chromium and Playwright are here to drive the dashboard, and why not."""
+    if not Path(CHROMIUM).exists():
+        return False, f"{CHROMIUM} not installed (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return False, "playwright is not installed"
+    return True, "chromium and playwright present"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
