@@ -283,8 +283,8 @@ def execute(
     except BuildCancelled as exc:
         log(f"cancelled: {exc}")
         return registry.fail(row.id, str(exc), log.tail(), status=CANCELLED)
-    except (AltruismError, Exception) as exc:
-        message = str(exc) if isinstance(exc, AltruismError) else (f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, AltruismError) else f"{type(exc).__name__}: {exc}"
         log(f"failed: {message}")
         return registry.fail(row.id, message, log.tail())
     except BaseException as exc:  # KeyboardInterrupt / SystemExit: still leave a record
@@ -297,7 +297,7 @@ def execute(
 def _discard_unreferenced(registry: Registry, store: ArtifactStore, sha256: str) -> None:
     """Remove an artifact that no ready version references (after a failed registration)."""
     try:
-        if not any(v.artifact_sha256 == sha256 for v in registry.all_versions()):
+        if not registry.artifact_in_use(sha256):
             store.remove(sha256)
     except Exception:  # the registry itself may be the problem; `check` will report it
         pass

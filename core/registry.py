@@ -325,6 +325,16 @@ class Registry:
                 tags.setdefault(version_id, []).append(name)
         return [VersionSummary(*row, tags=tags.get(row[0], [])) for row in rows]
 
+    def artifact_in_use(self, sha256: str) -> bool:
+        """Whether any version (of any model) references this artifact digest."""
+        with self.session() as session:
+            return (
+                session.scalar(
+                    select(ModelVersion.id).where(ModelVersion.artifact_sha256 == sha256).limit(1)
+                )
+                is not None
+            )
+
     def all_versions(self) -> list[ModelVersion]:
         with self.session() as session:
             return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id)))
