@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,14 @@ def _path(name: str, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+def _location(name: str, default: Path) -> str:
+    """A local folder (made absolute) or a URL such as s3://bucket/prefix, kept as given."""
+    value = os.environ.get(name)
+    if not value:
+        return str(default)
+    return value if "://" in value else str(Path(value).expanduser().resolve())
+
+
 def _float(name: str, default: float | None) -> float | None:
     value = os.environ.get(name)
     return float(value) if value else default
@@ -26,8 +35,9 @@ class Settings:
     """Resolved settings; read with `settings()` so tests can change the environment."""
 
     registry_url: str
-    artifact_root: Path
+    artifact_root: str  # a local folder or an fsspec URL (s3://bucket/prefix)
     log_root: Path
+    work_root: Path
     data_dir: Path
     build_network: str | None
     build_timeout_s: float | None
@@ -41,8 +51,9 @@ def settings() -> Settings:
     """Read the settings from the environment now."""
     return Settings(
         registry_url=os.environ.get("REGISTRY_URL", f"sqlite:///{PROJECT_ROOT / 'registry.db'}"),
-        artifact_root=_path("ARTIFACT_ROOT", PROJECT_ROOT / "artifacts"),
+        artifact_root=_location("ARTIFACT_ROOT", PROJECT_ROOT / "artifacts"),
         log_root=_path("LOG_ROOT", PROJECT_ROOT / "logs"),
+        work_root=_path("WORK_ROOT", Path(tempfile.gettempdir())),
         data_dir=_path("DATA_DIR", PROJECT_ROOT / "data"),
         build_network=os.environ.get("BUILD_NETWORK") or None,
         build_timeout_s=_float("BUILD_TIMEOUT_S", 3600.0),

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from core.config import settings
-from core.dataset import SUFFIXES, Dataset, load_dataset
+from core.dataset import SUFFIXES, Dataset, scan_dataset
 from core.errors import BadInput
 
 UPLOADS = "uploads"
@@ -71,7 +71,7 @@ def save_upload(filename: str, content: bytes) -> tuple[Path, Dataset]:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
-        dataset = load_dataset(tmp)  # raises BadInput: nothing is kept
+        dataset = scan_dataset(tmp)  # raises BadInput: nothing is kept
         target = target_dir / f"{stem}-{digest}{suffix}"
         os.replace(tmp, target)
     except BadInput as exc:  # name the user's file, not the temporary one
@@ -80,6 +80,4 @@ def save_upload(filename: str, content: bytes) -> tuple[Path, Dataset]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target, Dataset(
-        str(target), dataset.records, dataset.rows, dataset.positives, dataset.sha256
-    )
+    return target, Dataset(str(target), dataset.rows, dataset.positives, dataset.sha256)
