@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -67,7 +68,7 @@ class ModelVersion(Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     artifact_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
-    artifact_size: Mapped[int | None] = mapped_column(Integer)
+    artifact_size: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
     log_tail: Mapped[str | None] = mapped_column(Text)
     note: Mapped[str | None] = mapped_column(Text)
@@ -78,6 +79,10 @@ class ModelVersion(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     log_path: Mapped[str | None] = mapped_column(Text)
     reproduction: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # integrity and datasets (migration 0003)
+    imported: Mapped[bool] = mapped_column(Boolean, default=False)
+    data_name: Mapped[str | None] = mapped_column(String(300))
+    data_kind: Mapped[str | None] = mapped_column(String(20))
 
     model: Mapped[Model] = relationship(lazy="joined")
     tags: Mapped[list[Tag]] = relationship(
@@ -108,6 +113,26 @@ class Alias(Base):
     name: Mapped[str] = mapped_column(String(100))
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BuildLogChunk(Base):
+    """A piece of a build's log (whole lines, in order): readable from every machine."""
+
+    __tablename__ = "build_logs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class RegistryMeta(Base):
+    """Facts about the registry itself (its id labels containers and Swarm services)."""
+
+    __tablename__ = "registry_meta"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class Tag(Base):

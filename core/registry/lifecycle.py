@@ -1,0 +1,171 @@
+"""The build lifecycle: who runs a version, its stage, cancellation, orphans, reproduction."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import BadInput, NotFound
+from core.registry.database import Database
+from core.schema import (
+    ACTIVE_STATUSES,
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    ModelVersion,
+    utcnow,
+)
+
+# A queued version with no worker this long after it was created was abandoned (its
+# launcher died between creating the row and starting the worker).
+QUEUED_GRACE = timedelta(minutes=10)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def queued_grace() -> timedelta:
+    seconds = os.environ.get("QUEUED_GRACE_S")
+    try:
+        return timedelta(seconds=float(seconds)) if seconds else QUEUED_GRACE
+    except ValueError:
+        return QUEUED_GRACE
+
+
+def orphan_reason(row: ModelVersion, now: datetime | None = None) -> str | None:
+    """Why an active version can never finish, or None while it may.
+
+    Only a worker on this host can be checked (by pid); a build on another host is left to
+    that host's own checks.
+    """
+    if row.status not in ACTIVE_STATUSES:
+        return None
+    here = socket.gethostname()
+    if row.worker_pid:
+        if row.worker_host and row.worker_host != here:
+            return None
+        if not pid_alive(row.worker_pid):
+            return f"the build worker (pid {row.worker_pid}) died before finishing"
+        return None
+    age = (now or datetime.now(UTC)) - aware(row.created_at)
+    if row.status == QUEUED and age > queued_grace():
+        return f"queued for {int(age.total_seconds())} s and no worker ever started it"
+    return None
+
+
+class Lifecycle:
+    """Claiming, staging, cancelling and recovering builds."""
+
+    db: Database  # `get_by_id`, `_update` and `fail` come from VersionQueries
+
+    def mark_running(self, version_id: int, stage: str) -> None:
+        self._update(
+            version_id,
+            status=RUNNING,
+            stage=stage,
+            started_at=utcnow(),
+            worker_pid=os.getpid(),
+            worker_host=socket.gethostname(),
+        )
+
+    def set_stage(self, version_id: int, stage: str) -> None:
+        self._update(version_id, stage=stage)
+
+    def request_cancel(self, version_id: int) -> ModelVersion:
+        row = self.get_by_id(version_id)
+        if row.status not in ACTIVE_STATUSES:
+            raise BadInput(
+                f"version {row.version} is {row.status}; only queued or running "
+                "builds can be cancelled"
+            )
+        if row.status == QUEUED and row.worker_pid is None:
+            return self.fail(version_id, "cancelled before it started", status=CANCELLED)
+        return self._update(version_id, cancel_requested=True)
+
+    def cancel_requested(self, version_id: int) -> bool:
+        with self.db.session() as session:
+            return bool(
+                session.scalar(
+                    select(ModelVersion.cancel_requested).where(ModelVersion.id == version_id)
+                )
+            )
+
+    def claim_for(self, version_id: int, pid: int) -> None:
+        """Record `pid` on this host as the version's worker (before it starts running)."""
+        self._update(version_id, worker_pid=pid, worker_host=socket.gethostname())
+
+    def pin_artifact(self, version_id: int, sha256: str) -> None:
+        """Record the digest a running build is about to store, before the file lands, so
+        that `gc` (which takes the same lock) never removes it."""
+
+        def work(session: Session) -> None:
+            self.db.lock(session, f"model:{sha256}")
+            row = session.get(ModelVersion, version_id)
+            if row is None:
+                raise NotFound(f"no version with id {version_id}")
+            if row.status not in ACTIVE_STATUSES:
+                raise BadInput(f"version {row.version} is {row.status}; nothing to register")
+            row.artifact_sha256, row.stage = sha256, "registering"
+
+        self.db.write(work)
+
+    def active_versions(self) -> list[ModelVersion]:
+        with self.db.session() as session:
+            return list(
+                session.scalars(
+                    select(ModelVersion).where(ModelVersion.status.in_(ACTIVE_STATUSES))
+                )
+            )
+
+    def mark_orphans(self) -> list[ModelVersion]:
+        """Fail active versions that can never finish (dead worker, abandoned queue entry)."""
+        orphans = []
+        for row in self.active_versions():
+            reason = orphan_reason(row)
+            if reason is None:
+                continue
+            try:
+                orphans.append(self.fail_if_active(row.id, f"{reason}; marked failed on recovery"))
+            except BadInput:  # it finished meanwhile
+                continue
+        return [row for row in orphans if row is not None]
+
+    def fail_if_active(self, version_id: int, error: str) -> ModelVersion | None:
+        """Fail a version only if it is still queued or running (atomically)."""
+        tail = self.log_tail(version_id)
+
+        def work(session: Session) -> bool:
+            row = session.get(ModelVersion, version_id)
+            if row is None or row.status not in ACTIVE_STATUSES:
+                return False
+            row.status, row.stage, row.finished_at = FAILED, None, utcnow()
+            row.error, row.worker_pid = error[:4000], None
+            row.log_tail = tail or row.log_tail
+            row.artifact_sha256 = row.artifact_size = None
+            return True
+
+        return self.get_by_id(version_id) if self.db.write(work) else None
+
+    def set_reproduction(self, version_id: int, result: dict[str, Any]) -> None:
+        self._update(version_id, reproduction=result)

@@ -1,0 +1,520 @@
+"""Versions: numbering, lookup, listing, results. Every method is one transaction."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.orm import Session
+
+from core.config import DEFAULT_MODEL
+from core.errors import BadInput, NotFound
+from core.registry.database import Database
+from core.schema import (
+    ACTIVE_STATUSES,
+    FAILED,
+    QUEUED,
+    READY,
+    Alias,
+    Model,
+    ModelVersion,
+    Tag,
+    VersionDetail,
+    utcnow,
+)
+
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+VERSION_NUMBER = re.compile(r"^[0-9]{1,9}$")
+LOG_TAIL_CHARS = 4000
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def version_dict(row: ModelVersion, aliases: list[str] | None = None) -> dict[str, Any]:
+    """The public JSON shape of a version (CLI `--json`, dashboard, model card)."""
+    return {
+        "id": row.id,
+        "model": row.model.name,
+        "version": row.version,
+        "status": row.status,
+        "stage": row.stage,
+        "recipe": row.recipe,
+        "params": row.params,
+        "threshold": row.threshold,
+        "builder": row.builder,
+        "metrics": row.metrics,
+        "split_hash": row.split_hash,
+        "data_sha256": row.data_sha256,
+        "data_name": row.data_name,
+        "data_kind": row.data_kind,
+        "artifact_sha256": row.artifact_sha256,
+        "artifact_size": row.artifact_size,
+        "provenance": row.provenance,
+        "fingerprint": row.fingerprint,
+        "imported": row.imported,
+        "created_at": _iso(row.created_at),
+        "started_at": _iso(row.started_at),
+        "finished_at": _iso(row.finished_at),
+        "error": row.error,
+        "log_tail": row.log_tail,
+        "note": row.note,
+        "tags": [t.name for t in row.tags],
+        "aliases": aliases or [],
+        "archived": row.archived,
+        "cancel_requested": row.cancel_requested,
+        "reproduction": row.reproduction,
+    }
+
+
+def check_name(kind: str, value: str) -> str:
+    """Aliases, tags and model names: short, lower case, letters, digits, - _ ."""
+    if not isinstance(value, str):
+        raise BadInput(f"{kind} must be text")
+    value = value.strip().lower()
+    if not value or len(value) > 100 or not set(value) <= NAME_CHARS:
+        raise BadInput(
+            f"{kind} {value[:100]!r} must be 1-100 characters of a-z, 0-9, '-', '_', '.'"
+        )
+    if kind == "alias" and (value.isdigit() or value == "latest"):
+        raise BadInput(f"alias {value!r} would shadow a version reference")
+    return value
+
+
+def parse_ref(ref: str | int) -> tuple[str, int | str]:
+    """('number', n), ('latest', 'latest') or ('alias', name) for a user's version reference."""
+    text = str(ref).strip()
+    if VERSION_NUMBER.match(text):
+        return "number", int(text)
+    if text.lower() == "latest":
+        return "latest", "latest"
+    if text and len(text) <= 100 and set(text.lower()) <= NAME_CHARS:
+        return "alias", text.lower()
+    shown = text[:40] + ("..." if len(text) > 40 else "")
+    raise BadInput(f"{shown!r} is not a version: give a number (e.g. 3), 'latest' or an alias name")
+
+
+@dataclass
+class VersionSummary:
+    """The few columns a version table shows (no provenance, params or details JSON)."""
+
+    id: int
+    version: int
+    status: str
+    stage: str | None
+    archived: bool
+    recipe: str
+    builder: str
+    data_sha256: str
+    data_name: str | None
+    data_kind: str | None
+    imported: bool
+    split_hash: str | None
+    created_at: datetime
+    metrics: dict[str, Any] | None
+    note: str | None
+    error: str | None
+    tags: list[str]
+
+
+SUMMARY_COLUMNS = [f.name for f in fields(VersionSummary) if f.name != "tags"]
+LIST_COLUMNS = [
+    "id",
+    "version",
+    "status",
+    "stage",
+    "recipe",
+    "builder",
+    "threshold",
+    "data_name",
+    "data_kind",
+    "data_sha256",
+    "split_hash",
+    "imported",
+    "archived",
+    "metrics",
+    "artifact_sha256",
+    "error",
+    "created_at",
+]
+
+
+class VersionQueries:
+    """Creating, finding, listing and finishing versions."""
+
+    db: Database
+
+    def _model(self, session: Session, name: str, create: bool = False) -> Model:
+        model = session.scalar(select(Model).where(Model.name == name))
+        if model is None:
+            if not create:
+                raise NotFound(f"no model named {name!r} in the registry")
+            model = Model(name=check_name("model name", name), created_at=utcnow())
+            session.add(model)
+            session.flush()
+        return model
+
+    def _locked_model(self, session: Session, name: str) -> Model:
+        """The model row, created if needed, locked until the transaction ends: version
+        numbering and duplicate detection for one model are serialised on it."""
+        for _ in range(3):
+            model = session.scalar(select(Model).where(Model.name == name).with_for_update())
+            if model is not None:
+                return model
+            try:
+                with session.begin_nested():
+                    self._model(session, name, create=True)
+            except SAIntegrityError:  # another process created it first
+                continue
+        return self._model(session, name)
+
+    def create_version(self, model: str = DEFAULT_MODEL, **values: Any) -> ModelVersion:
+        """Insert a queued version with the next number for `model`."""
+        return self.create_or_reuse(model, reuse=False, **values)[0]
+
+    def create_or_reuse(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        reuse: bool = True,
+        in_flight_only: bool = False,
+        **values: Any,
+    ) -> tuple[ModelVersion, bool]:
+        """Insert a queued version with the next number for `model`; (row, reused).
+
+        With `reuse`, a version built from the same fingerprint that is ready (and not
+        archived or imported) or still queued or running is returned instead; with
+        `in_flight_only` (a forced rebuild) only a queued or running one is. The check and
+        the insert happen under the model's lock, so identical requests never both build.
+        """
+        statuses = ACTIVE_STATUSES if in_flight_only else (READY, *ACTIVE_STATUSES)
+
+        def work(session: Session) -> tuple[int, bool]:
+            owner = self._locked_model(session, model)
+            if reuse:
+                existing = session.scalar(_reusable(owner.id, values["fingerprint"], statuses))
+                if existing is not None:
+                    return existing, True
+            self.db.lock(session, f"dataset:{values.get('data_sha256')}")
+            number = (
+                session.scalar(
+                    select(func.max(ModelVersion.version)).where(ModelVersion.model_id == owner.id)
+                )
+                or 0
+            ) + 1
+            row = ModelVersion(
+                model_id=owner.id,
+                version=number,
+                status=QUEUED,
+                created_at=utcnow(),
+                **({"provenance": {}} | values),
+            )
+            session.add(row)
+            session.flush()
+            return row.id, False
+
+        row_id, reused = self.db.write(work)
+        return self.get_by_id(row_id), reused
+
+    def get_by_id(self, version_id: int) -> ModelVersion:
+        with self.db.session() as session:
+            row = session.get(ModelVersion, version_id)
+            if row is None:
+                raise NotFound(f"no version with id {version_id}")
+            return row
+
+    def resolve(self, ref: str | int, model: str = DEFAULT_MODEL) -> ModelVersion:
+        """A version by number, `latest` (newest ready), or alias name."""
+        kind, value = parse_ref(ref)
+        with self.db.session() as session:
+            owner = self._model(session, model)
+            query = select(ModelVersion).where(ModelVersion.model_id == owner.id)
+            if kind == "number":
+                row = session.scalar(query.where(ModelVersion.version == value))
+            elif kind == "latest":
+                row = session.scalar(
+                    query.where(ModelVersion.status == READY)
+                    .order_by(ModelVersion.version.desc())
+                    .limit(1)
+                )
+            else:
+                row = session.scalar(
+                    query.join(Alias, Alias.version_id == ModelVersion.id).where(
+                        Alias.name == value
+                    )
+                )
+            if row is None:
+                raise NotFound(f"no version {str(ref).strip()[:40]!r} of model {model!r}")
+            return row
+
+    def list_versions(
+        self,
+        model: str = DEFAULT_MODEL,
+        include_archived: bool = True,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[ModelVersion]:
+        with self.db.session() as session:
+            query = (
+                select(ModelVersion)
+                .join(Model)
+                .where(Model.name == model)
+                .order_by(ModelVersion.version.desc())
+            )
+            if not include_archived:
+                query = query.where(ModelVersion.archived.is_(False))
+            if status:
+                query = query.where(ModelVersion.status == status)
+            if limit:
+                query = query.limit(limit)
+            return list(session.scalars(query))
+
+    def version_summaries(
+        self, model: str = DEFAULT_MODEL, include_archived: bool = True
+    ) -> list[VersionSummary]:
+        """`list_versions` for tables: newest first, only the columns a listing shows."""
+        with self.db.session() as session:
+            query = (
+                select(*(getattr(ModelVersion, name) for name in SUMMARY_COLUMNS))
+                .join(Model)
+                .where(Model.name == model)
+                .order_by(ModelVersion.version.desc())
+            )
+            if not include_archived:
+                query = query.where(ModelVersion.archived.is_(False))
+            rows = session.execute(query).all()
+            tags: dict[int, list[str]] = {}
+            for version_id, name in session.execute(
+                select(Tag.version_id, Tag.name)
+                .join(ModelVersion, Tag.version_id == ModelVersion.id)
+                .join(Model)
+                .where(Model.name == model)
+                .order_by(Tag.name)
+            ):
+                tags.setdefault(version_id, []).append(name)
+        return [VersionSummary(*row, tags=tags.get(row[0], [])) for row in rows]
+
+    def list_rows(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        include_archived: bool = False,
+        status: str | None = None,
+        recipe: str | None = None,
+        alias: str | None = None,
+        tag: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        full: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Versions as JSON-ready dicts, newest first, produced while the query streams.
+
+        The lean form selects only the listing's columns; `full` gives `version_dict`.
+        """
+        with self.db.session() as session:
+            owner = session.scalar(select(Model).where(Model.name == model))
+            if owner is None:
+                return
+            aliases: dict[int, list[str]] = {}
+            for version_id, name in session.execute(
+                select(Alias.version_id, Alias.name).where(Alias.model_id == owner.id)
+            ):
+                aliases.setdefault(version_id, []).append(name)
+            columns = (
+                (ModelVersion,)
+                if full
+                else tuple(getattr(ModelVersion, name) for name in LIST_COLUMNS)
+            )
+            query = (
+                select(*columns)
+                .where(ModelVersion.model_id == owner.id)
+                .order_by(ModelVersion.version.desc())
+            )
+            if not include_archived and alias is None:
+                query = query.where(ModelVersion.archived.is_(False))
+            if status:
+                query = query.where(ModelVersion.status == status)
+            if recipe:
+                query = query.where(ModelVersion.recipe == recipe)
+            if alias:
+                query = query.join(Alias, Alias.version_id == ModelVersion.id).where(
+                    Alias.name == alias.strip().lower()
+                )
+            if tag:
+                query = query.join(Tag, Tag.version_id == ModelVersion.id).where(
+                    Tag.name == tag.strip().lower()
+                )
+            query = query.offset(offset)
+            if limit:
+                query = query.limit(limit)
+            result = session.execute(query.execution_options(yield_per=1000))
+            if full:
+                for (row,) in result:
+                    yield version_dict(row, sorted(aliases.get(row.id, [])))
+                return
+            tags = self._tags_of_model(session, owner.id)
+            for values in result:
+                item = dict(zip(LIST_COLUMNS, values, strict=True))
+                item["created_at"] = _iso(item["created_at"])
+                item["aliases"] = sorted(aliases.get(item["id"], []))
+                item["tags"] = tags.get(item["id"], [])
+                yield {"model": model, **item}
+
+    @staticmethod
+    def _tags_of_model(session: Session, model_id: int) -> dict[int, list[str]]:
+        tags: dict[int, list[str]] = {}
+        for version_id, name in session.execute(
+            select(Tag.version_id, Tag.name)
+            .join(ModelVersion, Tag.version_id == ModelVersion.id)
+            .where(ModelVersion.model_id == model_id)
+            .order_by(Tag.name)
+        ):
+            tags.setdefault(version_id, []).append(name)
+        return tags
+
+    def all_versions(self) -> list[ModelVersion]:
+        with self.db.session() as session:
+            return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id)))
+
+    def iter_versions(self, batch: int = 2000) -> Iterator[ModelVersion]:
+        """Every version of every model, by id, read in batches (bounded memory)."""
+        last = 0
+        while True:
+            with self.db.session() as session:
+                rows = list(
+                    session.scalars(
+                        select(ModelVersion)
+                        .where(ModelVersion.id > last)
+                        .order_by(ModelVersion.id)
+                        .limit(batch)
+                    )
+                )
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].id
+
+    def model_names(self) -> list[str]:
+        with self.db.session() as session:
+            return list(session.scalars(select(Model.name).order_by(Model.name)))
+
+    def find_ready(self, model: str, fingerprint: str) -> ModelVersion | None:
+        """The newest ready, unarchived, locally built version from exactly this fingerprint."""
+        with self.db.session() as session:
+            return session.scalar(
+                select(ModelVersion)
+                .join(Model)
+                .where(
+                    Model.name == model,
+                    ModelVersion.fingerprint == fingerprint,
+                    ModelVersion.status == READY,
+                    ModelVersion.archived.is_(False),
+                    ModelVersion.imported.is_(False),
+                )
+                .order_by(ModelVersion.version.desc())
+                .limit(1)
+            )
+
+    def _update(self, version_id: int, **values: Any) -> ModelVersion:
+        def work(session: Session) -> None:
+            row = session.get(ModelVersion, version_id)
+            if row is None:
+                raise NotFound(f"no version with id {version_id}")
+            for key, value in values.items():
+                setattr(row, key, value)
+
+        self.db.write(work)
+        return self.get_by_id(version_id)
+
+    def complete(
+        self,
+        version_id: int,
+        *,
+        metrics: dict[str, Any],
+        provenance: dict[str, Any],
+        split_hash: str,
+        artifact_sha256: str,
+        artifact_size: int,
+        details: dict[str, Any],
+        log_tail: str = "",
+    ) -> ModelVersion:
+        """Mark ready with results and details in one transaction."""
+
+        def work(session: Session) -> None:
+            row = session.get(ModelVersion, version_id)
+            if row is None:
+                raise NotFound(f"no version with id {version_id}")
+            if row.status not in ACTIVE_STATUSES:
+                raise BadInput(f"version {row.version} is already {row.status}")
+            row.status, row.stage, row.finished_at = READY, None, utcnow()
+            row.metrics, row.provenance, row.split_hash = metrics, provenance, split_hash
+            row.artifact_sha256, row.artifact_size = artifact_sha256, artifact_size
+            row.log_tail, row.worker_pid = log_tail[-LOG_TAIL_CHARS:] or None, None
+            session.merge(VersionDetail(version_id=version_id, **details))
+
+        self.db.write(work)
+        return self.get_by_id(version_id)
+
+    def fail(
+        self,
+        version_id: int,
+        error: str,
+        log_tail: str = "",
+        status: str = FAILED,
+        provenance: dict[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Mark failed (or cancelled) with the reason and the end of the log; the version
+        no longer holds an artifact (whoever stored one removes it if nothing else does)."""
+        values: dict[str, Any] = {
+            "status": status,
+            "stage": None,
+            "finished_at": utcnow(),
+            "error": error[:4000],
+            "worker_pid": None,
+            "log_tail": (log_tail or "")[-LOG_TAIL_CHARS:] or None,
+            "artifact_sha256": None,
+            "artifact_size": None,
+        }
+        if provenance is not None:
+            values["provenance"] = provenance
+        return self._update(version_id, **values)
+
+    def details(self, version_id: int) -> VersionDetail | None:
+        with self.db.session() as session:
+            return session.get(VersionDetail, version_id)
+
+    def status_counts(self, model: str = DEFAULT_MODEL) -> dict[str, int]:
+        """How many unarchived versions of `model` are in each status."""
+        with self.db.session() as session:
+            rows = session.execute(
+                select(ModelVersion.status, func.count())
+                .join(Model)
+                .where(Model.name == model, ModelVersion.archived.is_(False))
+                .group_by(ModelVersion.status)
+            )
+            return {status: count for status, count in rows}
+
+
+def _reusable(
+    model_id: int, fingerprint: str, statuses: tuple[str, ...] = (READY, *ACTIVE_STATUSES)
+) -> Any:
+    """The newest version a request with this fingerprint may return instead of building."""
+    return (
+        select(ModelVersion.id)
+        .where(
+            ModelVersion.model_id == model_id,
+            ModelVersion.fingerprint == fingerprint,
+            ModelVersion.imported.is_(False),
+            ModelVersion.archived.is_(False),
+            ModelVersion.status.in_(statuses),
+            ModelVersion.cancel_requested.is_(False),
+        )
+        .order_by(ModelVersion.version.desc())
+        .limit(1)
+    )
