@@ -1,46 +1,49 @@
 """Build orchestration: validate a train request, queue a version, run it, record results.
 
-`submit()` does every check before anything is stored (bad input changes nothing), then
-either returns an identical ready version or queues a new one. `execute()` runs a queued
-version with its builder and leaves it ready (artifact stored) or failed/cancelled (no
-artifact). `launch()` runs `execute()` in a detached process so callers never block.
+`submit()` does every check before anything is stored (bad input changes nothing), keeps
+the canonical dataset in the artifact store, and either returns an identical version
+(ready, or still queued or running) or queues a new one. `execute()` runs a queued version
+with its builder and leaves it ready (artifact stored) or failed/cancelled (no artifact).
+`launch()` runs `execute()` in a detached process so callers never block.
+
+The artifact's digest is recorded on the version (`pin_artifact`) before its file lands in
+the store, and `gc` removes a file only under the same lock after checking that no version
+records it, so maintenance never deletes what a build is about to register.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.artifacts import ArtifactStore
-from core.builders import (
-    Builder,
-    BuildJob,
-    BuildLimits,
-    BuildLog,
-    get_builder,
-    resolve_backend,
-)
+from core.artifacts import ArtifactStore, open_store
+from core.builders import Builder, BuildJob, BuildLimits, BuildLog, get_builder, resolve_backend
 from core.config import DEFAULT_MODEL, PROJECT_ROOT, SAMPLE_DATA, settings
-from core.dataset import Dataset, load_dataset
-from core.errors import AltruismError, BadInput, BuildCancelled
-from core.evaluate import probability_digest
+from core.dataset import Dataset, scan_dataset
+from core.errors import AltruismError, BadInput, BuildCancelled, NotFound
 from core.provenance import code_fingerprint, environment, git_state
-from core.recipes import get_recipe
 from core.registry import Registry
-from core.schema import CANCELLED, ModelVersion
+from core.schema import ACTIVE_STATUSES, CANCELLED, READY, ModelVersion
 
 Echo = Callable[[str], None]
+WORK_PREFIX = "altruism-build-"
+MEMORY = re.compile(r"^([1-9][0-9]{0,12})([kmg])$")
+MEMORY_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+MIN_MEMORY, MAX_MEMORY = 64 << 20, 1 << 40  # Docker needs at least 6 MB; training far more
+DATA_KINDS = ("sample", "folder", "upload", "file", "imported")
 
 
 @dataclass
@@ -59,6 +62,8 @@ class TrainRequest:
     timeout_s: float | None = None
     memory: str | None = None
     cpus: float | None = None
+    data_name: str | None = None  # how the dataset is shown (default: the file name)
+    data_kind: str | None = None  # sample, folder, upload or file (default: from the path)
     fault: str | None = None  # test hook, honoured only with ALTRUISM_ALLOW_FAULTS=1
 
 
@@ -70,7 +75,21 @@ class Submission:
     reused: bool
     builder: str
     builder_reason: str
-    dataset: Dataset | None = None
+    rows: int = 0
+    positives: int | None = None
+
+
+def parse_memory(value: str) -> int:
+    """Bytes of a Docker memory limit such as 512m or 2g; BadInput when not sensible."""
+    match = MEMORY.match(value.strip().lower()) if isinstance(value, str) else None
+    if match is None:
+        raise BadInput(
+            f"memory must look like 512m or 2g (digits 0-9 and k, m or g), got {value!r}"
+        )
+    amount = int(match.group(1)) * MEMORY_UNITS[match.group(2)]
+    if not MIN_MEMORY <= amount <= MAX_MEMORY:
+        raise BadInput(f"memory must be between 64m and 1024g, got {value!r}")
+    return amount
 
 
 def _check_numbers(request: TrainRequest) -> None:
@@ -80,25 +99,21 @@ def _check_numbers(request: TrainRequest) -> None:
         or not (0 <= request.seed < 2**32)
     ):
         raise BadInput(f"seed must be an integer in [0, 2^32), got {request.seed!r}")
-    if not 0.05 <= float(request.test_size) <= 0.5:
-        raise BadInput(f"test size must be in [0.05, 0.5], got {request.test_size}")
-    if not 0.0 < float(request.threshold) < 1.0:
-        raise BadInput(f"threshold must be in (0, 1), got {request.threshold}")
-    if request.timeout_s is not None and not 1 <= request.timeout_s <= 86_400:
-        raise BadInput(f"timeout must be 1-86400 seconds, got {request.timeout_s}")
-    if request.cpus is not None and not 0.1 <= request.cpus <= 64:
-        raise BadInput(f"cpus must be in [0.1, 64], got {request.cpus}")
-    if request.memory is not None and not _valid_memory(request.memory):
-        raise BadInput(f"memory must look like 512m or 2g, got {request.memory!r}")
-
-
-def _valid_memory(value: str) -> bool:
-    return (
-        len(value) >= 2
-        and value[:-1].isdigit()
-        and value[-1].lower() in "kmg"
-        and int(value[:-1]) > 0
+    checks = (
+        ("test size", request.test_size, 0.05, 0.5),
+        ("threshold", request.threshold, 1e-6, 1 - 1e-6),
+        ("timeout (seconds)", request.timeout_s, 1, 86_400),
+        ("cpus", request.cpus, 0.1, 64),
     )
+    for name, value, low, high in checks:
+        if value is None and name in ("timeout (seconds)", "cpus"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise BadInput(f"{name} must be a number, got {value!r}")
+        if not low <= float(value) <= high:
+            raise BadInput(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+    if request.memory is not None:
+        parse_memory(request.memory)
 
 
 def fingerprint(
@@ -110,56 +125,117 @@ def fingerprint(
     the git commit: a commit that only touches docs or tests does not change what a build
     produces, while uncommitted edits to `core/` do. The commit is kept in provenance.
     """
-    payload = {
-        "model": request.model,
-        "recipe": request.recipe,
-        "params": params,
-        "data_sha256": data_sha256,
-        "seed": request.seed,
-        "test_size": float(request.test_size),
-        "threshold": float(request.threshold),
-        "code": code_fingerprint(),
-        "packages": environment()["packages"],
-        "builder": builder,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return version_fingerprint(
+        model=request.model,
+        recipe=request.recipe,
+        params=params,
+        data_sha256=data_sha256,
+        seed=request.seed,
+        test_size=float(request.test_size),
+        threshold=float(request.threshold),
+        code=code_fingerprint(),
+        packages=environment()["packages"],
+        builder=builder,
+    )
 
 
-def submit(request: TrainRequest, registry: Registry) -> Submission:
-    """Validate everything, then reuse an identical ready version or queue a new one."""
+def version_fingerprint(**facts: Any) -> str:
+    """sha256 of the facts that define a build (see `fingerprint`)."""
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """The dataset's absolute path; BadInput for loops and unreadable paths."""
+    try:
+        resolved = Path(path).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise BadInput(f"dataset {str(path)[:200]!r} not found") from None
+        reason = "a symlink loop" if isinstance(exc, RuntimeError) else type(exc).__name__
+        raise BadInput(f"dataset {str(path)[:200]!r} cannot be read ({reason})") from None
+    return resolved
+
+
+def data_kind_of(path: Path) -> str:
+    """Where a dataset came from: the bundled sample, the data folder, an upload, a file."""
+    from core.datafiles import UPLOADS
+
+    if path == SAMPLE_DATA.resolve():
+        return "sample"
+    data_dir = settings().data_dir.resolve()
+    if path.is_relative_to(data_dir / UPLOADS):
+        return "upload"
+    if path.is_relative_to(data_dir):
+        return "sample" if path.name == SAMPLE_DATA.name else "folder"
+    return "file"
+
+
+@contextlib.contextmanager
+def scanned(path: Path) -> Iterator[tuple[Dataset, Path]]:
+    """Validate a dataset in one pass; yield its facts and its canonical file (temporary)."""
+    with tempfile.TemporaryDirectory(prefix="altruism-data-") as tmp:
+        canonical = Path(tmp) / "canonical.jsonl"
+        with open(canonical, "wb") as out:
+            dataset = scan_dataset(path, canonical=out)
+        yield dataset, canonical
+
+
+def keep_dataset(store: ArtifactStore, sha256: str, canonical: Path) -> None:
+    """Put a canonical dataset into the store unless it is there already."""
+    if not store.exists(sha256, "dataset"):
+        store.put_file(canonical, "dataset", sha256=sha256)
+
+
+def submit(
+    request: TrainRequest, registry: Registry, store: ArtifactStore | None = None
+) -> Submission:
+    """Validate everything, then reuse an identical version or queue a new one."""
+    from core.recipes import get_recipe
+
     recipe = get_recipe(request.recipe)
     params = recipe.resolve(request.params)
     _check_numbers(request)
-    data_path = Path(request.data_path).expanduser().resolve()
-    dataset = load_dataset(data_path)
-    builder, reason = resolve_backend(request.backend)
-    key = fingerprint(request, params, dataset.sha256, builder)
-    if not request.force:
-        existing = registry.find_ready(request.model, key)
-        if existing is not None:
-            return Submission(existing, True, builder, reason, dataset)
-    version = registry.create_version(
-        request.model,
-        recipe=recipe.name,
-        params=params,
-        threshold=float(request.threshold),
-        builder=builder,
-        fingerprint=key,
-        data_path=str(data_path),
-        data_sha256=dataset.sha256,
-        split_seed=request.seed,
-        split_test_size=float(request.test_size),
-        provenance={
-            "request": {
-                "timeout_s": request.timeout_s,
-                "memory": request.memory,
-                "cpus": request.cpus,
-                "fault": request.fault,
-                "builder_reason": reason,
-            }
-        },
-    )
-    return Submission(version, False, builder, reason, dataset)
+    if request.data_kind is not None and request.data_kind not in DATA_KINDS:
+        raise BadInput(f"data kind must be one of {', '.join(DATA_KINDS)}")
+    data_path = resolve_data_path(request.data_path)
+    store = store or open_store()
+    with scanned(data_path) as (dataset, canonical):
+        builder, reason = resolve_backend(request.backend)
+        key = fingerprint(request, params, dataset.sha256, builder)
+        registry.mark_orphans()  # a dead build is not "in flight": never hand it out
+        version, reused = registry.create_or_reuse(
+            request.model,
+            in_flight_only=request.force,  # even a forced rebuild joins an identical one running
+            recipe=recipe.name,
+            params=params,
+            threshold=float(request.threshold),
+            builder=builder,
+            fingerprint=key,
+            data_path=str(data_path),
+            data_sha256=dataset.sha256,
+            data_name=(request.data_name or data_path.name)[:300],
+            data_kind=request.data_kind or data_kind_of(data_path),
+            split_seed=request.seed,
+            split_test_size=float(request.test_size),
+            provenance={
+                "request": {
+                    "timeout_s": request.timeout_s,
+                    "memory": request.memory,
+                    "cpus": request.cpus,
+                    "fault": request.fault,
+                    "builder_reason": reason,
+                }
+            },
+        )
+        if not reused:  # the version now pins the dataset's digest: store it
+            try:
+                keep_dataset(store, dataset.sha256, canonical)
+            except Exception as exc:
+                registry.fail(version.id, f"could not store the dataset: {exc}")
+                raise AltruismError(
+                    f"could not store the dataset in {store.location}: {exc}"
+                ) from exc
+    return Submission(version, reused, builder, reason, dataset.rows, dataset.positives)
 
 
 def _limits(row: ModelVersion) -> BuildLimits:
@@ -172,13 +248,15 @@ def _limits(row: ModelVersion) -> BuildLimits:
     )
 
 
-def _job(row: ModelVersion, registry: Registry) -> BuildJob:
+def _job(row: ModelVersion, registry: Registry, data_file: Path) -> BuildJob:
     return BuildJob(
         registry_id=registry.identity,
         version_id=row.id,
+        version_label=f"{row.model.name} v{row.version}",
         recipe=row.recipe,
         params=row.params,
-        data_path=Path(row.data_path),
+        data_file=data_file,
+        data_name=row.data_name or "dataset",
         data_sha256=row.data_sha256,
         seed=row.split_seed,
         test_size=row.split_test_size,
@@ -188,8 +266,53 @@ def _job(row: ModelVersion, registry: Registry) -> BuildJob:
     )
 
 
-def log_path_for(row: ModelVersion) -> Path:
-    return settings().log_root / f"{row.model.name}-v{row.version}-{row.id}.log"
+def dataset_file(row: ModelVersion, store: ArtifactStore, work_dir: Path) -> Path:
+    """A local copy (or the local store's file) of the version's canonical dataset.
+
+    Versions from before datasets were kept in the store are re-read from their recorded
+    path, checked against their digest, and stored now.
+    """
+    sha = row.data_sha256
+    local = store.local_path(sha, "dataset")
+    if local is not None and local.is_file():
+        return local
+    if store.exists(sha, "dataset"):
+        return store.fetch_verified(sha, "dataset", work_dir / "data.jsonl")
+    if not row.data_path or not Path(row.data_path).is_file():
+        raise NotFound(
+            f"the dataset of version {row.version} ({sha[:12]}) is not in the artifact "
+            f"store and its original file {row.data_path or '(unknown)'} is gone"
+        )
+    with scanned(Path(row.data_path)) as (dataset, canonical):
+        if dataset.sha256 != sha:
+            raise BadInput(
+                f"{row.data_path} changed since version {row.version} was built "
+                f"(sha256 {dataset.sha256[:12]}, recorded {sha[:12]})"
+            )
+        keep_dataset(store, sha, canonical)
+    return dataset_file(row, store, work_dir)
+
+
+def new_work_dir(registry: Registry, row: ModelVersion) -> Path:
+    """A private (0700) folder for one build, named so recovery can find it."""
+    root = settings().work_root
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{registry.identity}-{row.id}-", dir=root))
+
+
+def work_dirs(registry: Registry) -> list[tuple[Path, int]]:
+    """This registry's build work folders and the version id each belongs to."""
+    root = settings().work_root
+    prefix = f"{WORK_PREFIX}{registry.identity}-"
+    found = []
+    with contextlib.suppress(OSError):
+        for path in root.iterdir():
+            if not path.name.startswith(prefix) or path.is_symlink() or not path.is_dir():
+                continue
+            version_id = path.name[len(prefix) :].split("-", 1)[0]
+            if version_id.isdigit():
+                found.append((path, int(version_id)))
+    return found
 
 
 def _now() -> str:
@@ -197,18 +320,25 @@ def _now() -> str:
 
 
 def _provenance(
-    row: ModelVersion, result: dict[str, Any], extra: dict[str, Any], started: str, builder: str
+    row: ModelVersion,
+    result: dict[str, Any],
+    extra: dict[str, Any],
+    started: str,
+    store: ArtifactStore,
 ) -> dict[str, Any]:
     env = result["environment"]
     data = result["data"]
     return {
-        "builder": builder,
+        "builder": row.builder,
         "git": git_state(),
         "code_fingerprint": code_fingerprint(),
-        "data_path": row.data_path,
+        "data_name": row.data_name,
+        "data_kind": row.data_kind,
+        "data_source": row.data_path,
         "data_rows": data["rows"],
         "data_positives": data["positives"],
         "data_sha256": data["sha256"],
+        "data_store": store.location,
         "split": {
             "seed": row.split_seed,
             "test_size": row.split_test_size,
@@ -225,9 +355,18 @@ def _provenance(
         "finished_at": _now(),
         "fit_seconds": round(result["fit_seconds"], 4),
         "evaluate_seconds": round(result["evaluate_seconds"], 4),
+        "artifact_store": store.location,
         "request": row.provenance.get("request", {}),
-        **({"docker": extra} if builder == "docker" else {"worker": extra}),
+        **({"worker": extra} if row.builder == "local" else {row.builder: extra}),
     }
+
+
+def build_log(registry: Registry, row: ModelVersion, echo: Echo | None = None) -> BuildLog:
+    return BuildLog(
+        append=lambda text: registry.append_log(row.id, text),
+        echo=echo,
+        on_stage=lambda name: registry.set_stage(row.id, name),
+    )
 
 
 def execute(
@@ -242,65 +381,79 @@ def execute(
     `builder` overrides the registered builder kind's default instance (tests use it to
     build from another context); it must be of the same kind.
     """
-    store = store or ArtifactStore(settings().artifact_root)
+    store = store or open_store()
     row = registry.get_by_id(version_id)
-    log = BuildLog(log_path_for(row), echo, on_stage=lambda name: registry.set_stage(row.id, name))
+    if row.status not in ACTIVE_STATUSES:
+        raise BadInput(f"version {row.version} is {row.status}; only queued builds run")
+    log = build_log(registry, row, echo)
     started = _now()
-    registry.mark_running(
-        row.id, "building image" if row.builder == "docker" else "training", str(log.path)
-    )
-    work_dir = Path(tempfile.mkdtemp(prefix=f"altruism-build-{row.id}-"))
+    registry.mark_running(row.id, "building image" if row.builder != "local" else "training")
+    work_dir = new_work_dir(registry, row)
+    sha256: str | None = None
     try:
-        builder = builder or get_builder(row.builder)
-        outcome = builder.run(
-            _job(row, registry),
-            work_dir,
-            log,
-            should_cancel=lambda: registry.cancel_requested(row.id),
-        )
-        registry.set_stage(row.id, "registering")
-        sha256, size = store.put_file(outcome.artifact)
-        result = outcome.result
         try:
-            return registry.complete(
-                row.id,
-                metrics=result["metrics"],
-                split_hash=result["split_hash"],
-                provenance=_provenance(row, result, outcome.provenance, started, row.builder),
-                artifact_sha256=sha256,
-                artifact_size=size,
-                log_tail=log.tail(),
-                details={
-                    "curves": result["curves"],
-                    "test_ids": result["test_ids"],
-                    "test_labels": result["test_labels"],
-                    "test_probabilities": result["test_probabilities"],
-                },
+            builder = builder or get_builder(row.builder)
+            job = _job(row, registry, dataset_file(row, store, work_dir))
+            outcome = builder.run(
+                job, work_dir, log, should_cancel=lambda: registry.cancel_requested(row.id)
             )
-        except BaseException:
-            _discard_unreferenced(registry, store, sha256)
-            raise
+        finally:  # gone before the version leaves "running": never seen as a leftover
+            shutil.rmtree(work_dir, ignore_errors=True)
+        sha256 = outcome.artifact_sha256
+        registry.pin_artifact(row.id, sha256)
+        stored, size = store.put_bytes(outcome.artifact, "model")
+        result = outcome.result
+        log(f"registered artifact {stored[:12]} ({size:,} bytes) in {store.location}")
+        log.close()
+        return registry.complete(
+            row.id,
+            metrics=result["metrics"],
+            split_hash=result["split_hash"],
+            provenance=_provenance(row, result, outcome.provenance, started, store),
+            artifact_sha256=stored,
+            artifact_size=size,
+            log_tail=log.tail(),
+            details={
+                "curves": result["curves"],
+                "test_ids": result["test_ids"],
+                "test_labels": result["test_labels"],
+                "test_probabilities": result["test_probabilities"],
+            },
+        )
     except BuildCancelled as exc:
         log(f"cancelled: {exc}")
-        return registry.fail(row.id, str(exc), log.tail(), status=CANCELLED)
+        return _finish_failed(registry, store, row, str(exc), log, sha256, CANCELLED)
     except Exception as exc:
         message = str(exc) if isinstance(exc, AltruismError) else f"{type(exc).__name__}: {exc}"
         log(f"failed: {message}")
-        return registry.fail(row.id, message, log.tail())
+        return _finish_failed(registry, store, row, message, log, sha256)
     except BaseException as exc:  # KeyboardInterrupt / SystemExit: still leave a record
-        registry.fail(row.id, f"interrupted ({type(exc).__name__})", log.tail())
+        _finish_failed(registry, store, row, f"interrupted ({type(exc).__name__})", log, sha256)
         raise
     finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        log.close()
 
 
-def _discard_unreferenced(registry: Registry, store: ArtifactStore, sha256: str) -> None:
-    """Remove an artifact that no ready version references (after a failed registration)."""
-    try:
-        if not registry.artifact_in_use(sha256):
-            store.remove(sha256)
-    except Exception:  # the registry itself may be the problem; `check` will report it
-        pass
+def _finish_failed(
+    registry: Registry,
+    store: ArtifactStore,
+    row: ModelVersion,
+    message: str,
+    log: BuildLog,
+    sha256: str | None,
+    status: str = "failed",
+) -> ModelVersion:
+    log.close()
+    failed = registry.fail(row.id, message, log.tail(), status=status)
+    if sha256:
+        discard_unreferenced(registry, store, "model", sha256)
+    return failed
+
+
+def discard_unreferenced(registry: Registry, store: ArtifactStore, kind: str, sha256: str) -> None:
+    """Remove a blob no version references (after a failed registration)."""
+    with contextlib.suppress(Exception):  # the registry itself may be the problem: `gc` later
+        registry.remove_if_unreferenced(kind, sha256, lambda: store.remove(sha256, kind))
 
 
 def train(
@@ -310,16 +463,25 @@ def train(
     echo: Echo | None = None,
 ) -> tuple[ModelVersion, Submission]:
     """Submit and run in this process; returns the final version and the submission."""
-    submission = submit(request, registry)
+    store = store or open_store()
+    submission = submit(request, registry, store)
     if submission.reused:
-        return submission.version, submission
+        row = submission.version
+        if row.status in ACTIVE_STATUSES:  # an identical build is running: wait for it
+            limit = (request.timeout_s or settings().build_timeout_s or 3600.0) + 600
+            row = wait_for(row.id, registry, timeout_s=limit)
+        return row, submission
     return execute(submission.version.id, registry, store, echo), submission
+
+
+def launcher_log(registry: Registry, version_id: int) -> Path:
+    """Where a detached build's own stdout and stderr go (only a crash writes there)."""
+    return settings().log_root / f"launch-{registry.identity}-{version_id}.log"
 
 
 def launch(version_id: int, registry: Registry) -> int:
     """Run `execute()` for a queued version in a detached process; returns its pid."""
-    row = registry.get_by_id(version_id)
-    log_file = log_path_for(row)
+    log_file = launcher_log(registry, version_id)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     env = dict(
         os.environ,
@@ -328,7 +490,7 @@ def launch(version_id: int, registry: Registry) -> int:
     )
     with open(log_file, "a") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "core", "run-build", str(version_id)],
+            [sys.executable, "-m", "core", "run-build", str(version_id), "--quiet"],
             cwd=PROJECT_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -341,14 +503,19 @@ def launch(version_id: int, registry: Registry) -> int:
 
 
 def recover_orphans(registry: Registry) -> list[ModelVersion]:
-    """Mark builds whose worker died as failed, and remove their Docker containers."""
+    """Fail builds that can never finish, and remove their containers and work folders."""
     orphans = registry.mark_orphans()
-    if any(row.builder == "docker" for row in orphans):
-        from core.builders.docker import remove_containers
+    for row in orphans:
+        if row.builder == "docker":
+            from core.builders.docker import remove_containers
 
-        for row in orphans:
-            if row.builder == "docker":
-                remove_containers(registry.identity, row.id)
+            remove_containers(registry.identity, row.id)
+    if orphans:
+        dirs = work_dirs(registry)
+        active = {row.id for row in registry.active_versions()}
+        for path, version_id in dirs:
+            if version_id not in active:
+                shutil.rmtree(path, ignore_errors=True)
     return orphans
 
 
@@ -358,7 +525,8 @@ STARTER_RECIPES = ("nb-bow", "tfidf-logreg", "tfidf-meta-logreg")
 def launch_starters(registry: Registry, backend: str = "auto") -> list[Submission]:
     """Queue and launch the starter recipes on the bundled sample (empty-registry button)."""
     submissions = [
-        submit(TrainRequest(recipe=name, backend=backend), registry) for name in STARTER_RECIPES
+        submit(TrainRequest(recipe=name, backend=backend, data_kind="sample"), registry)
+        for name in STARTER_RECIPES
     ]
     for submission in submissions:
         if not submission.reused:
@@ -373,29 +541,38 @@ def wait_for(
     deadline = time.monotonic() + timeout_s
     while True:
         row = registry.get_by_id(version_id)
-        if row.status not in ("queued", "running"):
+        if row.status not in ACTIVE_STATUSES:
             return row
         if time.monotonic() > deadline:
             raise AltruismError(f"version {row.version} still {row.status} after {timeout_s}s")
         time.sleep(poll_s)
 
 
-def reproduce(row: ModelVersion, registry: Registry, echo: Echo | None = None) -> dict[str, Any]:
+def reproduce(
+    row: ModelVersion,
+    registry: Registry,
+    echo: Echo | None = None,
+    store: ArtifactStore | None = None,
+) -> dict[str, Any]:
     """Rebuild a ready version from its provenance with the same builder and compare."""
-    if row.status != "ready":
-        raise BadInput(f"version {row.version} is {row.status}; only ready versions reproduce")
-    details = registry.details(row.id)
-    job = _job(row, registry)
-    if row.builder == "docker":
-        job = replace(job, image_id=row.provenance.get("docker", {}).get("image_id"))
-    work_dir = Path(tempfile.mkdtemp(prefix=f"altruism-reproduce-{row.id}-"))
-    log = BuildLog(settings().log_root / f"{row.model.name}-v{row.version}-reproduce.log", echo)
-    try:
-        load_dataset(job.data_path)  # clear error if the data moved or changed
-        outcome = get_builder(row.builder).run(job, work_dir, log, should_cancel=lambda: False)
-        from core.artifacts import sha256_of
+    from core.evaluate import probability_digest
 
-        new_sha = sha256_of(outcome.artifact)
+    if row.status != READY:
+        raise BadInput(f"version {row.version} is {row.status}; only ready versions reproduce")
+    if row.imported and row.builder == "docker":
+        image = None  # an archive's image id is never run; rebuild from today's image
+    else:
+        image = (row.provenance or {}).get("docker", {}).get("image_id")
+    store = store or open_store()
+    details = registry.details(row.id)
+    work_dir = new_work_dir(registry, row)
+    log = BuildLog(echo=echo)
+    try:
+        job = _job(row, registry, dataset_file(row, store, work_dir))
+        if row.builder == "docker" and image:
+            job = replace(job, image_id=image)
+        outcome = get_builder(row.builder).run(job, work_dir, log, should_cancel=lambda: False)
+        new_sha = outcome.artifact_sha256
         original_digest = probability_digest(details.test_probabilities)
         new_digest = probability_digest(outcome.result["test_probabilities"])
         result = {
@@ -423,6 +600,7 @@ def reproduce(row: ModelVersion, registry: Registry, echo: Echo | None = None) -
             "at": _now(),
         }
     finally:
+        log.close()
         shutil.rmtree(work_dir, ignore_errors=True)
     registry.set_reproduction(row.id, result)
     return result

@@ -1,12 +1,15 @@
 """The build worker: `python -m core.worker JOB_JSON OUT_DIR`.
 
 The same entrypoint runs in a fresh local subprocess and inside the trainer container. It
-reads a job description, trains, and writes `model.joblib` and `result.json` (or
-`error.json`) into OUT_DIR. It never touches the registry.
+reads a job description and the canonical dataset it names, checks the dataset's sha256,
+trains, and writes `model.joblib` and `result.json` (with the artifact's sha256) or
+`error.json` into OUT_DIR. It never touches the registry or the artifact store.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import sys
@@ -16,15 +19,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import joblib
-
-from core.dataset import load_dataset
-from core.errors import AltruismError, BadInput
-from core.train import fit_and_evaluate
-
-ARTIFACT_NAME = "model.joblib"
-RESULT_NAME = "result.json"
-ERROR_NAME = "error.json"
+from core.errors import AltruismError
+from core.workfiles import ARTIFACT_NAME, ERROR_NAME, RESULT_NAME
 
 
 def log(message: str) -> None:
@@ -47,18 +43,37 @@ def _inject_fault(job: dict[str, Any]) -> None:
         hog[::4096] = b"x" * len(hog[::4096])
 
 
+def load_job_data(job: dict[str, Any]) -> Any:
+    """The job's dataset, verified against the sha256 it was queued with."""
+    from core.dataset import Dataset, read_canonical
+
+    data = Path(job["data_file"]).read_bytes()
+    records = read_canonical(data, job["data_sha256"])
+    del data
+    positives = sum(1 for r in records if r["requester_received_pizza"])
+    return Dataset(
+        job.get("data_name") or "dataset", len(records), positives, job["data_sha256"], records
+    )
+
+
+def dump_artifact(pipeline: Any) -> bytes:
+    """The pipeline as joblib bytes (compressed; identical for identical pipelines)."""
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(pipeline, buffer, compress=3)
+    return buffer.getvalue()
+
+
 def run_job(job: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Train as `job` says; write the artifact and the result summary to `out_dir`."""
-    log(f"worker pid {os.getpid()}: recipe {job['recipe']}, data {job['data_path']}")
-    dataset = load_dataset(job["data_path"])
-    if job.get("data_sha256") and dataset.sha256 != job["data_sha256"]:
-        raise BadInput(
-            f"dataset {job['data_path']} changed since the build was queued "
-            f"(sha256 {dataset.sha256[:12]}, expected {job['data_sha256'][:12]})"
-        )
+    from core.train import fit_and_evaluate
+
+    log(f"worker pid {os.getpid()}: recipe {job['recipe']}, data {job['data_sha256'][:12]}")
+    dataset = load_job_data(job)
     log(
         f"loaded {dataset.rows} requests ({dataset.positives} received a pizza), "
-        f"sha256 {dataset.sha256[:12]}"
+        f"sha256 {dataset.sha256[:12]} verified"
     )
     _inject_fault(job)
     result = fit_and_evaluate(
@@ -71,15 +86,19 @@ def run_job(job: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         log=log,
     )
     started = time.perf_counter()
+    artifact = dump_artifact(result.pipeline)
+    sha256 = hashlib.sha256(artifact).hexdigest()
     tmp = out_dir / f".{ARTIFACT_NAME}.tmp"
-    joblib.dump(result.pipeline, tmp, compress=3)
+    tmp.write_bytes(artifact)
     os.replace(tmp, out_dir / ARTIFACT_NAME)
     summary = result.summary() | {
         "data": dataset.summary(),
         "dump_seconds": time.perf_counter() - started,
+        "artifact_sha256": sha256,
+        "artifact_size": len(artifact),
     }
     (out_dir / RESULT_NAME).write_text(json.dumps(summary))
-    log(f"wrote {ARTIFACT_NAME} ({(out_dir / ARTIFACT_NAME).stat().st_size:,} bytes)")
+    log(f"wrote {ARTIFACT_NAME} ({len(artifact):,} bytes, sha256 {sha256[:12]})")
     return summary
 
 

@@ -1,43 +1,65 @@
-"""The Docker builder: the worker inside `altruism-lab/trainer:<code fingerprint>`.
+"""The Docker builder: the worker inside `altruism-lab/trainer:<image key>`, on any engine.
 
 The image is built from the top-level Dockerfile (dependency layer before the code layer)
-once per code fingerprint and reused afterwards. Training runs with network mode `none`,
-the dataset mounted read-only and a work folder mounted for the job and the results.
+once per image key (code fingerprint, base image id, build settings) and reused afterwards;
+its labels record what it was built from. Nothing is bind-mounted: the job and the dataset
+go into the container with the engine's archive API and the results come back the same
+way, so `DOCKER_HOST=tcp://...` or `ssh://...` engines work, and no host folder is shared
+with anything. Training runs with network mode `none` and memory/CPU limits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import os
 import re
+import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from core.builders.base import (
+    MAX_RESULT_BYTES,
     WORKER_ENV,
     Builder,
     BuildJob,
     BuildLog,
     BuildOutcome,
     collect,
+    job_json,
     wait_until,
-    write_job,
 )
 from core.config import PROJECT_ROOT, settings
 from core.errors import BuildCancelled, BuildFailed
 from core.provenance import code_fingerprint, file_sha256, git_state
+from core.workfiles import (
+    DATA_NAME,
+    ERROR_NAME,
+    JOB_NAME,
+    OUT_DIR,
+    OUTPUT_NAMES,
+    TRAINER_UID,
+)
 
 IMAGE_REPOSITORY = "altruism-lab/trainer"
 LABEL_PREFIX = "altruism-lab"
 CONTAINER_LABEL = f"{LABEL_PREFIX}.version-id"
 REGISTRY_LABEL = f"{LABEL_PREFIX}.registry"  # version ids repeat across registries
+FINGERPRINT_LABEL = f"{LABEL_PREFIX}.fingerprint"
+BASE_IMAGE_LABEL = f"{LABEL_PREFIX}.base-image"
+BASE_IMAGE_ID_LABEL = f"{LABEL_PREFIX}.base-image-id"
+BUILD_NETWORK_LABEL = f"{LABEL_PREFIX}.build-network"
+IMAGE_KEY_LABEL = f"{LABEL_PREFIX}.image-key"
 ANSI_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-WORK_MOUNT = "/work"
-DATA_MOUNT = "/data"
+IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
+WORK = "/work"
 PING_TIMEOUT_S = 3
+MAX_ARTIFACT_BYTES = 2 << 30
 
 
 def docker_client(timeout: int = 120) -> Any:
@@ -56,13 +78,18 @@ def engine_status() -> tuple[bool, str]:
         return False, f"no Docker Engine answered ({type(exc).__name__})"
 
 
+def registry_containers(client: Any, registry_id: str, version_id: int | None = None) -> list:
+    """Trainer containers this registry started (all, or one version's)."""
+    labels = [f"{REGISTRY_LABEL}={registry_id}"]
+    labels.append(f"{CONTAINER_LABEL}={version_id}" if version_id is not None else CONTAINER_LABEL)
+    return client.containers.list(all=True, filters={"label": labels})
+
+
 def remove_containers(registry_id: str, version_id: int) -> int:
     """Remove the trainer containers of one version (after its worker died); how many."""
     try:
-        client = docker_client(timeout=30)
-        labels = [f"{CONTAINER_LABEL}={version_id}", f"{REGISTRY_LABEL}={registry_id}"]
-        containers = client.containers.list(all=True, filters={"label": labels})
-    except Exception:  # no engine now: `gc` removes them once they have stopped
+        containers = registry_containers(docker_client(timeout=30), registry_id, version_id)
+    except Exception:  # no engine now: `gc` removes them later
         return 0
     for container in containers:
         with contextlib.suppress(Exception):
@@ -70,12 +97,97 @@ def remove_containers(registry_id: str, version_id: int) -> int:
     return len(containers)
 
 
-def image_tag(fingerprint: str | None = None) -> str:
-    return f"{IMAGE_REPOSITORY}:{(fingerprint or code_fingerprint())[:16]}"
+def image_key(fingerprint: str, base_image_id: str, network: str | None) -> str:
+    """What decides the image's content: code, base image (by id) and build settings."""
+    payload = f"{fingerprint}\n{base_image_id}\n{network or 'default'}"
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def image_tag(key: str) -> str:
+    return f"{IMAGE_REPOSITORY}:{key[:16]}"
+
+
+def current_image_tag(client: Any) -> str | None:
+    """The tag the next build would use (None when the base image is not on the engine)."""
+    conf = settings()
+    try:
+        base = client.images.get(conf.docker_base_image)
+    except Exception:
+        return None
+    return image_tag(image_key(code_fingerprint(), base.id, conf.build_network))
+
+
+def is_trainer_image(image: Any) -> bool:
+    """Whether an image was built by this project (reproduce runs nothing else)."""
+    labels = image.labels or {}
+    return bool(labels.get(FINGERPRINT_LABEL)) and IMAGE_REPOSITORY in " ".join(
+        image.tags or [IMAGE_REPOSITORY]
+    )
 
 
 def _engine_error(exc: Exception) -> BuildFailed:
     return BuildFailed(f"Docker Engine error: {type(exc).__name__}: {exc}")
+
+
+def image_facts(image: Any) -> dict[str, Any]:
+    """What an image really is, read from the engine (its id and build labels)."""
+    labels = image.labels or {}
+    return {
+        "image_id": image.id,
+        "image_tags": list(image.tags),
+        "code_fingerprint": labels.get(FINGERPRINT_LABEL),
+        "base_image": labels.get(BASE_IMAGE_LABEL),
+        "base_image_id": labels.get(BASE_IMAGE_ID_LABEL),
+        "build_network": labels.get(BUILD_NETWORK_LABEL),
+        "git_commit": labels.get(f"{LABEL_PREFIX}.git-commit"),
+    }
+
+
+def _tar_entry(tar: tarfile.TarFile, name: str, data: IO[bytes] | None, size: int, mode: int):
+    info = tarfile.TarInfo(name)
+    info.uid = info.gid = TRAINER_UID
+    info.mtime = int(time.time())
+    info.mode = mode
+    if data is None:
+        info.type = tarfile.DIRTYPE
+        tar.addfile(info)
+    else:
+        info.size = size
+        tar.addfile(info, data)
+
+
+def input_archive(job: BuildJob, spool: IO[bytes]) -> IO[bytes]:
+    """`work/` (private to the trainer user) with job.json, the dataset and an empty out/."""
+    with tarfile.open(fileobj=spool, mode="w") as tar:
+        _tar_entry(tar, "work", None, 0, 0o700)
+        _tar_entry(tar, f"work/{OUT_DIR}", None, 0, 0o700)
+        spec = job_json(job, f"{WORK}/{DATA_NAME}")
+        _tar_entry(tar, f"work/{JOB_NAME}", io.BytesIO(spec), len(spec), 0o600)
+        with open(job.data_file, "rb") as data:
+            size = os.fstat(data.fileno()).st_size
+            _tar_entry(tar, f"work/{DATA_NAME}", data, size, 0o400)
+    spool.seek(0)
+    return spool
+
+
+def read_output_archive(chunks: Any) -> dict[str, bytes]:
+    """The worker's known output files from a `get_archive` stream (size-bounded)."""
+    with tempfile.TemporaryFile() as spool:
+        total = 0
+        for chunk in chunks:
+            total += len(chunk)
+            if total > MAX_ARTIFACT_BYTES + MAX_RESULT_BYTES:
+                raise BuildFailed("the worker's output is larger than the limit")
+            spool.write(chunk)
+        spool.seek(0)
+        files = {}
+        with tarfile.open(fileobj=spool, mode="r|") as tar:
+            for member in tar:
+                name = member.name.rsplit("/", 1)[-1]
+                if member.isfile() and member.name == f"{OUT_DIR}/{name}" and name in OUTPUT_NAMES:
+                    handle = tar.extractfile(member)
+                    files[name] = handle.read() if handle is not None else b""
+        return files
 
 
 class DockerBuilder(Builder):
@@ -86,6 +198,21 @@ class DockerBuilder(Builder):
     def __init__(self, context: Path = PROJECT_ROOT) -> None:
         self.settings = settings()
         self.context = Path(context)  # holds Dockerfile, requirements-trainer.txt, core/
+
+    def _base_image(self, client: Any, log: BuildLog) -> Any:
+        import docker.errors
+
+        name = self.settings.docker_base_image
+        try:
+            return client.images.get(name)
+        except docker.errors.ImageNotFound:
+            log(f"pulling base image {name}")
+            try:
+                return client.images.pull(name)
+            except docker.errors.APIError as exc:
+                raise BuildFailed(
+                    f"base image {name} is not on the engine and could not be pulled ({exc})"
+                ) from None
 
     def ensure_image(
         self,
@@ -98,24 +225,29 @@ class DockerBuilder(Builder):
 
         client = docker_client()
         if image_id:
-            try:
-                image = client.images.get(image_id)
-                log(f"reusing recorded image {image_id[:19]}")
-                return image, True, 0.0
-            except docker.errors.ImageNotFound:
-                raise BuildFailed(f"the recorded image {image_id[:19]} no longer exists") from None
+            return self._recorded_image(client, image_id, log), True, 0.0
         fingerprint = code_fingerprint(self.context)
-        tag = image_tag(fingerprint)
+        base = self._base_image(client, log)
+        network = self.settings.build_network
+        key = image_key(fingerprint, base.id, network)
+        tag = image_tag(key)
         try:
             image = client.images.get(tag)
             log(f"reusing image {tag} ({image.id[:19]})")
             return image, True, 0.0
         except docker.errors.ImageNotFound:
             pass
-        log(f"building image {tag} (network mode {self.settings.build_network or 'default'})")
+        log(
+            f"building image {tag} from {self.settings.docker_base_image} ({base.id[:19]}, "
+            f"network mode {network or 'default'})"
+        )
         started = time.perf_counter()
         labels = {
-            f"{LABEL_PREFIX}.fingerprint": fingerprint,
+            FINGERPRINT_LABEL: fingerprint,
+            IMAGE_KEY_LABEL: key,
+            BASE_IMAGE_LABEL: self.settings.docker_base_image,
+            BASE_IMAGE_ID_LABEL: base.id,
+            BUILD_NETWORK_LABEL: network or "default",
             f"{LABEL_PREFIX}.git-commit": str(git_state(self.context).get("commit")),
         }
         stream = client.api.build(
@@ -126,7 +258,7 @@ class DockerBuilder(Builder):
             forcerm=True,
             decode=True,
             labels=labels,
-            network_mode=self.settings.build_network,
+            network_mode=network,
             buildargs={"BASE_IMAGE": self.settings.docker_base_image},
         )
         for chunk in stream:
@@ -137,6 +269,24 @@ class DockerBuilder(Builder):
             if should_cancel and should_cancel():
                 raise BuildCancelled("cancelled by a user during the image build")
         return client.images.get(tag), False, time.perf_counter() - started
+
+    @staticmethod
+    def _recorded_image(client: Any, image_id: str, log: BuildLog) -> Any:
+        import docker.errors
+
+        if not isinstance(image_id, str) or not IMAGE_ID.match(image_id):
+            raise BuildFailed(f"the recorded image id {str(image_id)[:80]!r} is not an image id")
+        try:
+            image = client.images.get(image_id)
+        except docker.errors.ImageNotFound:
+            raise BuildFailed(f"the recorded image {image_id[:19]} no longer exists") from None
+        if not is_trainer_image(image):
+            raise BuildFailed(
+                f"the recorded image {image_id[:19]} is not an Altruism Lab trainer image; "
+                "refusing to run it"
+            )
+        log(f"reusing recorded image {image_id[:19]}")
+        return image
 
     def run(
         self, job: BuildJob, work_dir: Path, log: BuildLog, should_cancel: Callable[[], bool]
@@ -159,20 +309,12 @@ class DockerBuilder(Builder):
         client = docker_client()
         server = client.version()
         image, reused, build_seconds = self.ensure_image(log, should_cancel, job.image_id)
-        data_in_container = f"{DATA_MOUNT}/{job.data_path.name}"
-        _, out = write_job(job, work_dir, data_in_container)
-        os.chmod(work_dir, 0o755)
-        os.chmod(out, 0o777)  # the container's non-root user writes here
         limits = job.limits
         container = client.containers.create(
             image.id,
-            command=[f"{WORK_MOUNT}/job.json", f"{WORK_MOUNT}/out"],
+            command=[f"{WORK}/{JOB_NAME}", f"{WORK}/{OUT_DIR}"],
             network_mode="none",
             labels={CONTAINER_LABEL: str(job.version_id), REGISTRY_LABEL: job.registry_id},
-            volumes={
-                str(work_dir): {"bind": WORK_MOUNT, "mode": "rw"},
-                str(job.data_path): {"bind": data_in_container, "mode": "ro"},
-            },
             mem_limit=limits.memory or None,
             memswap_limit=limits.memory or None,
             nano_cpus=int(limits.cpus * 1e9) if limits.cpus else None,
@@ -181,12 +323,14 @@ class DockerBuilder(Builder):
                 "ALTRUISM_ALLOW_FAULTS": os.environ.get("ALTRUISM_ALLOW_FAULTS", ""),
             },
         )
-        log.stage("training")
-        log(
-            f"training in container {container.short_id} (network none, memory "
-            f"{limits.memory or 'unlimited'}, cpus {limits.cpus or 'all'})"
-        )
         try:
+            with tempfile.TemporaryFile(dir=work_dir) as spool:
+                container.put_archive("/", input_archive(job, spool))
+            log.stage("training")
+            log(
+                f"training in container {container.short_id} (network none, memory "
+                f"{limits.memory or 'unlimited'}, cpus {limits.cpus or 'all'})"
+            )
             container.start()
             follower = threading.Thread(target=self._follow, args=(container, log), daemon=True)
             follower.start()
@@ -196,29 +340,29 @@ class DockerBuilder(Builder):
             follower.join(timeout=5)
             state = container.attrs["State"]
             exit_code, oom = state.get("ExitCode"), state.get("OOMKilled")
+            if oom:
+                raise BuildFailed(f"training was killed: out of memory (limit {limits.memory})")
+            chunks, _ = container.get_archive(f"{WORK}/{OUT_DIR}")
+            files = read_output_archive(chunks)
         finally:
             self._remove(container)
-        if oom:
-            raise BuildFailed(f"training was killed: out of memory (limit {limits.memory})")
-        if exit_code in (137, 143) and not (out / "error.json").is_file():
+        if exit_code in (137, 143) and ERROR_NAME not in files:
             raise BuildFailed(f"training container was killed (exit code {exit_code})")
         provenance = {
-            "image_id": image.id,
-            "image_tags": list(image.tags),
+            **image_facts(image),
             "image_reused": reused,
             "image_build_seconds": round(build_seconds, 3),
-            "base_image": self.settings.docker_base_image,
-            "base_image_id": _image_id(client, self.settings.docker_base_image),
             "dockerfile_sha256": file_sha256(self.context / "Dockerfile"),
             "requirements_sha256": file_sha256(self.context / "requirements-trainer.txt"),
             "docker_server_version": server.get("Version"),
+            "docker_host": _engine_host(client),
             "container_exit_code": exit_code,
             "memory_limit": limits.memory,
             "cpu_limit": limits.cpus,
-            "build_network": self.settings.build_network or "default",
             "train_network": "none",
+            "transfer": "archive",
         }
-        return collect(out, exit_code, log, provenance)
+        return collect(files, exit_code, provenance)
 
     @staticmethod
     def _follow(container: Any, log: BuildLog) -> None:
@@ -245,8 +389,6 @@ class DockerBuilder(Builder):
             container.remove(force=True)
 
 
-def _image_id(client: Any, name: str) -> str | None:
-    try:
-        return client.images.get(name).id
-    except Exception:
-        return None
+def _engine_host(client: Any) -> str:
+    base = str(getattr(client.api, "base_url", "") or "")
+    return "local socket" if base.startswith(("http+docker://", "unix")) else base

@@ -1,4 +1,8 @@
-"""The local builder: the worker in a fresh Python subprocess of this environment."""
+"""The local builder: the worker in a fresh Python subprocess of this environment.
+
+The job and the worker's output live in the build's private work folder (mode 0700), so no
+other local account can read the job or replace what the worker wrote.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from core.builders.base import (
     BuildLog,
     BuildOutcome,
     collect,
+    read_outputs,
     wait_until,
     write_job,
 )
@@ -39,7 +44,7 @@ class LocalBuilder(Builder):
     def run(
         self, job: BuildJob, work_dir: Path, log: BuildLog, should_cancel: Callable[[], bool]
     ) -> BuildOutcome:
-        job_file, out = write_job(job, work_dir, str(job.data_path))
+        job_file, out = write_job(job, work_dir)
         process = subprocess.Popen(
             [sys.executable, "-m", "core.worker", str(job_file), str(out)],
             cwd=PROJECT_ROOT,
@@ -69,4 +74,6 @@ class LocalBuilder(Builder):
             process.stdout.close()
         if process.returncode < 0:
             log(f"worker killed by signal {-process.returncode}")
-        return collect(out, process.returncode, log, {"worker_exit_code": process.returncode})
+        return collect(
+            read_outputs(out), process.returncode, {"worker_exit_code": process.returncode}
+        )
