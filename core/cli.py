@@ -2,6 +2,8 @@
 
 Every verb takes `--json` (one JSON document on stdout); otherwise it prints a readable
 table. Messages and progress go to stderr. Exit codes: 0 success, 2 bad input, 1 other.
+Each verb imports what it needs when it runs, so `--help`, `list` and `show` start fast
+(no scikit-learn, pandas or scipy).
 """
 
 from __future__ import annotations
@@ -11,21 +13,19 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core import builds, compare, predict
-from core.artifacts import ArtifactStore
-from core.config import DEFAULT_MODEL, SAMPLE_DATA, settings
-from core.dataset import load_dataset, read_records
+from core.config import DEFAULT_MODEL, SAMPLE_DATA
 from core.errors import AltruismError, BadInput
-from core.evaluate import classification_metrics
-from core.recipes import RECIPES
-from core.registry import Registry, version_dict
-from core.schema import READY, ModelVersion
+
+if TYPE_CHECKING:
+    from core.registry import Registry
+    from core.schema import ModelVersion
 
 Handler = Callable[[argparse.Namespace], Any]
+RECIPE_NAMES = ("nb-bow", "tfidf-logreg", "tfidf-meta-logreg")  # for --help; checked in core
 
 
 def say(message: str) -> None:
@@ -33,14 +33,25 @@ def say(message: str) -> None:
 
 
 def open_registry() -> Registry:
-    """The registry from REGISTRY_URL, with builds orphaned by dead workers marked failed."""
+    """The registry from REGISTRY_URL, with builds that can never finish marked failed."""
+    from core.builds import recover_orphans
+    from core.registry import Registry
+
     registry = Registry()
-    for row in builds.recover_orphans(registry):
+    for row in recover_orphans(registry):
         say(f"version {row.version}: {row.error}")
     return registry
 
 
+def _store() -> Any:
+    from core.artifacts import open_store
+
+    return open_store()
+
+
 def _as_dict(registry: Registry, row: ModelVersion) -> dict[str, Any]:
+    from core.registry import version_dict
+
     return version_dict(row, registry.aliases_by_version(row.model.name).get(row.id, []))
 
 
@@ -63,38 +74,38 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _version_rows(versions: list[dict[str, Any]]) -> str:
-    rows = []
-    for v in versions:
-        m = v["metrics"] or {}
-        rows.append(
-            [
-                v["version"],
-                v["status"],
-                v["recipe"],
-                m.get("roc_auc"),
-                m.get("fpr"),
-                m.get("fnr"),
-                v["builder"],
-                (v["data_sha256"] or "")[:10],
-                ",".join(v["aliases"]),
-                (v["created_at"] or "")[:19],
-            ]
-        )
+LIST_HEADERS = [
+    "version",
+    "status",
+    "recipe",
+    "roc_auc",
+    "fpr",
+    "fnr",
+    "builder",
+    "data",
+    "aliases",
+]
+
+
+def _version_row(v: dict[str, Any]) -> list[Any]:
+    m = v.get("metrics") or {}
+    return [
+        v["version"],
+        v["status"] + (" (archived)" if v.get("archived") else ""),
+        v["recipe"],
+        m.get("roc_auc"),
+        m.get("fpr"),
+        m.get("fnr"),
+        v["builder"],
+        v.get("data_name") or (v.get("data_sha256") or "")[:10],
+        ",".join(v.get("aliases") or []),
+    ]
+
+
+def _version_rows(versions: Iterable[dict[str, Any]]) -> str:
     return table(
-        [
-            "version",
-            "status",
-            "recipe",
-            "roc_auc",
-            "fpr",
-            "fnr",
-            "builder",
-            "data",
-            "aliases",
-            "created",
-        ],
-        rows,
+        [*LIST_HEADERS, "created"],
+        [[*_version_row(v), (v.get("created_at") or "")[:19]] for v in versions],
     )
 
 
@@ -110,6 +121,8 @@ def _parse_params(pairs: list[str]) -> dict[str, str]:
 
 # --- verbs -----------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> Any:
+    from core import builds
+
     registry = open_registry()
     request = builds.TrainRequest(
         recipe=args.recipe,
@@ -125,29 +138,25 @@ def cmd_train(args: argparse.Namespace) -> Any:
         memory=args.memory,
         cpus=args.cpus,
     )
-    submission = builds.submit(request, registry)
+    store = _store()
+    submission = builds.submit(request, registry, store)
     say(f"builder: {submission.builder} ({submission.builder_reason})")
     row = submission.version
     if submission.reused:
+        state = "already built" if row.status == "ready" else f"already {row.status}"
         say(
-            f"version {row.version} was already built from the same recipe, parameters, data, "
-            "split, code and packages; reusing it (use --force to retrain)"
+            f"version {row.version} was {state} from the same recipe, parameters, data, "
+            "split, code and packages; returning it (use --force to build again)"
         )
     elif args.detach:
         pid = builds.launch(row.id, registry)
-        say(
-            f"version {row.version} queued; building in the background (pid {pid}); "
-            f"log: {builds.log_path_for(row)}"
-        )
-        row = registry.get_by_id(row.id)
+        say(f"version {row.version} queued; building in the background (pid {pid})")
     else:
-        say(
-            f"version {row.version}: training {row.recipe} on {submission.dataset.rows} "
-            f"requests ..."
-        )
-        row = builds.execute(row.id, registry, echo=None if args.quiet else _progress())
+        say(f"version {row.version}: training {row.recipe} on {submission.rows} requests ...")
+        row = builds.execute(row.id, registry, store, echo=None if args.quiet else _progress())
+    row = registry.get_by_id(row.id)
     out = _as_dict(registry, row) | {"reused": submission.reused}
-    if row.status not in (READY, "queued", "running"):
+    if row.status not in ("ready", "queued", "running"):
         say(f"version {row.version} {row.status}: {row.error}")
         return out, 1
     return out
@@ -168,21 +177,52 @@ def render_train(out: dict[str, Any]) -> str:
 
 def cmd_run_build(args: argparse.Namespace) -> Any:
     """Internal: run a queued version (used by detached builds)."""
+    from core import builds
+    from core.registry import Registry, version_dict
+
     registry = Registry()
-    row = builds.execute(args.id, registry, echo=print)
-    return version_dict(row), (0 if row.status == READY else 1)
+    row = builds.execute(args.id, registry, echo=None if args.quiet else print)
+    return version_dict(row), (0 if row.status == "ready" else 1)
 
 
 def cmd_list(args: argparse.Namespace) -> Any:
     registry = open_registry()
-    aliases = registry.aliases_by_version(args.model)
-    rows = registry.list_versions(args.model, include_archived=args.all, status=args.status)
-    return [version_dict(r, aliases.get(r.id, [])) for r in rows]
+    rows = registry.list_rows(
+        args.model,
+        include_archived=args.all,
+        status=args.status,
+        recipe=args.recipe,
+        alias=args.alias,
+        tag=args.tag,
+        limit=args.limit,
+        offset=args.offset,
+        full=args.full,
+    )
+    return Streamed(rows)
+
+
+class Streamed:
+    """Rows produced while they are printed (a JSON list, or a table when not --json)."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def write_json(self) -> None:
+        out = sys.stdout
+        out.write("[")
+        for index, row in enumerate(self.rows):
+            out.write(("," if index else "") + "\n  " + json.dumps(row, default=str))
+        out.write("\n]\n")
+
+    def render(self) -> str:
+        return _version_rows(self.rows)
 
 
 def cmd_show(args: argparse.Namespace) -> Any:
     registry = open_registry()
-    return _as_dict(registry, registry.resolve(args.version, args.model))
+    out = _as_dict(registry, registry.resolve(args.version, args.model))
+    out["log_tail"] = registry.log_tail(out["id"]) or out["log_tail"]
+    return out
 
 
 def render_show(v: dict[str, Any]) -> str:
@@ -193,17 +233,11 @@ def render_show(v: dict[str, Any]) -> str:
             f"confusion:  tn {cm['tn']}  fp {cm['fp']}  fn {cm['fn']}  tp {cm['tp']} "
             f"(threshold {v['threshold']})"
         )
+    lines.append(f"data:       {v.get('data_name')} ({v.get('data_kind')}) {v['data_sha256']}")
+    if v.get("imported"):
+        lines.append("imported:   yes (from an archive; never reused for a train request)")
     prov = v["provenance"] or {}
-    for key in (
-        "data_path",
-        "data_sha256",
-        "split",
-        "git",
-        "python",
-        "packages",
-        "code_fingerprint",
-        "docker",
-    ):
+    for key in ("split", "git", "python", "packages", "code_fingerprint", "docker", "swarm"):
         if key in prov:
             lines.append(f"{key + ':':<12}{json.dumps(prov[key])}")
     if v["artifact_sha256"]:
@@ -226,7 +260,30 @@ def cmd_cancel(args: argparse.Namespace) -> Any:
     return _as_dict(registry, row)
 
 
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.strip().isascii() or not text.strip().lstrip("-").isdigit():
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}")
+        return value
+
+    return parse
+
+
+def _ascii_float(text: str) -> float:
+    if not text.strip().isascii():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
 def cmd_compare(args: argparse.Namespace) -> Any:
+    from core import compare
+
     registry = open_registry()
     rows = [registry.resolve(ref, args.model) for ref in args.versions]
     result = compare.compare(rows, registry, n_resamples=args.resamples)
@@ -258,6 +315,9 @@ def render_compare(result: dict[str, Any]) -> str:
 
 
 def cmd_predict(args: argparse.Namespace) -> Any:
+    from core import predict
+    from core.dataset import read_records
+
     registry = open_registry()
     row = registry.resolve(args.version, args.model)
     if args.file:
@@ -266,7 +326,7 @@ def cmd_predict(args: argparse.Namespace) -> Any:
         records = [predict.make_request(args.title or "", args.text or "")]
     else:
         raise BadInput("give --title/--text or --file")
-    model = predict.load_model(row, ArtifactStore(settings().artifact_root))
+    model = predict.load_model(row, _store())
     probabilities = predict.predict_proba(model, records)
     return {
         "version": row.version,
@@ -286,10 +346,14 @@ def render_predict(out: dict[str, Any]) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> Any:
+    from core import predict
+    from core.dataset import load_dataset
+    from core.evaluate import classification_metrics
+
     registry = open_registry()
     row = registry.resolve(args.version, args.model)
     dataset = load_dataset(args.data, for_training=False)  # one-class files can be scored
-    model = predict.load_model(row, ArtifactStore(settings().artifact_root))
+    model = predict.load_model(row, _store())
     probabilities = predict.predict_proba(model, dataset.records)
     labels = [int(r["requester_received_pizza"]) for r in dataset.records]
     return {
@@ -309,6 +373,8 @@ def render_metrics(out: dict[str, Any]) -> str:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> Any:
+    from core import builds
+
     registry = open_registry()
     row = registry.resolve(args.version, args.model)
     say(f"rebuilding version {row.version} with the {row.builder} builder ...")
@@ -316,6 +382,8 @@ def cmd_reproduce(args: argparse.Namespace) -> Any:
 
 
 def cmd_recipes(args: argparse.Namespace) -> Any:
+    from core.recipes import RECIPES
+
     return [
         {"name": r.name, "summary": r.summary, "params": [p.describe() for p in r.params]}
         for r in RECIPES.values()
@@ -330,7 +398,7 @@ def render_recipes(out: list[dict[str, Any]]) -> str:
                 p["name"],
                 p["type"],
                 p["default"],
-                "|".join(p["choices"])
+                "|".join(map(str, p["choices"]))
                 if p["choices"]
                 else f"[{p['low']}, {p['high']}]"
                 if p["low"] is not None
@@ -347,19 +415,16 @@ def render_recipes(out: list[dict[str, Any]]) -> str:
 
 
 def cmd_sample(args: argparse.Namespace) -> Any:
+    from core.dataset import scan_dataset
     from core.sample import write_sample
 
     path = write_sample(Path(args.output), rows=args.rows)
-    dataset = load_dataset(path)
-    return dataset.summary()
-
-
-def _store() -> ArtifactStore:
-    return ArtifactStore(settings().artifact_root)
+    return scan_dataset(path).summary()
 
 
 def cmd_check(args: argparse.Namespace) -> Any:
     from core.maintenance import check
+    from core.registry import Registry
 
     report = check(Registry(), _store())
     return report.to_dict(), (0 if report.ok else 1)
@@ -374,10 +439,13 @@ def render_report(out: dict[str, Any]) -> str:
 
 def cmd_gc(args: argparse.Namespace) -> Any:
     from core.maintenance import gc
+    from core.registry import Registry
 
-    report = gc(open_registry(), _store(), dry_run=args.dry_run, images=args.images)
-    say(("would remove" if args.dry_run else "removed") + f" {len(report.findings)} item(s)")
-    return report.to_dict()
+    report = gc(Registry(), _store(), dry_run=args.dry_run, images=args.images)
+    errors = [f for f in report.findings if f["kind"] == "error"]
+    done = len(report.findings) - len(errors)
+    say(("would remove" if args.dry_run else "removed") + f" {done} item(s)")
+    return report.to_dict(), (1 if errors else 0)
 
 
 def cmd_export(args: argparse.Namespace) -> Any:
@@ -385,7 +453,10 @@ def cmd_export(args: argparse.Namespace) -> Any:
 
     registry = open_registry()
     row = registry.resolve(args.version, args.model)
-    return export_version(row, registry, _store(), Path(args.output))
+    try:
+        return export_version(row, registry, _store(), Path(args.output))
+    except OSError as exc:
+        raise BadInput(f"cannot write {args.output}: {exc.strerror or exc}") from None
 
 
 def cmd_import(args: argparse.Namespace) -> Any:
@@ -398,8 +469,16 @@ def cmd_import(args: argparse.Namespace) -> Any:
 
 
 # --- parser ----------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit code 2), like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        say(f"error: {' '.join(message.split())} (see {self.prog} --help)")
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m core", description=__doc__.split("\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     def verb(
@@ -412,26 +491,33 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     train = verb("train", cmd_train, render_train, "train, evaluate and register a version")
-    train.add_argument("--recipe", required=True, help=f"one of {', '.join(RECIPES)}")
+    train.add_argument("--recipe", required=True, help=f"one of {', '.join(RECIPE_NAMES)}, ...")
     train.add_argument("--param", action="append", metavar="KEY=VALUE", default=[])
     train.add_argument("--data", default=str(SAMPLE_DATA), help="dataset (.json/.jsonl/.zip)")
-    train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--test-size", type=float, default=0.2)
-    train.add_argument("--threshold", type=float, default=0.5)
+    train.add_argument("--seed", type=_bounded_int(0, 2**32 - 1), default=42)
+    train.add_argument("--test-size", type=_ascii_float, default=0.2)
+    train.add_argument("--threshold", type=_ascii_float, default=0.5)
     train.add_argument("--backend", default="auto", help="auto (default), docker or local")
     train.add_argument("--force", action="store_true", help="retrain even if identical")
     train.add_argument("--detach", action="store_true", help="build in the background")
-    train.add_argument("--timeout", type=float, help="seconds before the build is stopped")
+    train.add_argument("--timeout", type=_ascii_float, help="seconds before the build stops")
     train.add_argument("--memory", help="memory limit for Docker builds, e.g. 2g")
-    train.add_argument("--cpus", type=float, help="CPU limit for Docker builds")
+    train.add_argument("--cpus", type=_ascii_float, help="CPU limit for Docker builds")
     train.add_argument("--quiet", action="store_true", help="no progress lines")
 
     run_build = verb("run-build", cmd_run_build, help=argparse.SUPPRESS)
-    run_build.add_argument("id", type=int)
+    run_build.add_argument("id", type=_bounded_int(1, 2**62))
+    run_build.add_argument("--quiet", action="store_true")
 
-    listing = verb("list", cmd_list, _version_rows, "list versions, newest first")
+    listing = verb("list", cmd_list, None, "list versions, newest first")
     listing.add_argument("--all", action="store_true", help="include archived versions")
     listing.add_argument("--status", help="only this status")
+    listing.add_argument("--recipe", help="only this recipe")
+    listing.add_argument("--alias", help="only the version holding this alias")
+    listing.add_argument("--tag", help="only versions with this tag")
+    listing.add_argument("--limit", type=_bounded_int(1, 10**7), help="at most this many")
+    listing.add_argument("--offset", type=_bounded_int(0, 10**9), default=0)
+    listing.add_argument("--full", action="store_true", help="every field, with provenance")
 
     verb("show", cmd_show, render_show, "one version in full").add_argument("version")
     promote = verb("promote", cmd_promote, render_train, "point an alias at a version")
@@ -443,7 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = verb("compare", cmd_compare, render_compare, "compare 2-4 versions")
     comp.add_argument("versions", nargs="+", metavar="VERSION")
-    comp.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    comp.add_argument(
+        "--resamples",
+        type=_bounded_int(100, 100_000),
+        default=2000,
+        help="bootstrap resamples (100-100,000)",
+    )
 
     pred = verb("predict", cmd_predict, render_predict, "score requests with a version")
     pred.add_argument("version")
@@ -474,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     verb("recipes", cmd_recipes, render_recipes, "list recipes and their parameters")
     sample = verb("sample", cmd_sample, None, "write the bundled synthetic sample")
     sample.add_argument("-o", "--output", default=str(SAMPLE_DATA))
-    sample.add_argument("--rows", type=int, default=400)
+    sample.add_argument("--rows", type=_bounded_int(10, 100_000), default=400)
     return parser
 
 
@@ -489,19 +580,39 @@ def main(argv: list[str] | None = None) -> int:
         code = 0
         if isinstance(out, tuple):
             out, code = out
+        _emit(args, out)
     except AltruismError as exc:
-        say(f"error: {exc}")
+        say(f"error: {_one_line(exc)}")
         return exc.exit_code
+    except MemoryError:
+        say("error: the input needs more memory than is available; nothing was changed")
+        return 2
     except KeyboardInterrupt:
         say("interrupted")
         return 130
+    except BrokenPipeError:  # e.g. `list | head`
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # anything unexpected: one line, no traceback unless asked
         if os.environ.get("ALTRUISM_DEBUG"):
             raise
-        say(f"error: {type(exc).__name__}: {exc}")
+        say(f"error: {type(exc).__name__}: {_one_line(exc)}")
         return 1
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:2000]
+
+
+def _emit(args: argparse.Namespace, out: Any) -> None:
+    if isinstance(out, Streamed):
+        if args.json:
+            out.write_json()
+        else:
+            print(out.render())
+        return
     if args.json or args.render is None:
         print(json.dumps(out, indent=2, default=str))
     else:
         print(args.render(out))
-    return code

@@ -1,22 +1,30 @@
-"""`check` (is the registry consistent?) and `gc` (remove what nothing needs)."""
+"""`check` (is the registry consistent?) and `gc` (remove what nothing needs).
+
+Both stream: the store is listed once, versions are read in batches, and every stored
+artifact is hashed at most once however many versions share it. The store is listed
+*before* the references are read: a build records its digest before its file lands, so a
+file seen in the listing is either referenced by then or truly unreferenced.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
-from core.artifacts import ArtifactStore, sha256_of
-from core.registry import Registry, pid_alive
-from core.schema import ACTIVE_STATUSES, QUEUED, READY
+from core.artifacts import KINDS, ArtifactStore
+from core.registry import Registry, orphan_reason
+from core.schema import ACTIVE_STATUSES, READY
 
-STALE_QUEUED = timedelta(minutes=10)
 STALE_INCOMING_S = 3600
-STALE_CONTAINER = timedelta(minutes=10)  # younger stopped containers may be mid-collection
+BLOB_KINDS = ("model", "dataset")
+NOUN = {"model": "artifact", "dataset": "dataset"}
 
 
 @dataclass
@@ -37,6 +45,29 @@ class Report:
         return {"ok": self.ok, "checked": self.checked, "findings": self.findings}
 
 
+@dataclass
+class Listing:
+    """What one pass over the store found."""
+
+    blobs: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in KINDS})
+    partials: list[str] = field(default_factory=list)
+    strays: list[str] = field(default_factory=list)
+
+
+def list_store(store: ArtifactStore) -> Listing:
+    listing = Listing()
+    now = time.time()
+    for entry in store.scan():
+        if entry.kind in KINDS and entry.sha256:
+            listing.blobs[entry.kind].add(entry.sha256)
+        elif entry.kind == "partial":
+            if now - entry.mtime > STALE_INCOMING_S:
+                listing.partials.append(entry.rel)
+        else:
+            listing.strays.append(entry.rel)
+    return listing
+
+
 def _check_database(registry: Registry, report: Report) -> None:
     if registry.engine.dialect.name == "sqlite":
         with registry.engine.connect() as conn:
@@ -50,147 +81,229 @@ def _check_database(registry: Registry, report: Report) -> None:
         )
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def check(registry: Registry, store: ArtifactStore) -> Report:
-    """Verify database, every ready artifact, unreferenced files and stuck builds."""
+    """Verify database, every ready artifact, unreferenced and stray files, stuck builds
+    and leftovers of builds that ended (containers, work folders)."""
     report = Report()
     _check_database(registry, report)
-    versions = registry.all_versions()
-    referenced = {v.artifact_sha256 for v in versions if v.artifact_sha256}
-    for row in versions:
+    listing = list_store(store)
+    referenced = {kind: registry.referenced(kind) for kind in BLOB_KINDS}
+    verified: dict[str, str] = {}
+    versions = 0
+    for row in registry.iter_versions():
+        versions += 1
         where = f"{row.model.name} v{row.version}"
         if row.status == READY:
-            _check_artifact(row, where, store, report)
+            _check_artifact(row, where, store, verified, report)
         elif row.status in ACTIVE_STATUSES:
-            _check_active(row, where, report)
-    for digest in store.all_digests():
-        if digest not in referenced:
+            reason = orphan_reason(row)
+            if reason:
+                report.add(
+                    "stuck_build", f"{where} is {row.status} but {reason}", version=row.version
+                )
+    for kind in BLOB_KINDS:
+        for digest in sorted(listing.blobs[kind] - referenced[kind]):
             report.add(
-                "unreferenced_artifact",
-                f"artifact {digest[:12]} is not referenced by "
-                "any version (python -m core gc removes it)",
+                f"unreferenced_{NOUN[kind]}",
+                f"{NOUN[kind]} {digest[:12]} is not referenced by any version "
+                "(python -m core gc removes it)",
                 sha256=digest,
             )
-    for leftover in _incoming(store):
-        report.add(
-            "partial_file",
-            f"partial upload {leftover.name} in the artifact store",
-            path=str(leftover),
-        )
-    report.checked = {"versions": len(versions), "artifacts": len(store.all_digests())}
+    for rel in listing.partials:
+        report.add("partial_file", f"partial upload {rel} in the artifact store", path=rel)
+    for rel in listing.strays:
+        report.add("stray_file", f"{rel} in the artifact store is not an artifact", path=rel)
+    for item in leftovers(registry):
+        report.add(item["kind"], item["message"], **item["details"])
+    report.checked = {
+        "versions": versions,
+        "artifacts": len(listing.blobs["model"]),
+        "datasets": len(listing.blobs["dataset"]),
+    }
     return report
 
 
-def _check_artifact(row: Any, where: str, store: ArtifactStore, report: Report) -> None:
-    if not row.artifact_sha256:
+def _check_artifact(
+    row: Any,
+    where: str,
+    store: ArtifactStore,
+    verified: dict[str, str],
+    report: Report,
+) -> None:
+    digest = row.artifact_sha256
+    if not digest:
         report.add(
             "missing_artifact", f"{where} is ready but has no artifact digest", version=row.version
         )
         return
-    path = store.path_for(row.artifact_sha256)
-    if not path.is_file():
+    if digest not in verified:  # not listed: it may have landed after the listing, look again
+        verified[digest] = store.verify(digest)
+    state = verified[digest]
+    if state == "missing":
         report.add(
-            "missing_artifact",
-            f"{where}: artifact {row.artifact_sha256[:12]} is missing",
-            version=row.version,
+            "missing_artifact", f"{where}: artifact {digest[:12]} is missing", version=row.version
         )
-    elif sha256_of(path) != row.artifact_sha256:
+    elif state == "tampered":
         report.add(
             "tampered_artifact",
-            f"{where}: artifact {row.artifact_sha256[:12]} does not match its recorded sha256",
+            f"{where}: artifact {digest[:12]} does not match its recorded sha256",
             version=row.version,
         )
 
 
-def _check_active(row: Any, where: str, report: Report) -> None:
-    age = datetime.now(UTC) - _aware(row.created_at)
-    if row.worker_pid and not pid_alive(row.worker_pid):
-        report.add(
-            "stuck_build",
-            f"{where} is {row.status} but its worker (pid {row.worker_pid}) is gone",
-            version=row.version,
-        )
-    elif not row.worker_pid and row.status == QUEUED and age > STALE_QUEUED:
-        report.add(
-            "stuck_build", f"{where} has been queued for {age} with no worker", version=row.version
-        )
+def leftovers(registry: Registry) -> Iterator[dict[str, Any]]:
+    """Containers and work folders of this registry's builds that are no longer active.
+
+    They are listed before the statuses are read, so a build that starts meanwhile is not
+    in the listing, and one listed is judged by its status after the listing.
+    """
+    from core.builds import work_dirs
+
+    dirs = work_dirs(registry)
+    containers = list(_containers(registry))
+    active = {row.id for row in registry.active_versions() if not orphan_reason(row)}
+    for path, version_id in dirs:
+        if version_id not in active:
+            yield {
+                "kind": "leftover_work_dir",
+                "message": f"work folder {path} of a build that ended",
+                "details": {"path": str(path)},
+            }
+    for container, version_id in containers:
+        if version_id not in active:
+            yield {
+                "kind": "leftover_container",
+                "message": f"trainer container {container.short_id} ({container.status}) of "
+                f"version id {version_id}, which is no longer building",
+                "details": {"container": container.id, "version_id": version_id},
+            }
 
 
-def _incoming(store: ArtifactStore) -> list[Path]:
-    if not store.root.is_dir():
-        return []
-    now = time.time()
-    return [
-        p for p in store.root.glob("*/.incoming-*") if now - p.stat().st_mtime > STALE_INCOMING_S
-    ]
+def _containers(registry: Registry) -> Iterator[tuple[Any, int]]:
+    from core.builders.docker import (
+        CONTAINER_LABEL,
+        docker_client,
+        engine_status,
+        registry_containers,
+    )
+
+    ok, _ = engine_status()
+    if not ok:
+        return
+    for container in registry_containers(docker_client(), registry.identity):
+        raw = (container.labels or {}).get(CONTAINER_LABEL, "")
+        yield container, (int(raw) if raw.isdigit() else -1)
 
 
 def gc(
     registry: Registry, store: ArtifactStore, dry_run: bool = False, images: bool = False
 ) -> Report:
-    """Remove unreferenced artifacts, stale partial files and trainer containers stopped for
-    a while; with `images`, also trainer images that no version of this registry needs (the
-    engine may serve other registries, so that is opt-in). `dry_run` only says what would go.
-    """
+    """Remove unreferenced artifacts and datasets, stale partial files, containers and work
+    folders of builds that ended, and end builds that can never finish; with `images`, also
+    trainer images no version of this registry needs (the engine may serve other registries,
+    so that is opt-in). Stray files are reported, never removed. `dry_run` only says what
+    would go. One item that cannot be removed is reported and the rest still go."""
+    from core.builds import recover_orphans
+
     report = Report()
-    referenced = {v.artifact_sha256 for v in registry.all_versions() if v.artifact_sha256}
-    for digest in store.all_digests():
-        if digest not in referenced:
-            if not dry_run:
-                store.remove(digest)
-            report.add("artifact", f"unreferenced artifact {digest[:12]}", sha256=digest)
-    for leftover in _incoming(store):
-        if not dry_run:
-            leftover.unlink(missing_ok=True)
-        report.add("partial_file", f"partial file {leftover.name}", path=str(leftover))
-    _gc_docker(registry, report, dry_run, images)
+    if not dry_run:
+        for row in recover_orphans(registry):
+            report.add("stuck_build", f"{row.model.name} v{row.version}: {row.error}")
+    listing = list_store(store)
+    referenced = {kind: registry.referenced(kind) for kind in BLOB_KINDS}
+    for kind in BLOB_KINDS:
+        for digest in sorted(listing.blobs[kind] - referenced[kind]):
+            _attempt(
+                report,
+                NOUN[kind],
+                f"unreferenced {NOUN[kind]} {digest[:12]}",
+                None if dry_run else _remover(registry, store, kind, digest),
+                sha256=digest,
+            )
+    for rel in listing.partials:
+        _attempt(
+            report, "partial_file", f"partial file {rel}", None if dry_run else _partial(store, rel)
+        )
+    for rel in listing.strays:
+        report.add("stray_file", f"{rel} in the artifact store is not an artifact; left alone")
+    for item in leftovers(registry):
+        undo = None if dry_run else _leftover_remover(item)
+        _attempt(report, item["kind"], item["message"], undo, **item["details"])
+    if images:
+        _gc_images(registry, report, dry_run)
     return report
 
 
-def _stopped_long_ago(container: Any) -> bool:
-    state = container.attrs.get("State", {})
-    stamp = state.get("FinishedAt") or container.attrs.get("Created") or ""
+def _attempt(report: Report, kind: str, message: str, action: Any, **details: Any) -> None:
+    if action is None:
+        report.add(kind, message, **details)
+        return
     try:
-        finished = datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00")
-    except ValueError:
-        return True
-    return finished.year < 2000 or datetime.now(UTC) - finished > STALE_CONTAINER
+        if action() is False:
+            return  # still needed after all (a build registered it meanwhile)
+        report.add(kind, message, **details)
+    except Exception as exc:  # report it and go on with the rest
+        report.add("error", f"could not remove {message}: {type(exc).__name__}: {exc}", **details)
 
 
-def _gc_docker(registry: Registry, report: Report, dry_run: bool, images: bool) -> None:
+def _remover(registry: Registry, store: ArtifactStore, kind: str, digest: str):
+    return lambda: registry.remove_if_unreferenced(kind, digest, lambda: store.remove(digest, kind))
+
+
+def _partial(store: ArtifactStore, rel: str):
+    return lambda: store.remove_entry(rel)
+
+
+def _leftover_remover(item: dict[str, Any]):
+    if item["kind"] == "leftover_work_dir":
+        return lambda: _remove_tree(Path(item["details"]["path"]))
+
+    def remove_container() -> None:
+        import docker.errors
+
+        from core.builders.docker import docker_client
+
+        with contextlib.suppress(docker.errors.NotFound):  # gone meanwhile: fine
+            docker_client().containers.get(item["details"]["container"]).remove(force=True)
+
+    return remove_container
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a work folder; one that vanished meanwhile is fine, any other error is not."""
+
+    def onerror(function: Any, name: str, info: Any) -> None:
+        if not isinstance(info[1], FileNotFoundError):
+            raise info[1]
+
+    shutil.rmtree(path, onerror=onerror)  # `onexc` needs Python 3.12
+
+
+def _gc_images(registry: Registry, report: Report, dry_run: bool) -> None:
     from core.builders.docker import (
-        CONTAINER_LABEL,
         IMAGE_REPOSITORY,
+        current_image_tag,
         docker_client,
         engine_status,
-        image_tag,
     )
 
     ok, _ = engine_status()
     if not ok:
         return
     client = docker_client()
-    for container in client.containers.list(all=True, filters={"label": CONTAINER_LABEL}):
-        if container.status in ("exited", "dead", "created") and _stopped_long_ago(container):
-            if not dry_run:
-                container.remove(force=True)
-            report.add("container", f"stopped trainer container {container.short_id}")
-    if not images:
-        return
-    needed = {
-        (v.provenance or {}).get("docker", {}).get("image_id") for v in registry.all_versions()
-    }
-    current = image_tag()
+    needed = set()
+    for row in registry.iter_versions():
+        needed.add(((row.provenance or {}).get("docker") or {}).get("image_id"))
+    current = current_image_tag(client)  # the image the next build reuses
     for image in client.images.list(name=IMAGE_REPOSITORY):
         if image.id in needed or current in image.tags:
             continue
-        if not dry_run:
-            client.images.remove(image.id, force=True)
-        report.add(
+        label = ", ".join(image.tags) or image.short_id
+        action = None if dry_run else (lambda i=image: client.images.remove(i.id, force=True))
+        _attempt(
+            report,
             "image",
-            f"trainer image {', '.join(image.tags) or image.short_id} is not needed by any version",
+            f"trainer image {label} is not needed by any version",
+            action,
             image_id=image.id,
         )

@@ -20,6 +20,7 @@ def model_card(row: ModelVersion, registry: Registry) -> dict[str, Any]:
         "model": row.model.name,
         "version": row.version,
         "status": row.status,
+        "imported": row.imported,
         "aliases": version["aliases"],
         "what": recipe.summary if recipe else row.recipe,
         "intended_use": "Estimate whether a Random Acts of Pizza request receives a pizza. "
@@ -28,7 +29,8 @@ def model_card(row: ModelVersion, registry: Registry) -> dict[str, Any]:
         "params": row.params,
         "threshold": row.threshold,
         "data": {
-            "path": row.data_path,
+            "name": row.data_name,
+            "kind": row.data_kind,
             "sha256": row.data_sha256,
             "rows": prov.get("data_rows"),
             "positives": prov.get("data_positives"),
@@ -81,7 +83,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         "```",
         "",
         "## Data",
-        f"- file: `{card['data']['path']}`",
+        f"- dataset: {card['data']['name']} ({card['data']['kind']})",
         f"- sha256: `{card['data']['sha256']}`",
         f"- rows: {card['data']['rows']}, positives: {card['data']['positives']}",
         f"- split: {json.dumps(card['data']['split'])}",

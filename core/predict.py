@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from core.artifacts import ArtifactStore
-from core.config import settings
+from core.artifacts import ArtifactStore, open_store
 from core.dataset import MAX_TEXT_CHARS, MAX_TITLE_CHARS, REQUEST_ID, TEXT, TITLE, validate_request
 from core.errors import AltruismError, BadInput
 from core.features import to_frame
@@ -48,8 +47,7 @@ def load_model(row: ModelVersion, store: ArtifactStore | None = None) -> Any:
             f"{'; '.join(mismatch)}); its predictions here could differ. Predict with the "
             "pinned requirements (requirements.txt) or retrain it here."
         )
-    store = store or ArtifactStore(settings().artifact_root)
-    return store.load(row.artifact_sha256)
+    return (store or open_store()).load(row.artifact_sha256)
 
 
 def make_request(title: str, text: str, **meta: Any) -> dict[str, Any]:
