@@ -19,6 +19,7 @@ from ui.common import (
     fmt,
     get_registry,
     label,
+    md,
     model_name,
     page_setup,
     show_error,
@@ -51,7 +52,7 @@ def champion_panel(aliases: dict[int, list[str]]) -> None:
         return
     m = champion.metrics or {}
     st.markdown(
-        f"**{label(champion, aliases)}** · built by `{champion.builder}` · "
+        f"**{md(label(champion, aliases))}** · built by {md(champion.builder)} · "
         f"data `{champion.data_sha256[:10]}`"
     )
     cols = st.columns(4)
@@ -73,7 +74,7 @@ def registry_panel(counts: dict[str, int], builder: str, reason: str) -> None:
         st.warning(f"Builder: **local fallback** ({reason})", icon=":material/computer:")
     conf = settings()
     st.caption(
-        f"Registry `{get_registry().url}` · artifacts `{conf.artifact_root}` · "
+        f"Registry `{get_registry().display_url}` · artifacts `{conf.artifact_root}` · "
         f"data folder `{conf.data_dir}`"
     )
 

@@ -10,10 +10,9 @@ from core import builds
 from core.config import SAMPLE_DATA
 from core.datafiles import list_data_files, resolve_data_file, save_upload
 from core.errors import AltruismError
-from core.logs import read_tail
 from core.recipes import RECIPES, Param
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY
-from ui.common import builder_status, get_registry, model_name, page_setup, show_error
+from ui.common import builder_status, get_registry, md, model_name, page_setup, show_error
 
 page_setup("Build")
 registry = get_registry()
@@ -97,7 +96,7 @@ def choose_dataset(source: str) -> str | None:
     path, rows, positives = cache[key]
     st.success(
         f"Valid: {rows} requests, {positives} received a pizza. Stored as "
-        f"`{path.rsplit('/', 1)[-1]}`."
+        f"{md(path.rsplit('/', 1)[-1])}."
     )
     return path
 
@@ -156,7 +155,13 @@ with left:
             try:
                 submission = builds.submit(request, registry)
                 row = submission.version
-                if submission.reused:
+                if submission.reused and row.status in ACTIVE_STATUSES:
+                    st.session_state.setdefault("my_builds", []).append(row.id)
+                    st.info(
+                        f"Version {row.version} is already building from exactly this "
+                        "request; following it below instead of starting a duplicate."
+                    )
+                elif submission.reused:
                     st.info(
                         f"Version {row.version} was already built from exactly this "
                         "recipe, parameters, data, split and code; reusing it. Tick "
@@ -199,7 +204,7 @@ def build_panel() -> None:
         with st.status(title, state=state, expanded=state != "complete"):
             if row.error:
                 (st.warning if row.status == CANCELLED else st.error)(row.error)
-            tail = read_tail(row.log_path, 2500) or row.log_tail or ""
+            tail = registry.log_tail(row.id, 2500) or row.log_tail or ""
             if tail:
                 st.code(tail, language=None)
             if row.status in ACTIVE_STATUSES and not row.cancel_requested:

@@ -9,11 +9,21 @@ import streamlit as st
 
 from core import charts
 from core.errors import AltruismError
-from core.logs import read_tail
 from core.modelcard import model_card, model_card_markdown
 from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES
-from ui.common import chart, fmt, get_registry, get_store, label, model_name, page_setup, show_error
+from ui.common import (
+    chart,
+    fmt,
+    get_registry,
+    get_store,
+    label,
+    md,
+    model_name,
+    page_setup,
+    show_error,
+    version_numbers,
+)
 
 page_setup("Versions")
 registry = get_registry()
@@ -65,7 +75,8 @@ table = pd.DataFrame(
             "FPR": (r.metrics or {}).get("fpr"),
             "FNR": (r.metrics or {}).get("fnr"),
             "data": r.data_sha256[:10],
-            "builder": r.builder,
+            "dataset": f"{r.data_name or '?'} ({r.data_kind or 'file'})",
+            "builder": r.builder + (" · imported" if r.imported else ""),
             "aliases": ", ".join(aliases.get(r.id, [])),
             "tags": ", ".join(r.tags),
             "created": r.created_at,
@@ -88,20 +99,22 @@ if not shown:
 by_version = {r.version: r for r in shown}
 wanted = st.query_params.get("v")
 options = list(by_version)
-index = (
-    options.index(int(wanted)) if wanted and wanted.isdigit() and int(wanted) in by_version else 0
-)
+wanted_numbers = [v for v in version_numbers(wanted, limit=1) if v in by_version]
+index = options.index(wanted_numbers[0]) if wanted_numbers else 0
 chosen = st.selectbox(
     "Details for", options, index=index, format_func=lambda v: label(by_version[v], aliases)
 )
 st.query_params["v"] = str(chosen)
 row = registry.get_by_id(by_version[chosen].id)  # the full row, for the details below
 
-st.subheader(label(row, aliases))
+st.subheader(md(label(row, aliases)))
 st.caption(
     f"status **{row.status}**"
     + (f" · {row.stage}" if row.stage else "")
-    + f" · builder `{row.builder}` · created {row.created_at:%Y-%m-%d %H:%M} UTC"
+    + f" · builder {md(row.builder)}"
+    + (" · **imported** from an archive (not built here)" if row.imported else "")
+    + f" · dataset {md(row.data_name or '?')} ({md(row.data_kind or 'file')})"
+    + f" · created {row.created_at:%Y-%m-%d %H:%M} UTC"
 )
 if row.note:
     st.text(f"Note: {row.note}")
@@ -111,7 +124,7 @@ if row.tags:
 overview, provenance, log, actions = st.tabs(["Overview", "Provenance", "Log", "Actions"])
 with overview:
     if row.error:
-        st.error(row.error)
+        st.error(md(row.error))
     m = row.metrics or {}
     if m:
         cols = st.columns(6)
@@ -140,7 +153,7 @@ with provenance:
         st.markdown("**Last reproduction**")
         st.json(row.reproduction, expanded=False)
 with log:
-    tail = read_tail(row.log_path, 6000) or row.log_tail
+    tail = registry.log_tail(row.id, 6000) or row.log_tail
     st.code(tail or "no log recorded", language=None)
 
 with actions:
@@ -151,7 +164,7 @@ with actions:
             if st.form_submit_button("Promote to alias", disabled=row.status != READY):
                 try:
                     registry.promote(row.version, alias, model)
-                    st.success(f"{alias} → v{row.version}")
+                    st.success(md(f"{alias} → v{row.version}"))
                     st.rerun()
                 except AltruismError as exc:
                     show_error(exc)
@@ -204,10 +217,11 @@ with actions:
             mime="application/json",
         )
         store = get_store()
-        present = store.path_for(row.artifact_sha256).is_file()
+        present = store.exists(row.artifact_sha256)
         cols[0].download_button(
             "Artifact (.joblib)",
-            lambda: store.verify(row.artifact_sha256).read_bytes(),  # verified at click time
+            # read and hashed at click time; the hashed bytes are the bytes served
+            lambda: store.read_verified(row.artifact_sha256),
             file_name=f"{model}-v{row.version}.joblib",
             mime="application/octet-stream",
             disabled=not present,

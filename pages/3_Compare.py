@@ -12,7 +12,15 @@ from core import charts
 from core.compare import compare
 from core.errors import AltruismError, NotFound
 from core.schema import READY
-from ui.common import chart, get_registry, label, model_name, page_setup, show_error
+from ui.common import (
+    chart,
+    get_registry,
+    label,
+    model_name,
+    page_setup,
+    show_error,
+    version_numbers,
+)
 
 page_setup("Compare")
 registry = get_registry()
@@ -31,8 +39,7 @@ by_version = {r.version: r for r in ready}
 def default_selection() -> list[int]:
     """From the URL (?v=1,2) if valid, else the champion and the newest other version."""
     raw = st.query_params.get("v", "")
-    wanted = [int(p) for p in raw.split(",") if p.strip().isdigit()]
-    wanted = [v for v in dict.fromkeys(wanted) if v in by_version][:4]
+    wanted = [v for v in version_numbers(raw, limit=100) if v in by_version][:4]
     if len(wanted) >= 2:
         return wanted
     try:

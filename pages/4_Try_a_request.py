@@ -11,7 +11,7 @@ from core.dataset import MAX_TEXT_CHARS, MAX_TITLE_CHARS
 from core.errors import AltruismError, NotFound
 from core.predict import explain, make_request, predict_proba
 from core.schema import READY
-from ui.common import cached_model, chart, get_registry, label, model_name, page_setup
+from ui.common import cached_model, chart, get_registry, label, md, model_name, page_setup
 
 ALL = "All ready versions"
 
@@ -103,13 +103,15 @@ for row in targets:
         pipeline = cached_model(row)
         results.append((row, pipeline, predict_proba(pipeline, [record])[0]))
     except AltruismError as exc:
-        st.error(f"v{row.version}: {exc}")
+        st.error(md(f"v{row.version}: {exc}"))
 if not results:
     st.stop()
 
 if len(results) == 1:
     row, pipeline, probability = results[0]
-    st.metric(f"Predicted chance of getting a pizza ({label(row, aliases)})", f"{probability:.1%}")
+    st.metric(
+        f"Predicted chance of getting a pizza ({md(label(row, aliases))})", f"{probability:.1%}"
+    )
 else:
     bars = [{"version": label(row, aliases), "probability": p} for row, _, p in results]
     chart(st, charts.probability_bars(bars))
@@ -118,5 +120,5 @@ else:
 row, pipeline, _ = next((r for r in results if r[0].version == default), results[0])
 words = explain(pipeline, record)
 if words:
-    st.markdown(f"**Words that pushed {label(row, aliases)} up or down**")
+    st.markdown(f"**Words that pushed {md(label(row, aliases))} up or down**")
     chart(st, charts.contribution_bars(words))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from typing import Any
 
 import streamlit as st
 
 from core import builds
-from core.artifacts import ArtifactStore
+from core.artifacts import ArtifactStore, open_store
 from core.builders import resolve_backend
 from core.config import DEFAULT_MODEL, settings
 from core.errors import AltruismError
@@ -18,6 +19,25 @@ from core.registry import Registry
 from core.schema import ModelVersion
 
 PASSWORD_ENV = "DASHBOARD_PASSWORD"
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+
+
+def md(text: object) -> str:
+    """`text` escaped so Markdown shows it literally: user and archive strings (recipes,
+    builders, aliases, dataset names, errors echoing input) never render as links,
+    images, HTML or colour directives."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", " ".join(str(text).split("\n")))
+
+
+def version_numbers(raw: object, limit: int = 4) -> list[int]:
+    """Version numbers from a query parameter such as `?v=3` or `?v=1,2`: ASCII digits only
+    (`str.isdigit` accepts '²'), at most `limit`, duplicates and junk dropped."""
+    numbers = []
+    for part in str(raw or "").split(",")[:100]:
+        part = part.strip()
+        if part.isascii() and part.isdigit() and len(part) <= 18:
+            numbers.append(int(part))
+    return list(dict.fromkeys(numbers))[:limit]
 
 
 def page_setup(title: str, icon: str = "🍕") -> None:
@@ -55,7 +75,7 @@ def get_registry() -> Registry:
 
 
 def get_store() -> ArtifactStore:
-    return ArtifactStore(settings().artifact_root)
+    return open_store()
 
 
 @st.cache_resource(show_spinner="Loading model ...", max_entries=16)
@@ -88,9 +108,9 @@ def model_name() -> str:
 def show_error(exc: Exception) -> None:
     """A user-facing error without a traceback."""
     if isinstance(exc, AltruismError):
-        st.error(str(exc))
+        st.error(md(exc))
     else:
-        st.error(f"Something went wrong: {type(exc).__name__}: {exc}")
+        st.error(md(f"Something went wrong: {type(exc).__name__}: {exc}"))
 
 
 def chart(container: Any, spec: Any) -> None:
