@@ -81,10 +81,9 @@ def registry(isolated_env: Path):
 
 @pytest.fixture
 def store(isolated_env: Path):
-    from core.artifacts import ArtifactStore
-    from core.config import settings
+    from core.artifacts import open_store
 
-    return ArtifactStore(settings().artifact_root)
+    return open_store()
 
 
 @pytest.fixture

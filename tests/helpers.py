@@ -57,7 +57,6 @@ def wait_until(
 
 def log_of(row: Any) -> str:
     """The build log of a version so far ('' before it has one)."""
-    from core import builds
+    from core.registry import Registry
 
-    path = builds.log_path_for(row)
-    return path.read_text(errors="replace") if path.is_file() else ""
+    return Registry().log_text(row.id)

@@ -1,119 +1,168 @@
-"""Content-addressed artifacts: sha256 paths, atomic stores, and refusal of modified files."""
+"""The artifact store: content addressing, verified reads, atomic writes, refusal of
+modified files; the same tests on a local folder and on an fsspec filesystem (memory://).
+The store against a real S3-protocol server is tested in tests/test_team_storage.py."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
+import uuid
 from pathlib import Path
 
 import joblib
 import pytest
 
-import core.artifacts
+import core.artifacts.local
 from core import builds, predict
-from core.artifacts import sha256_of
-from core.errors import IntegrityError, NotFound
+from core.artifacts import open_store, sha256_of
+from core.artifacts.base import blob_rel, classify
+from core.errors import BadInput, IntegrityError, NotFound
 from tests.helpers import artifact_files, run_cli
 
 
-def dumped(tmp_path: Path, obj: object, name: str = "model.joblib") -> Path:
-    path = tmp_path / name
-    joblib.dump(obj, path)
-    return path
+def pickled(obj: object) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(obj, buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(params=["local", "memory"])
+def any_store(request, lab: Path):
+    if request.param == "local":
+        return open_store(str(lab / "artifacts"))
+    return open_store(f"memory://altruism-{uuid.uuid4().hex}/store")
+
+
+def tamper(store, sha256: str, kind: str = "model", data: bytes | None = None) -> None:
+    """Change a stored blob behind the store's back."""
+    rel = blob_rel(sha256, kind)
+    current = store._open(rel).read()
+    store._write_bytes(rel, data if data is not None else current + b"\0")
 
 
 @pytest.fixture
 def no_unpickling(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Fail loudly if anything reaches joblib.load inside the store."""
+    """Fail loudly if anything reaches joblib.load."""
     calls: list[object] = []
 
     def refuse(*args: object, **kwargs: object) -> None:
         calls.append(args)
-        raise AssertionError("joblib.load reached for a file that fails its hash check")
+        raise AssertionError("joblib.load reached for bytes that fail their hash check")
 
-    monkeypatch.setattr(core.artifacts.joblib, "load", refuse)
+    monkeypatch.setattr(joblib, "load", refuse)
     return calls
 
 
 # --- the store -----------------------------------------------------------------------------
-def test_put_file_stores_by_sha256(store, tmp_path):
-    source = dumped(tmp_path, {"weights": [1, 2, 3]})
-    expected = hashlib.sha256(source.read_bytes()).hexdigest()
-    sha256, size = store.put_file(source)
-    assert (sha256, size) == (expected, source.stat().st_size)
-    target = store.root / expected[:2] / f"{expected}.joblib"
-    assert store.path_for(expected) == target
-    assert target.read_bytes() == source.read_bytes()
-    assert store.verify(expected) == target
-    assert store.load(expected) == {"weights": [1, 2, 3]}
-    assert store.all_digests() == [expected]
-    # storing the same bytes again is a no-op; no temporary files are left behind
-    assert store.put_file(source) == (expected, size)
-    assert sorted(p.name for p in store.root.rglob("*")) == sorted([expected[:2], target.name])
+def test_put_bytes_stores_by_sha256(any_store):
+    data = pickled({"weights": [1, 2, 3]})
+    expected = hashlib.sha256(data).hexdigest()
+    assert any_store.put_bytes(data) == (expected, len(data))
+    assert any_store.exists(expected) and not any_store.exists(expected, "dataset")
+    assert any_store.read_verified(expected) == data
+    assert any_store.load(expected) == {"weights": [1, 2, 3]}
+    assert list(any_store.digests()) == [expected]
+    assert any_store.put_bytes(data) == (expected, len(data))  # again: a no-op
+    assert [e.rel for e in any_store.scan()] == [blob_rel(expected)]
+    assert any_store.verify(expected) == "ok"
 
 
-def test_put_file_is_atomic_when_the_copy_fails(store, tmp_path, monkeypatch):
-    source = dumped(tmp_path, list(range(1000)))
+def test_put_file_checks_the_digest_it_was_given(any_store, tmp_path):
+    source = tmp_path / "data.jsonl"
+    source.write_bytes(b'{"a":1}\n')
+    sha = sha256_of(source)
+    assert any_store.put_file(source, "dataset", sha256=sha) == (sha, 8)
+    target = tmp_path / "copy.jsonl"
+    assert any_store.fetch_verified(sha, "dataset", target).read_bytes() == b'{"a":1}\n'
+    with pytest.raises(IntegrityError, match="changed before it was stored"):
+        any_store.put_file(source, "dataset", sha256="0" * 64)
+    assert list(any_store.digests("dataset")) == [sha]
+
+
+def test_local_put_is_atomic_when_the_copy_fails(lab, tmp_path, monkeypatch):
+    store = open_store(str(lab / "artifacts"))
+    source = tmp_path / "model.joblib"
+    source.write_bytes(pickled(list(range(1000))))
 
     def half_copy(src, dst, length=0):
         dst.write(src.read(100))
         raise OSError("disk full")
 
-    monkeypatch.setattr(core.artifacts.shutil, "copyfileobj", half_copy)
+    monkeypatch.setattr(core.artifacts.local.shutil, "copyfileobj", half_copy)
     with pytest.raises(OSError, match="disk full"):
         store.put_file(source)
-    assert [p for p in store.root.rglob("*") if p.is_file()] == []
+    assert [p for p in (lab / "artifacts").rglob("*") if p.is_file()] == []
 
 
-def test_put_file_refuses_a_source_that_changes_while_copied(store, tmp_path, monkeypatch):
-    source = dumped(tmp_path, "original")
-    real_copy = shutil.copyfileobj
-
-    def copy_then_change(src, dst, length=0):
-        real_copy(src, dst, length)
-        dst.write(b"extra")
-
-    monkeypatch.setattr(core.artifacts.shutil, "copyfileobj", copy_then_change)
-    with pytest.raises(IntegrityError, match="changed while it was being stored"):
-        store.put_file(source)
-    assert [p for p in store.root.rglob("*") if p.is_file()] == []
-
-
-def test_tampered_artifact_is_refused_before_unpickling(store, tmp_path, no_unpickling):
-    sha256, _ = store.put_file(dumped(tmp_path, {"a": 1}))
-    with open(store.path_for(sha256), "ab") as handle:
-        handle.write(b"\0")
+def test_tampered_artifact_is_refused_before_unpickling(any_store, no_unpickling):
+    sha256, _ = any_store.put_bytes(pickled({"a": 1}))
+    tamper(any_store, sha256)
     with pytest.raises(IntegrityError, match="refusing to unpickle") as info:
-        store.load(sha256)
+        any_store.load(sha256)
     assert sha256[:12] in str(info.value)
     assert no_unpickling == []
-    with pytest.raises(IntegrityError, match="does not match"):
-        store.verify(sha256)
+    assert any_store.verify(sha256) == "tampered"
 
 
-def test_swapped_artifact_is_refused(store, tmp_path, no_unpickling):
-    first, _ = store.put_file(dumped(tmp_path, "first", "a.joblib"))
-    second, _ = store.put_file(dumped(tmp_path, "second", "b.joblib"))
-    shutil.copyfile(store.path_for(second), store.path_for(first))  # a valid pickle, wrong one
+def test_swapped_artifact_is_refused(any_store, no_unpickling):
+    first, _ = any_store.put_bytes(pickled("first"))
+    second, _ = any_store.put_bytes(pickled("second"))
+    tamper(any_store, first, data=any_store.read_verified(second))  # valid pickle, wrong one
     with pytest.raises(IntegrityError) as info:
-        store.load(first)
+        any_store.load(first)
     assert second[:12] in str(info.value)
     assert no_unpickling == []
 
 
-def test_missing_artifact_and_bad_digest(store):
+def test_fetch_refuses_a_modified_dataset(any_store, tmp_path):
+    sha, _ = any_store.put_bytes(b'{"a":1}\n', "dataset")
+    tamper(any_store, sha, "dataset")
+    target = tmp_path / "copy.jsonl"
+    with pytest.raises(IntegrityError):
+        any_store.fetch_verified(sha, "dataset", target)
+    assert not target.exists()
+
+
+def test_missing_artifact_and_bad_digest(any_store):
     with pytest.raises(NotFound, match="missing"):
-        store.load("0" * 64)
-    for bad in ("abc", "../" + "0" * 61, "G" * 64):
+        any_store.load("0" * 64)
+    assert any_store.verify("0" * 64) == "missing"
+    for bad in ("abc", "../" + "0" * 61, "G" * 64, None):
         with pytest.raises(IntegrityError, match="not a sha256"):
-            store.path_for(bad)
+            any_store.read_verified(bad)
 
 
-def test_remove(store, tmp_path):
-    sha256, _ = store.put_file(dumped(tmp_path, 1))
-    assert store.remove(sha256) is True
-    assert store.remove(sha256) is False
-    assert store.all_digests() == []
+def test_remove(any_store):
+    sha256, _ = any_store.put_bytes(pickled(1))
+    assert any_store.remove(sha256) is True
+    assert any_store.remove(sha256) is False
+    assert list(any_store.digests()) == []
+
+
+def test_scan_classifies_blobs_partials_and_strays(lab):
+    store = open_store(str(lab / "artifacts"))
+    sha, _ = store.put_bytes(b"x")
+    root = lab / "artifacts"
+    (root / "zz").mkdir()
+    (root / "zz" / "notes.joblib").write_text("not an artifact")
+    (root / sha[:2] / ".incoming-abc.tmp").write_bytes(b"half")
+    kinds = {e.rel: e.kind for e in store.scan()}
+    assert kinds == {
+        blob_rel(sha): "model",
+        "zz/notes.joblib": "stray",
+        f"{sha[:2]}/.incoming-abc.tmp": "partial",
+    }
+    with pytest.raises(IntegrityError):
+        store.remove_entry("zz/notes.joblib")  # only partial uploads go by path
+    assert classify(f"datasets/{sha[:2]}/{sha}.jsonl") == ("dataset", sha)
+    assert classify(f"datasets/{sha[:3]}/{sha}.jsonl")[0] == "stray"
+
+
+@pytest.mark.parametrize("url", ["s3:/bucket/prefix", "nosuchscheme://bucket/x"])
+def test_unknown_or_mistyped_locations_are_refused(url):
+    with pytest.raises(BadInput):
+        open_store(url)
 
 
 # --- a trained version ---------------------------------------------------------------------
@@ -125,7 +174,7 @@ def trained(registry, store):
 
 
 def test_a_build_stores_its_artifact_by_hash(trained, store, lab):
-    path = store.path_for(trained.artifact_sha256)
+    path = store.local_path(trained.artifact_sha256)
     assert artifact_files(lab) == [path]
     assert sha256_of(path) == trained.artifact_sha256
     assert path.stat().st_size == trained.artifact_size
@@ -135,8 +184,7 @@ def test_a_build_stores_its_artifact_by_hash(trained, store, lab):
 
 
 def test_predict_refuses_a_tampered_artifact(trained, store, lab):
-    path = store.path_for(trained.artifact_sha256)
-    with open(path, "ab") as handle:
+    with open(store.local_path(trained.artifact_sha256), "ab") as handle:
         handle.write(b"x")
     with pytest.raises(IntegrityError, match="refusing to unpickle"):
         predict.load_model(trained, store)
@@ -144,7 +192,7 @@ def test_predict_refuses_a_tampered_artifact(trained, store, lab):
     assert result.returncode == 1, result.stderr
     assert result.stdout == ""
     assert "error:" in result.stderr
-    assert "modified on disk" in result.stderr and "refusing to unpickle" in result.stderr
+    assert "was modified" in result.stderr and "refusing to unpickle" in result.stderr
     assert trained.artifact_sha256[:12] in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -152,7 +200,9 @@ def test_predict_refuses_a_tampered_artifact(trained, store, lab):
 def test_predict_refuses_a_swapped_artifact(trained, registry, store):
     other, _ = builds.train(builds.TrainRequest("tfidf-logreg", backend="local"), registry, store)
     assert other.artifact_sha256 != trained.artifact_sha256
-    shutil.copyfile(store.path_for(other.artifact_sha256), store.path_for(trained.artifact_sha256))
+    shutil.copyfile(
+        store.local_path(other.artifact_sha256), store.local_path(trained.artifact_sha256)
+    )
     with pytest.raises(IntegrityError):
         predict.load_model(trained, store)
     result = run_cli("predict", str(trained.version), "--title", "Hungry", "--json")
@@ -162,3 +212,33 @@ def test_predict_refuses_a_swapped_artifact(trained, registry, store):
     # the untouched version still predicts
     ok = run_cli("predict", str(other.version), "--title", "Hungry", "--json")
     assert ok.returncode == 0, ok.stderr
+
+
+def test_read_verified_serves_the_bytes_it_hashed(any_store, monkeypatch) -> None:
+    """The Versions download serves `read_verified`: one read, hashed, and those same bytes
+    returned, even if the file is swapped right after it was read."""
+    data = pickled({"model": "original"})
+    sha, _ = any_store.put_bytes(data, "model")
+    real_open, opened = any_store._open, []
+
+    def open_then_swap(rel: str):
+        handle = real_open(rel)
+        opened.append(rel)
+        content = handle.read()
+        handle.close()
+        any_store._write_bytes(rel, pickled({"model": "swapped"}))  # right after the read
+        return io.BytesIO(content)
+
+    monkeypatch.setattr(any_store, "_open", open_then_swap)
+    assert any_store.read_verified(sha) == data
+    assert len(opened) == 1, "the bytes served were read again after hashing"
+    monkeypatch.setattr(any_store, "_open", real_open)
+    with pytest.raises(IntegrityError):
+        any_store.read_verified(sha)  # the swap is caught on the next read
+
+
+def test_versions_page_download_is_read_verified() -> None:
+    """The page's artifact download goes through read_verified (no second read)."""
+    source = (Path(__file__).resolve().parent.parent / "pages" / "2_Versions.py").read_text()
+    download = source[source.index('"Artifact (.joblib)"') :][:400]
+    assert "store.read_verified(row.artifact_sha256)" in download

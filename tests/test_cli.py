@@ -22,7 +22,7 @@ import pytest
 from sklearn import metrics as skm
 
 from core import builds, predict
-from core.artifacts import ArtifactStore, sha256_of
+from core.artifacts import open_store, sha256_of
 from core.cli import main
 from core.dataset import LABEL, REQUEST_ID, load_dataset
 from core.errors import BadInput
@@ -114,7 +114,7 @@ def test_train_json_is_a_complete_version(built):
     assert 0.5 < m["roc_auc"] <= 1.0  # the sample carries signal; a broken model is ~0.5
 
     assert SHA256.match(v["artifact_sha256"])
-    stored = ArtifactStore(home / "artifacts").path_for(v["artifact_sha256"])
+    stored = open_store(str(home / "artifacts")).local_path(v["artifact_sha256"])
     assert sha256_of(stored) == v["artifact_sha256"]
     assert stored.stat().st_size == v["artifact_size"]
 
@@ -173,7 +173,7 @@ def test_force_trains_a_new_version(trained, lab):
     assert forced["version"] == len(TRAINED) + 1
     assert forced["id"] not in {t["id"] for t in trained}
     assert forced["split_hash"] == trained[0]["split_hash"]
-    assert ArtifactStore(lab / "artifacts").path_for(forced["artifact_sha256"]).is_file()
+    assert open_store(str(lab / "artifacts")).exists(forced["artifact_sha256"])
     assert count_versions() == len(TRAINED) + 1
 
 
@@ -348,7 +348,7 @@ def test_bad_train_arguments_exit_2_and_change_nothing(lab, args, expected):
     ("args", "expected"),
     [
         (["--param", "alpha"], "KEY=VALUE"),
-        (["--seed", "-1"], "seed must be"),
+        (["--seed", "-1"], "argument --seed: must be between 0"),
         (["--test-size", "0.9"], "test size"),
         (["--threshold", "1"], "threshold"),
         (["--backend", "cloud"], "unknown backend 'cloud'"),

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from core import builds
-from core.artifacts import ArtifactStore
+from core.artifacts import ArtifactStore, open_store
 from core.builders import Builder, BuildJob, BuildLog, BuildOutcome
-from core.builders.base import collect, write_job
+from core.builders.base import collect, read_outputs, write_job
 from core.dataset import read_records
 from core.maintenance import check
 from core.registry import Registry
@@ -101,9 +101,9 @@ def assert_all_ready(results: list[dict[str, Any]], registry: Registry, lab: Pat
     rows = registry.all_versions()
     assert len(rows) == len(results)
     assert {r.status for r in rows} == {"ready"}
-    store = ArtifactStore(lab / "artifacts")
+    store = open_store(str(lab / "artifacts"))
     for row in rows:
-        store.verify(row.artifact_sha256)  # present and matching
+        assert store.verify(row.artifact_sha256) == "ok"  # present and matching
     report = check(registry, store)
     assert report.ok, report.findings
     assert run_cli("check").returncode == 0
@@ -154,9 +154,9 @@ class InProcessBuilder(Builder):
     name = "local"
 
     def run(self, job: BuildJob, work_dir: Path, log: BuildLog, should_cancel) -> BuildOutcome:
-        job_file, out = write_job(job, work_dir, str(job.data_path))
+        job_file, out = write_job(job, work_dir)
         run_job(json.loads(job_file.read_text()), out)
-        return collect(out, 0, log, {"worker_exit_code": 0, "in_process": True})
+        return collect(read_outputs(out), 0, {"worker_exit_code": 0, "in_process": True})
 
 
 @pytest.mark.slow
@@ -196,8 +196,8 @@ def test_soak_train_and_archive_cycles(registry: Registry, lab: Path, store: Art
     assert all(r.status == "ready" and r.archived for r in rows)
     assert sorted(r.version for r in rows) == list(range(1, SOAK_CYCLES + 1))
     for row in rows:
-        store.verify(row.artifact_sha256)
-    assert set(store.all_digests()) == {r.artifact_sha256 for r in rows}
+        assert store.verify(row.artifact_sha256) == "ok"
+    assert set(store.digests()) == {r.artifact_sha256 for r in rows}
     report = check(registry, store)
     assert report.ok, report.findings
     assert report.checked["versions"] == SOAK_CYCLES

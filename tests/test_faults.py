@@ -51,7 +51,7 @@ def check_passes() -> dict[str, Any]:
 
 # --- (a) the build worker killed with SIGKILL ------------------------------------------------
 def test_build_worker_killed_with_sigkill(registry: Registry, lab: Path, monkeypatch) -> None:
-    monkeypatch.setenv("TMPDIR", str(lab / "tmp"))  # where a killed build leaves its work folder
+    monkeypatch.setenv("WORK_ROOT", str(lab / "tmp"))  # where builds make their work folders
     (lab / "tmp").mkdir()
     request = builds.TrainRequest(recipe="nb-bow", backend="local", fault="sleep:60")
     row = builds.submit(request, registry).version
@@ -77,8 +77,11 @@ def test_build_worker_killed_with_sigkill(registry: Registry, lab: Path, monkeyp
 
     found = run_cli("check", "--json", env=DEAD_DOCKER)
     assert found.returncode == 1
-    (finding,) = json.loads(found.stdout)["findings"]
-    assert finding["kind"] == "stuck_build" and f"pid {runner}" in finding["message"]
+    stuck, leftover = sorted(json.loads(found.stdout)["findings"], key=lambda f: f["kind"])[::-1]
+    assert stuck["kind"] == "stuck_build" and f"pid {runner}" in stuck["message"]
+    assert leftover["kind"] == "leftover_work_dir"  # the killed build's private work folder
+    work_dir = Path(leftover["path"])
+    assert work_dir.is_dir()
 
     listed = run_cli("list", "--json", env=DEAD_DOCKER)  # opening the registry marks orphans
     assert listed.returncode == 0, listed.stderr
@@ -90,6 +93,7 @@ def test_build_worker_killed_with_sigkill(registry: Registry, lab: Path, monkeyp
     assert f"build worker (pid {runner}) died" in out["error"]
     assert registry.mark_orphans() == []  # idempotent
     assert artifact_files(lab) == []
+    assert not work_dir.exists()  # recovery (run by `list`) removed the work folder too
     check_passes()
 
 
@@ -148,18 +152,12 @@ def engine_proxy() -> Iterator[tuple[str, subprocess.Popen]]:
         folder.rmdir()
 
 
-def our_containers(client: Any, version_id: int, data: Path) -> list[Any]:
-    """Trainer containers of this version AND this test's dataset: version ids repeat across
-    registries, and other people's builds may share the engine."""
-    from core.builders.docker import CONTAINER_LABEL
+def our_containers(client: Any, registry: Registry, version_id: int) -> list[Any]:
+    """Trainer containers of this registry's version (ids repeat across registries, and
+    other people's builds may share the engine)."""
+    from core.builders.docker import registry_containers
 
-    return [
-        c
-        for c in client.containers.list(
-            all=True, filters={"label": f"{CONTAINER_LABEL}={version_id}"}
-        )
-        if any(m.get("Source") == str(data) for m in c.attrs.get("Mounts", []))
-    ]
+    return registry_containers(client, registry.identity, version_id)
 
 
 @pytest.mark.docker
@@ -172,9 +170,10 @@ def test_docker_engine_stops_mid_build(registry: Registry, lab: Path, monkeypatc
         pytest.skip(f"the proxy needs the engine's socket at {REAL_DOCKER_SOCKET}")
     if not os.environ.get("BUILD_NETWORK"):
         monkeypatch.setenv("BUILD_NETWORK", "host")
-    DockerBuilder().ensure_image(BuildLog(lab / "logs" / "image.log"))  # not via the proxy
+    DockerBuilder().ensure_image(BuildLog())  # not via the proxy
     data = lab / "data" / "sample.json"
     real = docker.from_env(timeout=60)
+    real_host = os.environ.get("DOCKER_HOST")
     row: ModelVersion | None = None
     try:
         with engine_proxy() as (docker_host, proxy):
@@ -188,7 +187,7 @@ def test_docker_engine_stops_mid_build(registry: Registry, lab: Path, monkeypatc
                 wait_until(
                     lambda: sleeping(row), "the container to start training", timeout_s=WAIT_S
                 )
-                assert our_containers(real, row.id, data), "no running trainer container"
+                assert our_containers(real, registry, row.id), "no running trainer container"
                 proxy.send_signal(signal.SIGKILL)  # the "engine" is gone mid-training
                 proxy.wait()
                 row = future.result(timeout=60)
@@ -199,15 +198,20 @@ def test_docker_engine_stops_mid_build(registry: Registry, lab: Path, monkeypatc
         assert row.log_tail and "injected fault: sleeping" in row.log_tail
         assert row.artifact_sha256 is None and artifact_files(lab) == []
 
-        # The builder could not remove its container through a dead engine; talking to the
-        # real engine again, remove it (gc only takes containers stopped for 10 minutes).
-        leftovers = our_containers(real, row.id, data)
-        assert len(leftovers) == 1, "expected the abandoned container to still exist"
-        for container in leftovers:
-            container.remove(force=True)
-        assert our_containers(real, row.id, data) == []
+        # The builder could not remove its container through a dead engine; with the real
+        # engine back, `check` reports it and `gc` removes it.
+        if real_host:
+            monkeypatch.setenv("DOCKER_HOST", real_host)
+        else:
+            monkeypatch.delenv("DOCKER_HOST")
+        assert len(our_containers(real, registry, row.id)) == 1, "the container is gone already"
+        found = run_cli("check", "--json")
+        assert [f["kind"] for f in json.loads(found.stdout)["findings"]] == ["leftover_container"]
+        collected = run_cli("gc", "--json")
+        assert collected.returncode == 0, collected.stderr
+        wait_until(lambda: not our_containers(real, registry, row.id), "gc to remove it", 30)
     finally:
-        for container in our_containers(real, row.id, data) if row is not None else []:
+        for container in our_containers(real, registry, row.id) if row is not None else []:
             container.remove(force=True)
         real.close()
     check_passes()
@@ -234,24 +238,34 @@ def tiny_tmpfs(target: Path, size: str) -> Iterator[Path]:
 
 
 def test_disk_full_while_storing_the_artifact(registry: Registry, lab: Path) -> None:
-    from core.artifacts import ArtifactStore
+    """The dataset fits; then the disk fills up (another tenant's file) and the model does not."""
+    from core.artifacts import open_store
 
-    with tiny_tmpfs(lab / "artifacts", "8k") as root:
-        store = ArtifactStore(root)
+    with tiny_tmpfs(lab / "mnt", "2m") as mount:
+        store = open_store(str(mount / "store"))
         request = builds.TrainRequest(
             recipe="tfidf-logreg", backend="local", params={"min_df": 1}
-        )  # its artifact (~15 KB) does not fit in 8 KB
-        row, _ = builds.train(request, registry, store)
+        )  # its artifact (~15 KB) will not fit in the 8 KB left
+        row = builds.submit(request, registry, store).version
+        assert list(store.digests("dataset")) == [row.data_sha256]
+        free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+        # another tenant fills the device (outside the store): 8 KB stay free
+        with open(mount / "filler", "wb") as filler, contextlib.suppress(OSError):
+            filler.write(b"\0" * max(0, free - 8192))
+        row = builds.execute(row.id, registry, store)
         print(f"\ndisk full -> {row.error}")
         assert row.status == "failed", (row.status, row.error)
         assert "No space left on device" in row.error, row.error
         assert row.error.startswith("OSError: [Errno 28]")
         assert row.artifact_sha256 is None
         assert "wrote model.joblib" in row.log_tail  # training itself had finished
-        left = [p for p in root.rglob("*") if p.is_file()]
-        assert left == [], f"partial files left in the store: {left}"
-        assert store.all_digests() == []
-        check_passes()
+        left = sorted(p.relative_to(mount / "store") for p in (mount / "store").rglob("*.*"))
+        assert [p.parts[0] for p in left] == ["datasets"], f"partial files left: {left}"
+        assert list(store.digests()) == []
+        from core.maintenance import check
+
+        report = check(registry, store)
+        assert report.ok, report.findings
     check_passes()
 
 
