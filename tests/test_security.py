@@ -26,9 +26,9 @@ import joblib
 import pytest
 
 from core import builds
-from core.artifacts import ArtifactStore
+from core.artifacts import ArtifactStore, open_store
 from core.builders.docker import DockerBuilder
-from core.config import PROJECT_ROOT, settings
+from core.config import PROJECT_ROOT
 from core.datafiles import list_data_files, resolve_data_file, save_upload
 from core.errors import BadInput, IntegrityError
 from core.predict import load_model
@@ -67,7 +67,7 @@ def two(built: Path, lab: Path) -> tuple[Registry, ArtifactStore, list[Any]]:
     registry = Registry()
     rows = [registry.resolve(1), registry.resolve(2)]
     assert rows[0].artifact_sha256 != rows[1].artifact_sha256
-    return registry, ArtifactStore(settings().artifact_root), rows
+    return registry, open_store(), rows
 
 
 class MarkerPickle:
@@ -97,7 +97,7 @@ def assert_check_reports_tampering(version: int) -> None:
 # --- artifacts -----------------------------------------------------------------------------
 def test_tampered_artifact_is_refused(two: tuple) -> None:
     _, store, (v1, _) = two
-    path = store.path_for(v1.artifact_sha256)
+    path = store.local_path(v1.artifact_sha256)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # flip one byte in the middle
     data[-1] ^= 0x01
@@ -105,22 +105,21 @@ def test_tampered_artifact_is_refused(two: tuple) -> None:
 
     with pytest.raises(IntegrityError, match="refusing to unpickle"):
         store.load(v1.artifact_sha256)
-    with pytest.raises(IntegrityError, match="does not match the registry"):
-        store.verify(v1.artifact_sha256)
+    assert store.verify(v1.artifact_sha256) == "tampered"
     with pytest.raises(IntegrityError):
         load_model(v1, store)
     done = run_cli("predict", "1", "--title", "t", "--text", "pizza", env=NO_ENGINE)
     assert done.returncode == 1
-    assert "modified on disk" in one_line_error(done)
+    assert "modified in the store" in one_line_error(done)
     exported = run_cli("export", "1", "-o", str(store.root.parent / "v1.zip"), env=NO_ENGINE)
-    assert exported.returncode == 1 and "does not match the registry" in exported.stderr
+    assert exported.returncode == 1 and "modified in the store" in exported.stderr
     assert_check_reports_tampering(1)
 
 
 def test_swapped_artifact_is_refused(two: tuple) -> None:
     _, store, (v1, v2) = two
-    other = store.path_for(v2.artifact_sha256).read_bytes()
-    store.path_for(v1.artifact_sha256).write_bytes(other)  # a valid model, but not v1's
+    other = store.local_path(v2.artifact_sha256).read_bytes()
+    store.local_path(v1.artifact_sha256).write_bytes(other)  # a valid model, but not v1's
     with pytest.raises(IntegrityError, match="refusing to unpickle"):
         store.load(v1.artifact_sha256)
     done = run_cli("predict", "1", "--title", "t", "--text", "pizza", env=NO_ENGINE)
@@ -139,7 +138,7 @@ def test_malicious_pickle_is_never_unpickled(two: tuple, tmp_path: Path) -> None
 
     marker = tmp_path / "marker"
     payload = joblib_bytes(MarkerPickle(marker))
-    store.path_for(v1.artifact_sha256).write_bytes(payload)
+    store.local_path(v1.artifact_sha256).write_bytes(payload)
     with pytest.raises(IntegrityError):
         store.load(v1.artifact_sha256)
     with pytest.raises(IntegrityError):
@@ -237,7 +236,7 @@ def test_zip_bomb_upload_is_refused_before_inflating(
     """A small zip may expand to gigabytes: the declared size is checked before reading."""
     import core.dataset
 
-    monkeypatch.setattr(core.dataset, "MAX_UNZIPPED_BYTES", 1 << 20)
+    monkeypatch.setattr(core.dataset, "MAX_DATA_BYTES", 1 << 20)
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("train.json", "[" + " " * (2 << 20) + "]")  # 2 MB -> ~2 KB
@@ -303,7 +302,8 @@ def test_docker_build_context_comes_only_from_the_project() -> None:
     assert DockerBuilder().context == PROJECT_ROOT
     source = (ROOT / "core" / "builders" / "docker.py").read_text()
     assert 'dockerfile="Dockerfile"' in source and "path=str(self.context)" in source
-    assert 'network_mode="none"' in source and '"mode": "ro"' in source  # training sandbox
+    assert 'network_mode="none"' in source  # training sandbox: no network...
+    assert "volumes=" not in source and "mounts=" not in source  # ...and no host folder
     assert "USER trainer" in (ROOT / "Dockerfile").read_text()  # not root in the container
 
 
@@ -414,7 +414,7 @@ def test_export_import_round_trip(two: tuple, lab: Path) -> None:
     assert out["metrics"] == v1.metrics
     assert out["params"] == v1.params and out["fingerprint"] == v1.fingerprint
     assert out["provenance"]["imported"]["original_version"] == 1
-    store.verify(out["artifact_sha256"])
+    assert store.verify(out["artifact_sha256"]) == "ok"
     assert run_cli("check", env=NO_ENGINE).returncode == 0
 
 
@@ -554,3 +554,116 @@ def test_import_refuses_extra_or_missing_members(two: tuple, exported: Path, lab
     with zipfile.ZipFile(extra, "a") as archive:
         archive.writestr("../../evil.py", "print('hi')")
     assert "unexpected contents" in assert_refused(extra, registry)
+
+
+# --- hostile archives: self-consistent (every digest resealed), yet lying ------------------
+def reseal(
+    archive: Path,
+    target: Path,
+    edit: Any = None,
+    artifact: bytes | None = None,
+) -> Path:
+    """Copy `archive` with its version record edited and every digest recomputed, as an
+    attacker who controls the whole file would."""
+    from core.exchange import _record_sha, _sha
+
+    with zipfile.ZipFile(archive) as source:
+        members = {name: source.read(name) for name in source.namelist()}
+    manifest = json.loads(members.pop("manifest.json"))
+    if artifact is not None:
+        members["artifact.joblib"] = artifact
+        manifest["version"]["artifact_sha256"] = _sha(artifact)
+        card = json.loads(members["model_card.json"])
+        card["artifact"]["sha256"] = _sha(artifact)
+        members["model_card.json"] = json.dumps(card).encode()
+    if edit is not None:
+        edit(manifest["version"])
+    manifest["version_sha256"] = _record_sha(manifest["version"])
+    manifest["files"] = {name: _sha(data) for name, data in members.items()}
+    with zipfile.ZipFile(target, "w") as out:
+        out.writestr("manifest.json", json.dumps(manifest))
+        for name, data in members.items():
+            out.writestr(name, data)
+    return target
+
+
+def _set(path: str, value: Any):
+    def edit(version: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        node = version
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("recipe", "[click](https://evil.example) ![x](https://evil.example/i.png)", "recipe"),
+        ("builder", "**docker** ![x](https://evil.example/i.png)", "builder"),
+        ("metrics", {}, "metric"),
+        ("metrics.roc_auc", "oops", "metric roc_auc"),
+        ("metrics.f1", 7.5, "metric f1"),
+        ("threshold", "0.5); DROP TABLE model_versions; --", "threshold"),
+        ("threshold", float("nan"), "threshold"),
+        ("provenance.docker.image_id", "busybox:latest", "image id"),
+        ("params.alpha", "1; rm -rf /", "parameters"),
+        ("status", "queued", "status"),
+        ("data_sha256", "../../etc/passwd", "dataset digest"),
+    ],
+)
+def test_import_validates_the_whole_record(
+    two: tuple, exported: Path, lab: Path, path: str, value: Any, message: str
+) -> None:
+    """A resealed archive passes every digest check; validation still refuses the lie,
+    in one line, without echoing SQL, and without storing anything."""
+    registry, _, _ = two
+
+    def edit(version: dict[str, Any]) -> None:
+        if path.startswith("provenance.docker"):
+            version["builder"] = "docker"
+        _set(path, value)(version)
+
+    hostile = reseal(exported, lab / "hostile.zip", edit)
+    before = artifact_files(lab)
+    line = assert_refused(hostile, registry)
+    assert message in line, line
+    assert "SELECT" not in line and "INSERT" not in line
+    assert artifact_files(lab) == before
+
+
+def test_imported_fingerprint_is_recomputed_and_never_reused(
+    two: tuple, exported: Path, lab: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An archive claiming the fingerprint of a request, with a planted model, is marked
+    imported; a later identical `train` builds its own version instead of returning it."""
+    marker = lab / "unpickled"
+    planted = io.BytesIO()
+    joblib.dump(MarkerPickle(marker), planted)
+    hostile = reseal(
+        exported,
+        lab / "planted.zip",
+        _set("fingerprint", "f" * 64),
+        artifact=planted.getvalue(),
+    )
+    fresh = lab / "fresh"
+    fresh.mkdir()
+    monkeypatch.setenv("REGISTRY_URL", f"sqlite:///{fresh / 'registry.db'}")
+    done = run_cli("import", str(hostile), "--json", env={
+        **NO_ENGINE, "REGISTRY_URL": f"sqlite:///{fresh / 'registry.db'}"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    imported = json.loads(done.stdout)
+    assert imported["imported"] is True and imported["data_kind"] == "imported"
+    assert imported["fingerprint"] != "f" * 64
+    registry = Registry()
+    assert registry.resolve(1).data_path == ""  # the archive's path is never reused
+    request = builds.TrainRequest(recipe="nb-bow", backend="local", seed=1, data_path=SAMPLE)
+    row, submission = builds.train(request, registry)
+    assert not submission.reused and row.status == "ready", row.error
+    assert row.version == 2 and row.artifact_sha256 != imported["artifact_sha256"]
+    assert not marker.exists(), "the planted model was unpickled"
+    result = builds.reproduce(registry.resolve(1), registry)  # rebuilds; never loads it
+    assert result["artifact_identical"] is False
+    assert not marker.exists()
