@@ -28,6 +28,7 @@ from core.registry import Registry
 from core.schema import ACTIVE_STATUSES, FAILED, READY
 
 ROOT = Path(__file__).resolve().parent.parent
+MARKDOWN_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 HOME, BUILD, VERSIONS, COMPARE, TRY = (
     "app.py",
     "pages/1_Build.py",
@@ -54,12 +55,17 @@ def run(target) -> AppTest:
     return at
 
 
+def shown(value: object) -> str:
+    """Markdown source as a reader sees it: `ui.common.md` escapes user strings."""
+    return MARKDOWN_ESCAPE.sub(r"\1", str(value))
+
+
 def texts(elements) -> list[str]:
-    return [e.value for e in elements]
+    return [shown(e.value) for e in elements]
 
 
 def joined(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return "\n".join(shown(e.value) for e in elements)
 
 
 def by_label(widgets, label: str):
@@ -266,13 +272,13 @@ def test_try_a_request_returns_a_probability(populated: Registry, store) -> None
     run(by_label(at.button, "Predict").click())
     assert len(at.metric) == 1
     metric = at.metric[0]
-    assert "v3 · nb-bow" in metric.label  # no champion: the newest ready version
-    shown = percent(metric.value)
-    assert 0.0 <= shown <= 100.0
+    assert "v3 · nb-bow" in shown(metric.label)  # no champion: the newest ready version
+    probability = percent(metric.value)
+    assert 0.0 <= probability <= 100.0
     # the same core path without the page, to within the page's rounding (0.1 %)
     row = populated.resolve(3)
     expected = predict_proba(load_model(row, store), [make_request(TITLE, TEXT)])[0]
-    assert abs(shown - 100 * expected) <= 0.051
+    assert abs(probability - 100 * expected) <= 0.051
     assert any("Words that pushed" in v for v in texts(at.markdown))
 
     # all ready versions: one bar per ready version, no single metric
@@ -289,7 +295,7 @@ def test_try_a_request_uses_the_champion_by_default(populated: Registry) -> None
     assert by_label(at.selectbox, "Version").value == 1
     by_label(at.text_area, "Request text").input(TEXT)
     run(by_label(at.button, "Predict").click())
-    assert "v1 · nb-bow (champion)" in at.metric[0].label
+    assert "v1 · nb-bow (champion)" in shown(at.metric[0].label)
 
 
 # --- a failed build ----------------------------------------------------------------------
@@ -420,6 +426,9 @@ def test_out_of_range_numbers_never_reach_a_build(lab: Path, registry: Registry)
         ("meta_fields", "requester_user_flair", "meta_fields"),
         ("meta_fields", "no_such_field", "unknown field 'no_such_field'"),
         ("Memory (Docker)", "lots", "memory must look like 512m or 2g"),
+        ("Memory (Docker)", "²g", "memory must look like 512m or 2g"),
+        ("Memory (Docker)", "1k", "memory must be between 64m and 1024g"),
+        ("Memory (Docker)", "99999999999999999999999g", "memory must look like 512m or 2g"),
     ],
 )
 def test_a_bad_parameter_in_the_form_is_refused(
@@ -437,6 +446,34 @@ def test_a_bad_parameter_in_the_form_is_refused(
 
 
 # --- builds from the dashboard -----------------------------------------------------------
+@pytest.mark.parametrize("force", [False, True], ids=["reuse", "retrain-if-identical"])
+def test_three_quick_clicks_start_one_build(
+    lab: Path, registry: Registry, force: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start build clicked three times before the first build ends: one version, followed.
+    (The launch is held back until the clicks are done, so "before it ends" is certain.)"""
+    launched: list[int] = []
+    real_launch = builds.launch
+    monkeypatch.setattr(builds, "launch", lambda version_id, reg: launched.append(version_id))
+    at = run(page(BUILD))
+    by_label(at.selectbox, "Builder").select("local")
+    if force:
+        by_label(at.checkbox, "Retrain if identical").check()
+    for _ in range(3):
+        run(by_label(at.button, "Start build").click())
+    (row,) = registry.list_versions()
+    assert any("already building" in info for info in texts(at.info)), texts(at.info)
+    assert st_builds(at) == [row.id, row.id, row.id]
+    assert launched == [row.id]
+    real_launch(row.id, registry)
+    assert builds.wait_for(row.id, registry, timeout_s=240).status == READY
+    assert len(registry.list_versions()) == 1
+
+
+def st_builds(at: AppTest) -> list[int]:
+    return list(at.session_state["my_builds"]) if "my_builds" in at.session_state else []
+
+
 def test_the_build_form_launches_exactly_one_build(lab: Path, registry: Registry) -> None:
     at = run(page(BUILD))
     assert at.selectbox(key="recipe").value == "nb-bow"

@@ -19,7 +19,13 @@ from typing import Any
 import pytest
 
 from core import builds
-from core.builders.docker import CONTAINER_LABEL, DockerBuilder, image_tag
+from core.builders.docker import (
+    CONTAINER_LABEL,
+    DockerBuilder,
+    current_image_tag,
+    image_key,
+    image_tag,
+)
 from core.config import settings
 from core.provenance import TRACKED_PACKAGES, code_fingerprint, file_sha256
 from core.registry import Registry
@@ -73,6 +79,13 @@ def copy_context(target: Path) -> Path:
         shutil.copy2(ROOT / name, target / name)
     shutil.copytree(ROOT / "core", target / "core", ignore=shutil.ignore_patterns("__pycache__"))
     return target
+
+
+def context_tag(client: Any, context: Path) -> str:
+    """The trainer image tag a build from `context` would use."""
+    conf = settings()
+    base = client.images.get(conf.docker_base_image)
+    return image_tag(image_key(code_fingerprint(context), base.id, conf.build_network))
 
 
 def submit(registry: Registry, **fields: Any) -> ModelVersion:
@@ -147,7 +160,8 @@ def test_build_train_register_reuse_and_reproduce_on_sample(
 
     image = client.images.get(docker_prov["image_id"])  # `docker image inspect`
     assert image.id == docker_prov["image_id"]
-    assert image_tag(code_fingerprint()) in image.tags
+    assert current_image_tag(client) in image.tags
+    assert docker_prov["build_network"] == image.labels["altruism-lab.build-network"]
     assert docker_prov["base_image_id"] == client.images.get(settings().docker_base_image).id
     assert docker_prov["dockerfile_sha256"] == file_sha256(ROOT / "Dockerfile")
     assert docker_prov["requirements_sha256"] == file_sha256(ROOT / "requirements-trainer.txt")
@@ -170,7 +184,7 @@ def test_build_train_register_reuse_and_reproduce_on_sample(
     assert "host_environment" in prov
     assert "worker pid 1:" in log_of(first)  # the worker ran as the container's PID 1
 
-    assert store.verify(first.artifact_sha256).is_file()
+    assert store.verify(first.artifact_sha256) == "ok"
     assert labelled(client, first.id) == []
     assert first.metrics["roc_auc"] > 0.5
 
@@ -212,7 +226,7 @@ def test_cli_trains_shared_data_in_docker_and_reproduces(
     assert prov["data_rows"] == 3245 and prov["data_positives"] == 808
     assert prov["packages"]["scikit-learn"] == trainer_pins()["scikit-learn"]
     assert 0.55 < out["metrics"]["roc_auc"] < 0.95
-    assert store.verify(out["artifact_sha256"]).is_file()
+    assert store.verify(out["artifact_sha256"]) == "ok"
     assert labelled(client, out["id"]) == []
 
     again = run_cli("reproduce", str(out["version"]), "--json", "--quiet")
@@ -237,7 +251,7 @@ def test_missing_requirement_fails_the_image_build(
     assert_failed_cleanly(row, lab, client, "image build failed")
     assert MISSING_PACKAGE in row.log_tail
     with pytest.raises(docker.errors.ImageNotFound):
-        client.images.get(image_tag(code_fingerprint(context)))
+        client.images.get(context_tag(client, context))
 
 
 def test_training_exception_fails_the_version(registry: Registry, lab: Path, client: Any) -> None:
@@ -289,7 +303,7 @@ def test_cancel_during_the_image_build(
         "# Code layer.", f"RUN echo {nonce} && sleep 3\n# Code layer."
     )
     dockerfile.write_text(text)
-    tag = image_tag(code_fingerprint(context))
+    tag = context_tag(client, context)
     row = submit(registry)
     pool, future = in_background(
         lambda: builds.execute(row.id, registry, builder=DockerBuilder(context=context))
@@ -310,3 +324,37 @@ def test_out_of_memory_is_reported(registry: Registry, lab: Path, client: Any) -
     row = builds.execute(submit(registry, memory="128m", fault="allocate:512").id, registry)
     assert_failed_cleanly(row, lab, client, "out of memory")
     assert "128m" in row.error
+
+
+@pytest.mark.slow
+def test_another_base_image_builds_another_image_and_says_so(
+    registry: Registry, store: Any, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BASE_IMAGE is part of the image tag; provenance records the base image the engine
+    really used (its id, read back from the image's labels), not today's setting."""
+    import io
+
+    default_tag = current_image_tag(client)
+    base_name = "altruism-lab-test/base:alt"
+    dockerfile = f"FROM {settings().docker_base_image}\nLABEL altruism-lab-test=alt-base\n"
+    base, _ = client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag=base_name, network_mode="none", rm=True
+    )
+    monkeypatch.setenv("BASE_IMAGE", base_name)
+    alt_tag = current_image_tag(client)
+    try:
+        assert alt_tag != default_tag, "a new base image must not reuse the old trainer image"
+        row = builds.execute(submit(registry).id, registry, store)
+        assert row.status == "ready", row.error
+        docker_prov = row.provenance["docker"]
+        image = client.images.get(docker_prov["image_id"])
+        assert alt_tag in image.tags
+        assert docker_prov["base_image"] == base_name
+        assert docker_prov["base_image_id"] == base.id == image.labels["altruism-lab.base-image-id"]
+        monkeypatch.setenv("BASE_IMAGE", "python:3.11-slim")  # the setting moves on...
+        assert registry.get_by_id(row.id).provenance["docker"]["base_image_id"] == base.id
+    finally:
+        with contextlib.suppress(Exception):
+            client.images.remove(alt_tag, force=True)
+        with contextlib.suppress(Exception):
+            client.images.remove(base_name, force=True)

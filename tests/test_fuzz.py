@@ -406,13 +406,13 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture
 def trained(trained_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """This test's environment pointed at the trained registry; returns the pipeline."""
-    from core.artifacts import ArtifactStore
+    from core.artifacts import open_store
     from core.predict import load_model
 
     monkeypatch.setenv("REGISTRY_URL", f"sqlite:///{trained_home / 'registry.db'}")
     monkeypatch.setenv("ARTIFACT_ROOT", str(trained_home / "artifacts"))
     monkeypatch.setenv("LOG_ROOT", str(trained_home / "logs"))
-    return load_model(Registry().resolve(1), ArtifactStore(trained_home / "artifacts"))
+    return load_model(Registry().resolve(1), open_store(str(trained_home / "artifacts")))
 
 
 def assert_probabilities(values: list[float], count: int) -> None:
