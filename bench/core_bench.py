@@ -63,6 +63,7 @@ from core.builders.base import (  # noqa: E402
     BuildLog,
     BuildOutcome,
     collect,
+    read_outputs,
     write_job,
 )
 
@@ -161,8 +162,8 @@ class InProcessBuilder(Builder):
     ) -> BuildOutcome:
         from core.worker import run_job
 
-        _, out = write_job(job, work_dir, str(job.data_path))
-        spec = job.spec(str(job.data_path))
+        _, out = write_job(job, work_dir)
+        spec = job.spec(str(job.data_file))
         lines = io.StringIO()
         started = time.perf_counter()
         try:
@@ -177,7 +178,7 @@ class InProcessBuilder(Builder):
             "evaluate": result["evaluate_seconds"],
             "dump": result["dump_seconds"],
         }
-        return collect(out, 0, log, {"in_process": True})
+        return collect(read_outputs(out), 0, {"in_process": True})
 
 
 # --- measurements ------------------------------------------------------------------------
