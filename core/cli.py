@@ -321,28 +321,51 @@ def cmd_predict(args: argparse.Namespace) -> Any:
     registry = open_registry()
     row = registry.resolve(args.version, args.model)
     if args.file:
+        if args.time or args.meta:
+            raise BadInput("--time and --meta apply to --title/--text; put them in the file")
         records = predict.prepare_requests(read_records(Path(args.file)))
     elif args.title is not None or args.text is not None:
-        records = [predict.make_request(args.title or "", args.text or "")]
+        when = predict.parse_request_time(args.time) if args.time else None
+        meta = predict.request_meta(when, dict(_key_value(item, "--meta") for item in args.meta))
+        records = [predict.make_request(args.title or "", args.text or "", **meta)]
     else:
         raise BadInput("give --title/--text or --file")
     model = predict.load_model(row, _store())
-    probabilities = predict.predict_proba(model, records)
     return {
         "version": row.version,
         "recipe": row.recipe,
-        "predictions": [
-            {"request_id": r["request_id"], "probability": p}
-            for r, p in zip(records, probabilities, strict=True)
-        ],
+        "predictions": predict.score(model, records),
     }
 
 
+def _key_value(item: str, option: str) -> tuple[str, float]:
+    name, sep, value = item.partition("=")
+    try:
+        number = float(value) if sep and value.strip().isascii() else None
+    except ValueError:
+        number = None
+    if number is None or number != number or abs(number) >= 1e15:
+        raise BadInput(f"{option} {item[:60]!r}: expected FIELD=NUMBER")
+    return name.strip(), number
+
+
 def render_predict(out: dict[str, Any]) -> str:
-    return table(
-        ["request_id", "probability"],
-        [[p["request_id"], p["probability"]] for p in out["predictions"]],
-    )
+    lines = [
+        table(
+            ["request_id", "probability"],
+            [[p["request_id"], p["probability"]] for p in out["predictions"]],
+        )
+    ]
+    for p in out["predictions"]:
+        for w in p["warnings"]:
+            lines.append(
+                f"warning: {p['request_id']}: {w['feature']} = {w['value']:g} is outside the "
+                f"training range {w['min']:g} to {w['max']:g}"
+            )
+        if p["defaults"]:
+            filled = ", ".join(f"{k}={v}" for k, v in p["defaults"].items())
+            lines.append(f"defaults used for {p['request_id']}: {filled}")
+    return "\n".join(lines)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> Any:
@@ -541,6 +564,17 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--title")
     pred.add_argument("--text")
     pred.add_argument("--file", help="JSON list / JSONL of requests")
+    pred.add_argument(
+        "--time", help="when the typed request is posted: ISO date/time (UTC) or Unix seconds"
+    )
+    pred.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="FIELD=NUMBER",
+        help="a requester number at request time, e.g. "
+        "requester_account_age_in_days_at_request=400 (repeatable; missing ones are 0)",
+    )
 
     ev = verb("evaluate", cmd_evaluate, render_metrics, "metrics on another labelled file")
     ev.add_argument("version")

@@ -13,8 +13,16 @@ from core.dataset import REQUEST_ID, REQUEST_TIME_NUMERIC, TEXT, TIMESTAMP, TITL
 TEXT_COLUMN = "text"
 TEXT_LENGTH = "text_length"
 REQUEST_HOUR = "request_hour_utc"
+REQUEST_WEEKDAY = "request_weekday_utc"
+REQUEST_DAY = "request_day_of_month_utc"
+# Time as it means the same for a request typed today as in the training data: positions on
+# the daily, weekly and monthly cycles (never the raw timestamp, which a linear model would
+# extrapolate years past the data).
+CYCLES = {REQUEST_HOUR: 24, REQUEST_WEEKDAY: 7, REQUEST_DAY: 31}
 # Columns derived from the text and the request time, beside the requester counts.
-DERIVED_NUMERIC = (TEXT_LENGTH, REQUEST_HOUR)
+DERIVED_NUMERIC = (TEXT_LENGTH, *CYCLES)
+# Input ranges of these columns are not reported: cycles have no outside.
+NOT_RANGED = frozenset({TEXT_COLUMN, REQUEST_ID, TIMESTAMP, *CYCLES})
 
 
 def request_text(record: dict[str, Any]) -> str:
@@ -23,7 +31,8 @@ def request_text(record: dict[str, Any]) -> str:
 
 
 def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Model-input frame: one row per request; missing request-time numbers get defaults."""
+    """Model-input frame: one row per request; missing request-time numbers get defaults
+    (see `request_defaults`)."""
     now = time.time()
     rows = []
     for record in records:
@@ -35,7 +44,10 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             default = now if field.startswith("unix_timestamp") else 0.0
             row[field] = float(record.get(field, default))
         row[TEXT_LENGTH] = float(len(record.get(TEXT, "")))
-        row[REQUEST_HOUR] = float(time.gmtime(row[TIMESTAMP]).tm_hour)
+        moment = time.gmtime(row[TIMESTAMP])
+        row[REQUEST_HOUR] = float(moment.tm_hour)
+        row[REQUEST_WEEKDAY] = float(moment.tm_wday)
+        row[REQUEST_DAY] = float(moment.tm_mday - 1)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -44,3 +56,59 @@ def signed_log1p(values: Any) -> np.ndarray:
     """sign(x) * log(1 + |x|): tames heavy-tailed counts that can be negative (karma)."""
     array = np.asarray(values, dtype=float)
     return np.sign(array) * np.log1p(np.abs(array))
+
+
+def cyclic_encode(values: Any) -> np.ndarray:
+    """Each cycle column (in `CYCLES` order) as its sine and cosine: bounded, periodic."""
+    array = np.asarray(values, dtype=float)
+    angle = 2 * np.pi * array / np.array(list(CYCLES.values()), dtype=float)
+    return np.column_stack(
+        [f(angle[:, i]) for i in range(array.shape[1]) for f in (np.sin, np.cos)]
+    )
+
+
+def cyclic_names(_transformer: Any, names: Any) -> np.ndarray:
+    """Output names of `cyclic_encode`."""
+    return np.array([f"{name}_{f}" for name in names for f in ("sin", "cos")], dtype=object)
+
+
+def read_columns(pipeline: Any) -> list[str]:
+    """Input columns a fitted pipeline's ColumnTransformer reads."""
+    features = pipeline.steps[0][1]
+    columns: list[str] = []
+    for name, transformer, selected in getattr(features, "transformers_", []):
+        if name == "remainder" or transformer == "drop":
+            continue
+        if isinstance(selected, str):
+            selected = [selected]
+        if isinstance(selected, (list, tuple)):
+            columns += [c for c in selected if isinstance(c, str)]
+    return list(dict.fromkeys(columns))
+
+
+def ranged_columns(pipeline: Any) -> list[str]:
+    """Numeric input columns whose training range matters for a new request."""
+    return [c for c in read_columns(pipeline) if c not in NOT_RANGED]
+
+
+def request_defaults(record: dict[str, Any], pipeline: Any = None) -> dict[str, str]:
+    """The request-time fields `to_frame` fills in for this record, and with what; with a
+    pipeline, only those it reads (the time counts when it reads a cycle)."""
+    read = None
+    if pipeline is not None:
+        read = set(read_columns(pipeline))
+        if read & set(CYCLES):
+            read |= {TIMESTAMP, "unix_timestamp_of_request"}
+    filled = {}
+    for field in REQUEST_TIME_NUMERIC:
+        if field not in record and (read is None or field in read):
+            filled[field] = "now" if field.startswith("unix_timestamp") else "0"
+    return filled
+
+
+def input_ranges(pipeline: Any, frame: pd.DataFrame) -> dict[str, list[float]]:
+    """Training min and max of each ranged input column."""
+    return {
+        column: [float(frame[column].min()), float(frame[column].max())]
+        for column in ranged_columns(pipeline)
+    }

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from core.artifacts import ArtifactStore, open_store
-from core.dataset import MAX_TEXT_CHARS, MAX_TITLE_CHARS, REQUEST_ID, TEXT, TITLE, validate_request
+from core.dataset import (
+    MAX_TEXT_CHARS,
+    MAX_TITLE_CHARS,
+    REQUEST_ID,
+    REQUEST_TIME_NUMERIC,
+    TEXT,
+    TIMESTAMP,
+    TITLE,
+    validate_request,
+)
 from core.errors import AltruismError, BadInput
-from core.features import to_frame
+from core.features import request_defaults, to_frame
 from core.provenance import package_versions
 from core.schema import READY, ModelVersion
 
 # Libraries whose version change can change what an unpickled pipeline predicts.
 PREDICTION_LIBRARIES = ("scikit-learn", "numpy", "scipy")
+UNIX_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?", re.ASCII)
 
 
 def _minor(version: str) -> str:
@@ -91,6 +103,66 @@ def predict_proba(pipeline: Any, records: list[dict[str, Any]]) -> list[float]:
     return [float(p) for p in pipeline.predict_proba(to_frame(records))[:, 1]]
 
 
+def score(pipeline: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each request's probability, the inputs outside the version's training range
+    (`warnings`) and the request-time fields filled in by default (`defaults`)."""
+    frame = to_frame(records)
+    probabilities = pipeline.predict_proba(frame)[:, 1]
+    ranges = getattr(pipeline, "input_ranges_", None) or {}
+    scored = []
+    for i, record in enumerate(records):
+        warnings = []
+        for feature, (low, high) in ranges.items():
+            value = float(frame[feature].iloc[i]) if feature in frame else None
+            if value is not None and not low <= value <= high:
+                warnings.append({"feature": feature, "value": value, "min": low, "max": high})
+        scored.append(
+            {
+                "request_id": record.get(REQUEST_ID, f"request-{i}"),
+                "probability": float(probabilities[i]),
+                "warnings": warnings,
+                "defaults": request_defaults(record, pipeline),
+            }
+        )
+    return scored
+
+
+def parse_request_time(text: str) -> float:
+    """Unix seconds from an ISO 8601 date/time (UTC unless it says otherwise) or a number."""
+    text = (text or "").strip()
+    try:
+        if UNIX_SECONDS.fullmatch(text):
+            return float(text)
+        return _iso_seconds(text)
+    except (ValueError, OverflowError):
+        raise BadInput(
+            f"request time {text[:40]!r}: give an ISO date such as 2013-05-04T18:30 or Unix seconds"
+        ) from None
+
+
+def _iso_seconds(text: str) -> float:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def request_meta(when: float | None, fields: dict[str, Any]) -> dict[str, Any]:
+    """Request-time fields for `make_request`: the time (both timestamp fields) and
+    requester numbers, each a known request-time field."""
+    meta: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in REQUEST_TIME_NUMERIC or name.startswith("unix_timestamp"):
+            counts = [f for f in REQUEST_TIME_NUMERIC if not f.startswith("unix_timestamp")]
+            raise BadInput(
+                f"unknown requester field {name[:60]!r}; choose from {', '.join(counts)}"
+            )
+        meta[name] = value
+    if when is not None:
+        meta["unix_timestamp_of_request"] = meta[TIMESTAMP] = when
+    return meta
+
+
 def word_weights(pipeline: Any) -> np.ndarray | None:
     """Per-feature log-odds weights of a linear classifier (LogReg or multinomial NB)."""
     classifier = pipeline.steps[-1][1]
@@ -119,3 +191,47 @@ def explain(pipeline: Any, record: dict[str, Any], top: int = 8) -> list[dict[st
         for i in order
         if contributions[i] != 0
     ]
+
+
+def _base_log_odds(classifier: Any) -> float | None:
+    if hasattr(classifier, "intercept_") and hasattr(classifier, "coef_"):
+        return float(np.ravel(classifier.intercept_)[0])
+    if hasattr(classifier, "class_log_prior_"):
+        return float(classifier.class_log_prior_[1] - classifier.class_log_prior_[0])
+    return None
+
+
+def _group_of(block: str, feature: str) -> str:
+    """Readable group of one output feature of the ColumnTransformer."""
+    if block == "text":
+        return "words (title and text)"
+    if block == "time":
+        return "request time (hour, weekday, day of month)"
+    return feature.split("__", 1)[-1]
+
+
+def explain_groups(pipeline: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """Log-odds contribution of every feature group (words, each requester number, time)
+    and the base value, so that base + contributions = the score's log-odds; for a model
+    that is not linear in its features, `method` says none is shown."""
+    classifier = pipeline.steps[-1][1]
+    features = pipeline.steps[0][1]
+    weights, base = word_weights(pipeline), _base_log_odds(classifier)
+    if weights is None or base is None or not hasattr(features, "output_indices_"):
+        return {"method": "none: the model is not linear in its features", "groups": []}
+    row = features.transform(to_frame([record]))
+    values = np.asarray(row.toarray() if hasattr(row, "toarray") else row)[0]
+    names = features.get_feature_names_out()
+    totals: dict[str, float] = {}
+    for block, indices in features.output_indices_.items():
+        for i in range(indices.start, indices.stop):
+            group = _group_of(block, str(names[i]))
+            totals[group] = totals.get(group, 0.0) + float(values[i] * weights[i])
+    log_odds = base + sum(totals.values())
+    return {
+        "method": "exact: the model is linear in its features (log-odds)",
+        "base": base,
+        "groups": [{"group": g, "log_odds": v} for g, v in totals.items()],
+        "log_odds": log_odds,
+        "probability": float(1 / (1 + np.exp(-log_odds))),
+    }

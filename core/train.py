@@ -15,7 +15,7 @@ import numpy as np
 
 from core.dataset import LABEL, REQUEST_ID, Dataset
 from core.evaluate import classification_metrics, curves, make_split
-from core.features import to_frame
+from core.features import input_ranges, to_frame
 from core.provenance import environment
 from core.recipes import get_recipe
 
@@ -94,6 +94,8 @@ def fit_and_evaluate(
     started = time.perf_counter()
     log(f"fitting {recipe_name} ...")
     pipeline.fit(frame.iloc[split.train_index], labels[split.train_index])
+    # travels inside the artifact, so every prediction can say what lies outside it
+    pipeline.input_ranges_ = input_ranges(pipeline, frame.iloc[split.train_index])
     fit_seconds = time.perf_counter() - started
     log(f"fit done in {fit_seconds:.2f}s")
     started = time.perf_counter()

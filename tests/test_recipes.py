@@ -82,11 +82,11 @@ def test_given_params_reach_the_estimators():
     assert vec.min_df == 3
 
     lr = get_recipe("tfidf-logreg")
-    pipe = lr.pipeline(lr.resolve({"C": 2, "class_weight": "none", "max_iter": 77}))
+    pipe = lr.pipeline(lr.resolve({"C": 2, "class_weight": "balanced", "max_iter": 77}))
     clf = pipe.named_steps["classifier"]
-    assert (clf.C, clf.class_weight, clf.max_iter) == (2.0, None, 77)
+    assert (clf.C, clf.class_weight, clf.max_iter) == (2.0, "balanced", 77)
     default_clf = lr.pipeline(lr.resolve({})).named_steps["classifier"]
-    assert default_clf.class_weight == "balanced"
+    assert default_clf.class_weight is None  # calibrated probabilities by default
 
 
 def test_meta_fields_choose_the_numeric_columns():
