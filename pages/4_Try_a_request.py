@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 
 import streamlit as st
 
 from core import charts
 from core.dataset import MAX_TEXT_CHARS, MAX_TITLE_CHARS
 from core.errors import AltruismError, NotFound
-from core.predict import explain, make_request, predict_proba
+from core.predict import explain, explain_groups, make_request, request_meta, score
 from core.schema import READY
 from ui.common import cached_model, chart, get_registry, label, md, model_name, page_setup
 
 ALL = "All ready versions"
+REQUESTER_FIELDS = (  # field, caption, lowest value, step
+    ("requester_account_age_in_days_at_request", "Account age (days)", 0.0, 1.0),
+    ("requester_number_of_comments_at_request", "Comments", 0, 1),
+    ("requester_number_of_posts_at_request", "Posts", 0, 1),
+    ("requester_number_of_posts_on_raop_at_request", "Posts on RAOP", 0, 1),
+    ("requester_number_of_comments_in_raop_at_request", "Comments on RAOP", 0, 1),
+    ("requester_number_of_subreddits_at_request", "Subreddits", 0, 1),
+    ("requester_upvotes_minus_downvotes_at_request", "Karma (up − down)", None, 1),
+    ("requester_upvotes_plus_downvotes_at_request", "Votes (up + down)", 0, 1),
+    ("requester_days_since_first_post_on_raop_at_request", "Days since first RAOP post", 0.0, 1.0),
+)
 
 page_setup("Try a request")
 registry = get_registry()
@@ -47,48 +58,28 @@ with st.form("request"):
         placeholder="Lost my job last week and the fridge is empty. I'll pay "
         "it forward when I'm back on my feet!",
     )
-    with st.expander("Requester metadata (optional)"):
+    now = datetime.now(UTC)
+    when = st.columns(2)
+    day = when[0].date_input("Request date (UTC)", value=now.date())
+    clock = when[1].time_input("Request time (UTC)", value=now.time().replace(microsecond=0))
+    with st.expander("Requester metadata (optional; blank fields count as 0)"):
         cols = st.columns(3)
         meta = {
-            "requester_account_age_in_days_at_request": cols[0].number_input(
-                "Account age (days)", 0.0, 10_000.0, 365.0
-            ),
-            "requester_number_of_comments_at_request": cols[1].number_input(
-                "Comments", 0, 100_000, 50
-            ),
-            "requester_number_of_posts_at_request": cols[2].number_input("Posts", 0, 100_000, 5),
-            "requester_number_of_posts_on_raop_at_request": cols[0].number_input(
-                "Posts on RAOP", 0, 1_000, 0
-            ),
-            "requester_number_of_comments_in_raop_at_request": cols[1].number_input(
-                "Comments on RAOP", 0, 10_000, 0
-            ),
-            "requester_number_of_subreddits_at_request": cols[2].number_input(
-                "Subreddits", 0, 1_000, 10
-            ),
-            "requester_upvotes_minus_downvotes_at_request": cols[0].number_input(
-                "Karma (up − down)", -100_000, 10_000_000, 100
-            ),
-            "requester_upvotes_plus_downvotes_at_request": cols[1].number_input(
-                "Votes (up + down)", 0, 10_000_000, 300
-            ),
-            "requester_days_since_first_post_on_raop_at_request": cols[2].number_input(
-                "Days since first RAOP post", 0.0, 10_000.0, 0.0
-            ),
+            field: cols[i % 3].number_input(caption, min_value=low, value=None, step=step)
+            for i, (field, caption, low, step) in enumerate(REQUESTER_FIELDS)
         }
     submitted = st.form_submit_button("Predict", type="primary")
 
 st.caption(
     f"Titles up to {MAX_TITLE_CHARS:,} and texts up to {MAX_TEXT_CHARS:,} characters. "
-    "Request time is now."
+    "The request time defaults to now; hour, weekday and day of month are what a model uses."
 )
 if not submitted:
     st.stop()
 try:
-    now = time.time()
-    record = make_request(
-        title, text, unix_timestamp_of_request=now, unix_timestamp_of_request_utc=now, **meta
-    )
+    posted = datetime.combine(day, clock, tzinfo=UTC).timestamp()
+    given = {k: v for k, v in meta.items() if v is not None}
+    record = make_request(title, text, **request_meta(posted, given))
 except AltruismError as exc:
     st.warning(str(exc))
     st.stop()
@@ -101,23 +92,49 @@ results = []
 for row in targets:
     try:
         pipeline = cached_model(row)
-        results.append((row, pipeline, predict_proba(pipeline, [record])[0]))
+        results.append((row, pipeline, score(pipeline, [record])[0]))
     except AltruismError as exc:
         st.error(md(f"v{row.version}: {exc}"))
 if not results:
     st.stop()
 
 if len(results) == 1:
-    row, pipeline, probability = results[0]
+    row, pipeline, scored = results[0]
     st.metric(
-        f"Predicted chance of getting a pizza ({md(label(row, aliases))})", f"{probability:.1%}"
+        f"Predicted chance of getting a pizza ({md(label(row, aliases))})",
+        f"{scored['probability']:.1%}",
     )
 else:
-    bars = [{"version": label(row, aliases), "probability": p} for row, _, p in results]
+    bars = [
+        {"version": label(row, aliases), "probability": s["probability"]} for row, _, s in results
+    ]
     chart(st, charts.probability_bars(bars))
+for row, _, scored in results:
+    for w in scored["warnings"]:
+        st.warning(
+            md(
+                f"{label(row, aliases)}: {w['feature']} = {w['value']:g} is outside what it "
+                f"was trained on ({w['min']:g} to {w['max']:g})"
+            )
+        )
+filled = sorted({k for _, _, s in results for k in s["defaults"]})
+if filled:
+    st.caption(md(f"Defaults used: {', '.join(f'{k} = 0' for k in filled)}"))
 
 # Explain the picked version, or in "all" mode the champion (else the newest).
 row, pipeline, _ = next((r for r in results if r[0].version == default), results[0])
+groups = explain_groups(pipeline, record)
+if groups["groups"]:
+    st.markdown(f"**What moved the score of {md(label(row, aliases))}** (log-odds)")
+    bars = [{"word": g["group"], "weight": g["log_odds"]} for g in groups["groups"]]
+    chart(st, charts.contribution_bars(bars))
+    st.caption(
+        f"Base {groups['base']:+.3f} + contributions {groups['log_odds'] - groups['base']:+.3f}"
+        f" = log-odds {groups['log_odds']:+.3f}, i.e. a probability of "
+        f"{groups['probability']:.1%}. Method: {groups['method']}."
+    )
+else:
+    st.caption(f"No explanation for {md(label(row, aliases))}: {groups['method']}.")
 words = explain(pipeline, record)
 if words:
     st.markdown(f"**Words that pushed {md(label(row, aliases))} up or down**")

@@ -11,6 +11,7 @@ worker processes; the tests wait for them with `builds.wait_for`. Docker is swit
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from collections.abc import Iterator
@@ -296,6 +297,39 @@ def test_try_a_request_uses_the_champion_by_default(populated: Registry) -> None
     by_label(at.text_area, "Request text").input(TEXT)
     run(by_label(at.button, "Predict").click())
     assert "v1 · nb-bow (champion)" in shown(at.metric[0].label)
+
+
+def test_try_explains_the_whole_score_and_flags_out_of_range_inputs(
+    populated: Registry,
+) -> None:
+    request = builds.TrainRequest(recipe="tfidf-meta-logreg", backend="local", force=True)
+    row, _ = builds.train(request, populated)
+    assert row.status == READY, row.error
+    at = run(page(TRY))
+    by_label(at.selectbox, "Version").select(row.version)
+    by_label(at.text_input, "Title").input(TITLE)
+    by_label(at.text_area, "Request text").input(TEXT)
+    by_label(at.number_input, "Account age (days)").set_value(1_000_000.0)
+    by_label(at.number_input, "Posts").set_value(4)
+    run(by_label(at.button, "Predict").click())
+    shown_percent = percent(at.metric[0].value)
+    warnings = texts(at.warning)
+    assert any(
+        "requester_account_age_in_days_at_request = 1e+06 is outside what it was trained on" in w
+        for w in warnings
+    ), warnings
+    captions = texts(at.caption)
+    (summary,) = [c for c in captions if c.startswith("Base ")]
+    found = re.search(
+        r"Base ([+-][\d.]+) \+ contributions ([+-][\d.]+) = log-odds ([+-][\d.]+)", summary
+    )
+    base, moved, log_odds = (float(x) for x in found.groups())
+    assert base + moved == pytest.approx(log_odds, abs=0.002)
+    assert 100 / (1 + math.exp(-log_odds)) == pytest.approx(shown_percent, abs=0.06)
+    (defaults,) = [c for c in captions if c.startswith("Defaults used")]
+    assert "requester_number_of_comments_at_request = 0" in defaults
+    assert "requester_number_of_posts_at_request" not in defaults  # it was given
+    assert "requester_account_age_in_days_at_request" not in defaults
 
 
 # --- a failed build ----------------------------------------------------------------------
