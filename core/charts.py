@@ -188,3 +188,36 @@ def auc_history(rows: list[dict[str, Any]]) -> alt.Chart:
         )
         .properties(height=220)
     )
+
+
+def calibration_overlay(points: dict[str, list[dict[str, float]]]) -> alt.LayerChart:
+    """Reliability diagrams of several versions: on the diagonal, a predicted 30% means
+    that 30% of such requests got a pizza."""
+    rows = [
+        {"version": label, "order": i, **point}
+        for label, version_points in points.items()
+        for i, point in enumerate(version_points)
+    ]
+    frame = pd.DataFrame(rows, columns=["version", "order", "predicted", "observed"])
+    axis = alt.Scale(domain=[0, 1])
+    lines = (
+        alt.Chart(frame)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("predicted:Q", title="mean predicted probability", scale=axis),
+            y=alt.Y("observed:Q", title="share that got a pizza", scale=axis),
+            color="version:N",
+            order="order:Q",
+            tooltip=[
+                "version",
+                alt.Tooltip("predicted:Q", format=".3f"),
+                alt.Tooltip("observed:Q", format=".3f"),
+            ],
+        )
+    )
+    diagonal = (
+        alt.Chart(pd.DataFrame({"predicted": [0, 1], "observed": [0, 1]}))
+        .mark_line(strokeDash=[4, 4], color="gray")
+        .encode(x="predicted:Q", y="observed:Q")
+    )
+    return (lines + diagonal).properties(title="Calibration (reliability diagram)", height=300)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
 from sklearn.model_selection import train_test_split
 
 from core.errors import BadInput
@@ -151,3 +152,17 @@ def probability_digest(probabilities: Any) -> str:
     """sha256 of probabilities rounded to 6 digits: equal digests mean the same answers."""
     rounded = np.round(np.asarray(probabilities, dtype=float), ROUND_DIGITS)
     return hashlib.sha256(",".join(f"{v:.6f}" for v in rounded).encode()).hexdigest()
+
+
+def calibration_points(labels: Any, probabilities: Any, bins: int = 10) -> list[dict[str, float]]:
+    """Reliability diagram points: mean predicted probability against the observed success
+    rate in `bins` equal-count bins of the held-out predictions."""
+    y, p = np.asarray(labels, dtype=int), np.asarray(probabilities, dtype=float)
+    if len(y) == 0 or len(np.unique(y)) < 2:
+        return []
+    bins = max(2, min(bins, len(np.unique(p))))
+    observed, predicted = calibration_curve(y, p, n_bins=bins, strategy="quantile")
+    return [
+        {"predicted": round(float(a), ROUND_DIGITS), "observed": round(float(b), ROUND_DIGITS)}
+        for a, b in zip(predicted, observed, strict=True)
+    ]

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core import charts
 from core.errors import AltruismError
+from core.evaluate import calibration_points
 from core.modelcard import model_card, model_card_markdown
 from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES
@@ -147,6 +148,16 @@ with overview:
         chart(left, charts.confusion_heatmap(title, m["confusion_matrix"], normalize))
         right.markdown("**Parameters**")
         right.json(row.params)
+        details = registry.details(row.id)
+        if details is not None:
+            points = calibration_points(details.test_labels, details.test_probabilities)
+            left, right = st.columns([1, 1])
+            chart(left, charts.calibration_overlay({f"v{row.version}": points}))
+            right.caption(
+                f"Brier score {fmt(m.get('brier'))} (mean squared error of the probabilities; "
+                "lower is better). Points on the dashed diagonal mean the probabilities can be "
+                "read as chances; points below it mean the model is over-confident."
+            )
 with provenance:
     st.json(row.provenance or {}, expanded=2)
     if row.reproduction:

@@ -11,6 +11,7 @@ import streamlit as st
 from core import charts
 from core.compare import compare
 from core.errors import AltruismError, NotFound
+from core.evaluate import calibration_points
 from core.schema import READY
 from ui.common import (
     chart,
@@ -141,16 +142,20 @@ for col, row in zip(cols, rows, strict=True):
         charts.confusion_heatmap(label(row, aliases), row.metrics["confusion_matrix"], normalize),
     )
 
-left, middle, right = st.columns(3)
+left, middle, right, far = st.columns(4)
 left.markdown("**False positive and false negative rates**")
 rates = [
     {"version": n, "fpr": r.metrics["fpr"], "fnr": r.metrics["fnr"]}
     for n, r in zip(names, rows, strict=True)
 ]
 chart(left, charts.rates_bars(rates))
-curves = {n: registry.details(r.id).curves for n, r in zip(names, rows, strict=True)}
-chart(middle, charts.curve_overlay(curves, "roc"))
-chart(right, charts.curve_overlay(curves, "pr"))
+details = {n: registry.details(r.id) for n, r in zip(names, rows, strict=True)}
+chart(middle, charts.curve_overlay({n: d.curves for n, d in details.items()}, "roc"))
+chart(right, charts.curve_overlay({n: d.curves for n, d in details.items()}, "pr"))
+calibration = {
+    n: calibration_points(d.test_labels, d.test_probabilities) for n, d in details.items()
+}
+chart(far, charts.calibration_overlay(calibration))
 
 st.subheader("Provenance")
 

@@ -249,7 +249,12 @@ def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
     titles = chart_titles(at)
     assert "v1 · nb-bow" in titles and "v2 · tfidf-logreg" in titles  # confusion matrices
     assert "ROC curve" in titles and "Precision-recall curve" in titles
-    assert len(charts(at)) == 5  # two heatmaps, the FPR/FNR bars, two curve overlays
+    assert "Calibration (reliability diagram)" in titles
+    # two heatmaps, the FPR/FNR bars, two curve overlays, the reliability diagram
+    assert len(charts(at)) == 6
+    (calibration,) = chart_data(at, '"share that got a pizza"')
+    assert {row["version"] for row in calibration} == {"v1", "v2"}
+    assert all(0 <= row["predicted"] <= 1 and 0 <= row["observed"] <= 1 for row in calibration)
     metrics, provenance = (d.value for d in at.dataframe)
     assert {"metric", "v1", "v2", "Δ v2"} <= set(metrics.columns)
     assert "roc_auc" in metrics["metric"].tolist()
@@ -263,7 +268,7 @@ def test_compare_versions_on_different_splits_is_flagged(populated: Registry) ->
     warnings = texts(at.warning)
     assert any(w.startswith("Not comparable: different test sets") for w in warnings), warnings
     assert not any("ROC AUC difference" in v for v in texts(at.markdown))
-    assert len(charts(at)) == 5  # matrices and curves are still shown, just not paired
+    assert len(charts(at)) == 6  # matrices and curves are still shown, just not paired
 
 
 def test_try_a_request_returns_a_probability(populated: Registry, store) -> None:
@@ -558,6 +563,23 @@ def test_version_summaries_match_the_full_rows(populated: Registry) -> None:
     visible = populated.version_summaries(include_archived=False)
     assert [s.version for s in visible] == [4, 3, 2]
     assert populated.version_summaries("no-such-model") == []
+
+
+def test_versions_shows_the_reliability_diagram_and_brier(populated: Registry) -> None:
+    from core.evaluate import calibration_points
+
+    at = run(page(VERSIONS, v="2"))
+    assert "Calibration (reliability diagram)" in chart_titles(at)
+    (points,) = chart_data(at, '"share that got a pizza"')
+    row = populated.resolve(2)
+    details = populated.details(row.id)
+    expected = calibration_points(details.test_labels, details.test_probabilities)
+    assert [(p["predicted"], p["observed"]) for p in points] == [
+        (e["predicted"], e["observed"]) for e in expected
+    ]
+    assert len(expected) >= 2
+    brier = f"Brier score {row.metrics['brier']:.3f}"
+    assert any(c.startswith(brier) for c in texts(at.caption)), texts(at.caption)
 
 
 # --- user text is shown as text ----------------------------------------------------------
