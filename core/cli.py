@@ -182,7 +182,8 @@ def cmd_run_build(args: argparse.Namespace) -> Any:
 
     registry = Registry()
     row = builds.execute(args.id, registry, echo=None if args.quiet else print)
-    return version_dict(row), (0 if row.status == "ready" else 1)
+    code = 0 if row.status == "ready" else 1
+    return (None if args.quiet else version_dict(row)), code
 
 
 def cmd_list(args: argparse.Namespace) -> Any:
@@ -640,6 +641,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _emit(args: argparse.Namespace, out: Any) -> None:
+    if out is None:  # nothing to say (run-build --quiet: the build log is in the registry)
+        return
     if isinstance(out, Streamed):
         if args.json:
             out.write_json()

@@ -93,6 +93,9 @@ def test_detached_build_returns_at_once_and_finishes(registry: Registry, lab: Pa
     log = registry.log_text(row.id)
     assert "fit done" in log and "registered artifact" in log
     assert len(log.splitlines()) == len(set(log.splitlines())), "a line was logged twice"
+    assert not log.rstrip().endswith("}"), "the version record was appended to the log"
+    launcher = builds.launcher_log(registry, row.id)
+    assert not launcher.exists() or launcher.read_text() == "", launcher.read_text()[:500]
     assert returned_after < 60
 
 
