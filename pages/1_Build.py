@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import streamlit as st
@@ -23,6 +24,7 @@ st.caption(
     f"**{builder}** ({reason})."
 )
 
+RECENT, RECENT_SHOWN = timedelta(hours=24), 5  # finished builds kept in the panel
 SOURCES = ("Bundled sample", "File in the data folder", "Upload a Kaggle-format file")
 
 
@@ -175,15 +177,28 @@ with left:
                 show_error(exc)
 
 
+def _finished_since(row: object, since: datetime) -> bool:
+    finished = getattr(row, "finished_at", None)
+    if finished is None:
+        return False
+    if finished.tzinfo is None:  # SQLite hands back naive UTC
+        finished = finished.replace(tzinfo=UTC)
+    return finished >= since
+
+
 @st.fragment(run_every=2)
 def build_panel() -> None:
     """Active builds and this session's builds, with live log tails; refreshes itself."""
     mine = st.session_state.get("my_builds", [])
-    rows = [
-        r
-        for r in registry.list_versions(model_name(), limit=50)
-        if r.status in ACTIVE_STATUSES or r.id in mine
-    ]
+    since = datetime.now(UTC) - RECENT
+    recent = []  # finished lately: still listed after a reload
+    rows = []
+    for r in registry.list_versions(model_name(), limit=50):
+        if r.status in ACTIVE_STATUSES or r.id in mine:
+            rows.append(r)
+        elif _finished_since(r, since) and len(recent) < RECENT_SHOWN:
+            recent.append(r)
+    rows += recent
     st.subheader("Builds")
     if not rows:
         st.caption("No builds running. Start one with the form.")
@@ -198,12 +213,15 @@ def build_panel() -> None:
         )
         detail = row.stage or row.status
         auc = (row.metrics or {}).get("roc_auc")
-        title = f"v{row.version} · {row.recipe} · {row.builder} · {detail}" + (
+        title = f"v{row.version} · {md(row.recipe)} · {md(row.builder)} · {detail}" + (
             f" · ROC AUC {auc:.4f}" if auc is not None else ""
         )
-        with st.status(title, state=state, expanded=state != "complete"):
+        expanded = state == "running" or (state == "error" and row.id in mine)
+        with st.status(title, state=state, expanded=expanded):
+            if row.status not in ACTIVE_STATUSES:
+                st.markdown(f"[Open v{row.version} on Versions](./Versions?v={row.version})")
             if row.error:
-                (st.warning if row.status == CANCELLED else st.error)(row.error)
+                (st.warning if row.status == CANCELLED else st.error)(md(row.error))
             tail = registry.log_tail(row.id, 2500) or row.log_tail or ""
             if tail:
                 st.code(tail, language=None)

@@ -353,10 +353,9 @@ def test_a_failed_build_shows_its_error_on_build(populated: Registry) -> None:
     at = page(BUILD)
     at.session_state["my_builds"] = [failed.id]  # a build this session started
     run(at)
-    statuses = at.get("status")
-    assert len(statuses) == 1
-    assert statuses[0].label.startswith("v4 · nb-bow · local · failed")
-    assert statuses[0].state == "error"
+    statuses = {shown(s.label).split(" · ")[0]: s for s in at.get("status")}
+    assert shown(statuses["v4"].label).startswith("v4 · nb-bow · local · failed")
+    assert statuses["v4"].state == "error"
     assert any("injected training fault" in e for e in texts(at.error))
 
 
@@ -527,11 +526,13 @@ def test_the_build_form_launches_exactly_one_build(lab: Path, registry: Registry
     done = builds.wait_for(rows[0].id, registry, timeout_s=240)
     assert done.status == READY, done.error
     assert [r.id for r in registry.list_versions()] == [rows[0].id]
-    # the build panel shows it complete with its AUC
-    run(at)
-    (status,) = at.get("status")
-    assert status.label.startswith("v1 · nb-bow · local · ready · ROC AUC ")
-    assert status.state == "complete"
+    # the build panel shows it complete with its AUC and a link to it, also after a reload
+    for shown_page in (run(at), run(page(BUILD))):
+        (status,) = shown_page.get("status")
+        assert shown(status.label).startswith("v1 · nb-bow · local · ready · ROC AUC ")
+        assert status.state == "complete"
+        links = [m.value for m in shown_page.markdown if "on Versions" in m.value]
+        assert links == ["[Open v1 on Versions](./Versions?v=1)"]
 
 
 def test_the_starter_button_starts_three_builds(lab: Path, registry: Registry) -> None:
