@@ -288,9 +288,10 @@ def cmd_compare(args: argparse.Namespace) -> Any:
     registry = open_registry()
     rows = [registry.resolve(ref, args.model) for ref in args.versions]
     result = compare.compare(rows, registry, n_resamples=args.resamples)
-    if not result["comparable"]:
+    if not result["paired"]:
         raise BadInput(
-            f"refused: {result['reason']}; train both with the same data, seed and test size"
+            f"refused: not comparable: {result['reason']}; train both with the same data, "
+            "seed and test size"
         )
     return result
 
@@ -304,12 +305,10 @@ def render_compare(result: dict[str, Any]) -> str:
     rows = [[m["metric"], *m["values"], *m["deltas"][1:]] for m in result["metrics"]]
     lines = [table(headers, rows), ""]
     for p in result["paired"]:
-        low, high = p["auc_difference_ci95"]
-        lines.append(
-            f"v{p['second']} - v{p['first']}: ROC AUC difference "
-            f"{p['auc_difference']:+.4f} (95% CI {low:+.4f} to {high:+.4f}, paired "
-            f"bootstrap); McNemar p = {p['mcnemar']['p_value']:.4g}"
-        )
+        lines.append(f"{p['verdict']} ({p['bootstrap_resamples']} paired bootstrap resamples)")
+    if result["not_comparable"]:
+        pairs = ", ".join(f"v{p['first']}/v{p['second']}" for p in result["not_comparable"])
+        lines.append(f"not comparable (different test sets): {pairs}")
     differs = [d["field"] for d in result["provenance_diff"] if d["differs"]]
     lines.append(f"provenance differs in: {', '.join(differs) or 'nothing'}")
     return "\n".join(lines)

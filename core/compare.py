@@ -23,6 +23,23 @@ METRICS = (
     "brier",
     "log_loss",
 )
+# Readable name and a one-line meaning of every metric the comparison shows.
+METRIC_HELP = {
+    "roc_auc": ("ROC AUC", "chance a random successful request scores above a random failed one"),
+    "average_precision": ("Average precision", "precision averaged over every recall level"),
+    "f1": ("F1", "harmonic mean of precision and recall at the threshold"),
+    "precision": ("Precision", "share of predicted pizzas that really got one"),
+    "recall": ("Recall", "share of real pizzas the model predicted"),
+    "accuracy": ("Accuracy", "share of requests classified correctly at the threshold"),
+    "fpr": ("False positive rate", "share of failed requests predicted to get a pizza"),
+    "fnr": ("False negative rate", "share of successful requests predicted to fail"),
+    "brier": ("Brier score", "mean squared error of the probabilities (lower is better)"),
+    "log_loss": ("Log loss", "penalises confident wrong probabilities (lower is better)"),
+    "tn": ("True negatives", "failed requests predicted to fail"),
+    "fp": ("False positives", "failed requests predicted to get a pizza"),
+    "fn": ("False negatives", "successful requests predicted to fail"),
+    "tp": ("True positives", "successful requests predicted to get a pizza"),
+}
 LOWER_IS_BETTER = {"fpr", "fnr", "brier", "log_loss"}
 CONFUSION = ("tn", "fp", "fn", "tp")
 
@@ -107,27 +124,61 @@ def compare(
     for row in rows:
         if row.status != READY:
             raise BadInput(f"version {row.version} is {row.status}; only ready versions compare")
-    hashes = {v.split_hash for v in rows}
-    comparable = len(hashes) == 1
-    paired = []
-    if comparable:
-        for other in rows[1:]:
-            y, p_first, p_other = _aligned(registry, rows[0], other)
+    paired, not_comparable = [], []
+    for i, first in enumerate(rows):
+        for other in rows[i + 1 :]:
+            pair = {"first": first.version, "second": other.version}
+            if first.split_hash != other.split_hash:
+                not_comparable.append(pair)
+                continue
+            y, p_first, p_other = _aligned(registry, first, other)
             stats = paired_comparison(
-                y, p_first, p_other, rows[0].threshold, other.threshold, n_resamples=n_resamples
+                y, p_first, p_other, first.threshold, other.threshold, n_resamples=n_resamples
             )
-            paired.append({"first": rows[0].version, "second": other.version, **stats})
+            pair.update(stats, n=len(y), positives=int(np.sum(y)))
+            pair["verdict"] = pair_verdict(pair, first.threshold, other.threshold)
+            paired.append(pair)
+    comparable = not not_comparable
     return {
         "versions": [v.version for v in rows],
         "comparable": comparable,
         "reason": None
         if comparable
         else (
-            "not comparable: different test sets (split hashes "
+            "different test sets (split hashes "
             + ", ".join(f"v{v.version} {str(v.split_hash)[:12]}" for v in rows)
             + ")"
         ),
         "metrics": metrics_table(rows),
         "paired": paired,
+        "not_comparable": not_comparable,
         "provenance_diff": provenance_diff(rows),
     }
+
+
+def pair_verdict(pair: dict[str, Any], first_threshold: float, second_threshold: float) -> str:
+    """The pair's result in plain words: who is better by ROC AUC, if anyone, and how often
+    the two disagree at their thresholds."""
+    a, b = f"v{pair['first']}", f"v{pair['second']}"
+    diff = pair["auc_difference"]  # second - first
+    low, high = pair["auc_difference_ci95"]
+    if low > 0:
+        head = f"{b} is better than {a}: ROC AUC {diff:+.3f} (95% CI {low:+.3f} to {high:+.3f})"
+    elif high < 0:
+        head = f"{a} is better than {b}: ROC AUC {-diff:+.3f} (95% CI {-high:+.3f} to {-low:+.3f})"
+    else:
+        head = (
+            f"No clear difference between {a} and {b}: ROC AUC {b} − {a} {diff:+.3f} "
+            f"(95% CI {low:+.3f} to {high:+.3f} includes zero)"
+        )
+    at = (
+        f"the {first_threshold:g} threshold"
+        if first_threshold == second_threshold
+        else f"thresholds {first_threshold:g} and {second_threshold:g}"
+    )
+    mcnemar = pair["mcnemar"]
+    disagree = mcnemar["only_first_correct"] + mcnemar["only_second_correct"]
+    return (
+        f"{head}; at {at} they disagree on {disagree} of {pair['n']} requests, "
+        f"McNemar p = {mcnemar['p_value']:.2g}."
+    )

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
-from core.compare import compare
+from core.compare import METRIC_HELP, compare
 from core.errors import AltruismError, NotFound
 from core.evaluate import calibration_points
 from core.schema import READY
@@ -17,6 +17,7 @@ from ui.common import (
     chart,
     get_registry,
     label,
+    md,
     model_name,
     page_setup,
     show_error,
@@ -78,16 +79,19 @@ except AltruismError as exc:
     st.stop()
 names = [f"v{r.version}" for r in rows]
 
-if not result["comparable"]:
+if result["not_comparable"]:
+    pairs = ", ".join(f"v{p['first']} and v{p['second']}" for p in result["not_comparable"])
     st.warning(
-        f"Not comparable: different test sets. {result['reason']}. Metrics below were "
-        "measured on different held-out requests; paired statistics are not shown."
+        f"Not comparable: different test sets for {pairs}. Their metrics below were measured "
+        "on different held-out requests, so no paired statistics are shown for them; train "
+        "with the same data, seed and test fraction to compare them pairwise."
     )
 
 st.subheader("Metrics")
 table = []
 for m in result["metrics"]:
-    entry = {"metric": m["metric"]}
+    readable, meaning = METRIC_HELP[m["metric"]]
+    entry = {"metric": readable}
     for name, value in zip(names, m["values"], strict=True):
         entry[name] = value
     for name, delta in zip(names[1:], m["deltas"][1:], strict=True):
@@ -101,6 +105,7 @@ for m in result["metrics"]:
             else (" ▲ better" if better else " ▼ worse")
         )
         entry[f"Δ {name}"] = f"{delta:+.4f}{arrow}" if isinstance(delta, float) else (f"{delta:+d}")
+    entry["what it means"] = meaning
     table.append(entry)
 st.dataframe(
     pd.DataFrame(table),
@@ -109,29 +114,25 @@ st.dataframe(
     column_config={n: st.column_config.NumberColumn(format="%.4f") for n in names},
 )
 
-st.subheader("Paired statistics")
-if result["comparable"]:
-    for pair in result["paired"]:
-        low, high = pair["auc_difference_ci95"]
-        p_value = pair["mcnemar"]["p_value"]
-        verdict = (
-            "the AUC difference is clear of zero"
-            if low > 0 or high < 0
-            else "the interval includes zero: no clear AUC difference"
-        )
-        st.markdown(
-            f"**v{pair['second']} − v{pair['first']}**: ROC AUC difference "
-            f"**{pair['auc_difference']:+.4f}** (95% CI {low:+.4f} to {high:+.4f}, paired "
-            f"bootstrap, {pair['bootstrap_resamples']} resamples): {verdict}. McNemar's exact "
-            f"test at the thresholds: p = **{p_value:.3g}** "
-            f"({pair['mcnemar']['only_first_correct']} requests only v{pair['first']} got "
-            f"right, {pair['mcnemar']['only_second_correct']} only v{pair['second']})."
-        )
-else:
-    st.warning(
-        "Not comparable: different test sets. Train the versions with the same data, "
-        "seed and test fraction to get a paired comparison."
+st.subheader("Who won")
+st.caption(
+    "Test sets: "
+    + "; ".join(
+        f"v{r.version} {r.metrics.get('n', 0):,} requests, "
+        f"{r.metrics.get('positives', 0) / max(1, r.metrics.get('n', 0)):.1%} got a pizza"
+        for r in rows
     )
+)
+for pair in result["paired"]:
+    st.markdown(md(pair["verdict"]))
+if result["paired"]:
+    st.caption(
+        f"ROC AUC intervals from a paired bootstrap over the shared test requests "
+        f"({result['paired'][0]['bootstrap_resamples']:,} resamples); McNemar's exact test "
+        "counts the requests exactly one of the two classified correctly."
+    )
+else:
+    st.info("No pair of these versions shares a test set, so none can be called better.")
 
 st.subheader("Confusion matrices")
 normalize = st.toggle("Row-normalised (share of each actual class)", key="normalize")

@@ -223,6 +223,16 @@ def test_compare_versions_on_the_same_split(trained):
     low, high = paired["auc_difference_ci95"]
     assert low <= paired["auc_difference"] <= high and low < high
     assert 0.0 <= paired["mcnemar"]["p_value"] <= 1.0
+    assert paired["n"] == trained[0]["metrics"]["n"]
+    said = paired["verdict"]
+    if low > 0:
+        assert said.startswith("v2 is better than v1: ROC AUC +"), said
+    elif high < 0:
+        assert said.startswith("v1 is better than v2: ROC AUC +"), said
+    else:
+        assert said.startswith("No clear difference between v1 and v2"), said
+    assert f"of {paired['n']} requests, McNemar p = " in said
+    assert result["not_comparable"] == []
     auc_row = next(m for m in result["metrics"] if m["metric"] == "roc_auc")
     assert auc_row["values"] == [t["metrics"]["roc_auc"] for t in trained[:2]]
     differs = {d["field"]: d["differs"] for d in result["provenance_diff"]}
@@ -232,7 +242,12 @@ def test_compare_versions_on_the_same_split(trained):
 def test_compare_renders_a_table(trained, capsys):
     code, out, err = cli_main(capsys, "compare", "1", "2", "--resamples", "200")
     assert code == 0, err
-    assert "McNemar p =" in out and "roc_auc" in out and "v2 - v1" in out
+    assert "McNemar p =" in out and "roc_auc" in out
+    assert (
+        "v2 is better than v1" in out
+        or "v1 is better than v2" in out
+        or ("No clear difference between v1 and v2" in out)
+    )
 
 
 def test_compare_refuses_different_splits(trained):
@@ -241,6 +256,14 @@ def test_compare_refuses_different_splits(trained):
     assert result.returncode == 2
     assert "not comparable" in result.stderr
     assert result.stdout == ""
+
+
+def test_compare_pairs_what_it_can_and_names_the_rest(trained):
+    """v1 and v2 share a test set, v3 does not: one verdict, two pairs named once."""
+    result = ok_json("compare", "1", "2", "3", "--json", "--resamples", "200")
+    assert result["comparable"] is False
+    assert [(p["first"], p["second"]) for p in result["paired"]] == [(1, 2)]
+    assert result["not_comparable"] == [{"first": 1, "second": 3}, {"first": 2, "second": 3}]
 
 
 # --- predict and evaluate ------------------------------------------------------------------

@@ -243,9 +243,11 @@ def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
     at = run(page(COMPARE, v="1,2"))
     assert by_label(at.multiselect, "Versions (2 to 4; the first is the baseline)").value == [1, 2]
     assert not at.warning
-    stats = [v for v in texts(at.markdown) if "ROC AUC difference" in v]
-    assert len(stats) == 1 and stats[0].startswith("**v2 − v1**")
-    assert "paired bootstrap" in stats[0] and "McNemar" in stats[0]
+    stats = [v for v in texts(at.markdown) if "McNemar p =" in v]
+    assert len(stats) == 1, stats
+    assert re.match(r"(v2 is better than v1|v1 is better than v2|No clear difference)", stats[0])
+    assert any("paired bootstrap" in c for c in texts(at.caption))
+    assert any(c.startswith("Test sets: v1 80 requests") for c in texts(at.caption))
     titles = chart_titles(at)
     assert "v1 · nb-bow" in titles and "v2 · tfidf-logreg" in titles  # confusion matrices
     assert "ROC curve" in titles and "Precision-recall curve" in titles
@@ -257,7 +259,8 @@ def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
     assert all(0 <= row["predicted"] <= 1 and 0 <= row["observed"] <= 1 for row in calibration)
     metrics, provenance = (d.value for d in at.dataframe)
     assert {"metric", "v1", "v2", "Δ v2"} <= set(metrics.columns)
-    assert "roc_auc" in metrics["metric"].tolist()
+    assert "ROC AUC" in metrics["metric"].tolist()
+    assert "what it means" in metrics.columns
     assert {"field", "differs", "v1", "v2"} <= set(provenance.columns)
     recipe_row = provenance[provenance["field"] == "recipe"].iloc[0]
     assert recipe_row["differs"] == "≠" and recipe_row["v2"] == "tfidf-logreg"
@@ -267,7 +270,8 @@ def test_compare_versions_on_different_splits_is_flagged(populated: Registry) ->
     at = run(page(COMPARE, v="1,3"))
     warnings = texts(at.warning)
     assert any(w.startswith("Not comparable: different test sets") for w in warnings), warnings
-    assert not any("ROC AUC difference" in v for v in texts(at.markdown))
+    assert not any("McNemar p =" in v for v in texts(at.markdown))
+    assert len(warnings) == 1 and "v1 and v3" in warnings[0]
     assert len(charts(at)) == 6  # matrices and curves are still shown, just not paired
 
 

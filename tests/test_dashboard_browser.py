@@ -139,18 +139,21 @@ def test_build_compare_and_try_in_a_browser(
     screenshot(page, shots / "home.png")
 
     # Compare v1 and v2 from the URL
-    open_page(page, f"{server}/Compare?v=1,2", "Paired statistics")
-    page.get_by_text("ROC AUC difference").wait_for()
-    stats = page.get_by_text("ROC AUC difference").inner_text()
-    assert stats.startswith("v2 − v1") and "McNemar" in stats and "paired bootstrap" in stats
+    open_page(page, f"{server}/Compare?v=1,2", "Who won")
+    verdict = page.get_by_text(re.compile(r"is better than|No clear difference")).first
+    verdict.wait_for()
+    stats = verdict.inner_text()
+    assert "v1" in stats and "v2" in stats and "McNemar p =" in stats, stats
+    page.get_by_text("paired bootstrap").first.wait_for()
     charts = page.locator('[data-testid="stVegaLiteChart"]')
-    charts.nth(4).locator("svg, canvas").first.wait_for()
-    assert charts.count() == 5
-    drawn = " ".join(charts.nth(i).text_content() or "" for i in range(5))
+    charts.nth(5).locator("svg, canvas").first.wait_for()
+    assert charts.count() == 6
+    drawn = " ".join(charts.nth(i).text_content() or "" for i in range(6))
     for text in ("v1 · nb-bow", "v2 · tfidf-logreg", "predicted: pizza", "actual: no pizza"):
         assert text in drawn, text  # both confusion matrices
     assert "FPR" in drawn and "FNR" in drawn  # the rate bars
     assert "ROC curve" in drawn and "Precision-recall curve" in drawn
+    assert "Calibration (reliability diagram)" in drawn
     page.get_by_text("False positive and false negative rates").wait_for()
     page.get_by_role("heading", name="Provenance").wait_for()
     tables = page.locator('[data-testid="stDataFrame"]')

@@ -194,3 +194,30 @@ def test_probability_digest_ignores_noise_below_six_digits():
     p = np.array([0.1234561, 0.5, 0.9])
     assert probability_digest(p) == probability_digest(p + 1e-9)
     assert probability_digest(p) != probability_digest(p + 1e-5)
+
+
+@pytest.mark.parametrize(
+    ("ci", "diff", "start"),
+    [
+        ((0.106, 0.235), 0.169, "v7 is better than v4: ROC AUC +0.169 (95% CI +0.106 to +0.235)"),
+        ((-0.2, -0.05), -0.12, "v4 is better than v7: ROC AUC +0.120 (95% CI +0.050 to +0.200)"),
+        ((-0.03, 0.04), 0.005, "No clear difference between v4 and v7"),
+    ],
+)
+def test_pair_verdict_names_the_winner_only_when_the_interval_excludes_zero(ci, diff, start):
+    from core.compare import pair_verdict
+
+    pair = {
+        "first": 4,
+        "second": 7,
+        "auc_difference": diff,
+        "auc_difference_ci95": list(ci),
+        "n": 649,
+        "mcnemar": {"only_first_correct": 120, "only_second_correct": 87, "p_value": 0.58},
+    }
+    said = pair_verdict(pair, 0.5, 0.5)
+    assert said.startswith(start), said
+    assert said.endswith(
+        "at the 0.5 threshold they disagree on 207 of 649 requests, McNemar p = 0.58."
+    )
+    assert "thresholds 0.5 and 0.3" in pair_verdict(pair, 0.5, 0.3)
