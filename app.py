@@ -16,6 +16,7 @@ from core.schema import ACTIVE_STATUSES, READY
 from ui.common import (
     builder_status,
     chart,
+    dataset_label,
     fmt,
     get_registry,
     label,
@@ -43,6 +44,22 @@ def starter_button(builder: str) -> None:
             show_error(exc)
 
 
+def real_data_hint() -> None:
+    """How to get the real RAOP data, until a version has been trained on something other
+    than the synthetic sample."""
+    conf = settings()
+    with st.expander("Get the real Random Acts of Pizza data", expanded=True):
+        st.markdown(
+            "The bundled sample is **synthetic**: good for trying the tool, meaningless as a "
+            "model. The real requests are the `train.json` of Kaggle's *Random Acts of Pizza* "
+            "competition: 4,040 labelled requests from the Stanford RAOP dataset (`.json`, "
+            "`.jsonl` or a `.zip` of one). Download it from "
+            "kaggle.com/c/random-acts-of-pizza/data, put the file in the data folder "
+            f"`{conf.data_dir}` and pick it on **Build** under "
+            "*File in the data folder* (or upload it there)."
+        )
+
+
 def champion_panel(aliases: dict[int, list[str]]) -> None:
     st.subheader("Champion")
     try:
@@ -55,6 +72,11 @@ def champion_panel(aliases: dict[int, list[str]]) -> None:
         f"**{md(label(champion, aliases))}** · built by {md(champion.builder)} · "
         f"data `{champion.data_sha256[:10]}`"
     )
+    if champion.data_kind == "sample":
+        st.warning(
+            "The champion was trained on the bundled synthetic sample, not real requests: "
+            "its scores say little about real ones."
+        )
     cols = st.columns(4)
     cols[0].metric("ROC AUC", fmt(m.get("roc_auc")))
     cols[1].metric("False positive rate", fmt(m.get("fpr")))
@@ -94,6 +116,7 @@ def latest_builds() -> None:
                 "version": r.version,
                 "status": r.status + (f" · {r.stage}" if r.stage else ""),
                 "recipe": r.recipe,
+                "dataset": dataset_label(r),
                 "ROC AUC": (r.metrics or {}).get("roc_auc"),
                 "builder": r.builder,
                 "aliases": ", ".join(aliases.get(r.id, [])),
@@ -113,20 +136,37 @@ def latest_builds() -> None:
         r for r in registry.version_summaries(model, include_archived=False) if r.status == READY
     ]
     if ready:
-        st.subheader("ROC AUC by version")
-        chart(
-            st,
-            charts.auc_history(
-                [
-                    {
-                        "version": r.version,
-                        "recipe": r.recipe,
-                        "roc_auc": r.metrics["roc_auc"],
-                        "data": r.data_sha256[:10],
-                    }
-                    for r in ready
-                ]
-            ),
+        auc_by_dataset(ready, aliases)
+
+
+def auc_by_dataset(ready: list, aliases: dict[int, list[str]]) -> None:
+    """ROC AUC by version on one dataset at a time: scores on different data never share
+    an axis. The champion's dataset first, else the newest version's."""
+    datasets: dict[str, str] = {}  # shown name -> data sha256
+    champion = next((r for r in ready if "champion" in aliases.get(r.id, [])), None)
+    for r in ([champion] if champion else []) + ready:
+        datasets.setdefault(f"{dataset_label(r)} · {r.data_sha256[:10]}", r.data_sha256)
+    st.subheader("ROC AUC by version")
+    picked = datasets[st.selectbox("Dataset", list(datasets), key="home-dataset")]
+    on_it = [r for r in ready if r.data_sha256 == picked]
+    chart(
+        st,
+        charts.auc_history(
+            [
+                {
+                    "version": r.version,
+                    "recipe": r.recipe,
+                    "roc_auc": r.metrics["roc_auc"],
+                    "data": dataset_label(r),
+                }
+                for r in on_it
+            ]
+        ),
+    )
+    if len(datasets) > 1:
+        st.caption(
+            f"{len(datasets)} datasets; pick one above. Held-out scores on different "
+            "data are not comparable."
         )
 
 
@@ -147,6 +187,8 @@ def home() -> None:
         champion_panel(aliases)
     with right:
         registry_panel(counts, builder, reason)
+    if not registry.has_real_data(model_name()):
+        real_data_hint()
     latest_builds()
 
 

@@ -15,6 +15,7 @@ from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES
 from ui.common import (
     chart,
+    dataset_label,
     fmt,
     get_registry,
     get_store,
@@ -34,7 +35,7 @@ st.title("Versions")
 cols = st.columns([2, 2, 3, 1])
 statuses = cols[0].multiselect("Status", STATUSES, placeholder="any status")
 recipes = cols[1].multiselect("Recipe", list(RECIPES), placeholder="any recipe")
-search = cols[2].text_input("Search tags, aliases, notes, data hash", "")
+search = cols[2].text_input("Search tags, aliases, notes, dataset name or hash", "")
 show_archived = cols[3].checkbox("Archived", help="Include archived versions")
 
 rows = registry.version_summaries(model, include_archived=show_archived)
@@ -53,6 +54,7 @@ def matches(row) -> bool:
                 *row.tags,
                 row.note or "",
                 row.data_sha256,
+                row.data_name or "",
                 row.recipe,
             ]
         ).lower()
@@ -76,7 +78,7 @@ table = pd.DataFrame(
             "FPR": (r.metrics or {}).get("fpr"),
             "FNR": (r.metrics or {}).get("fnr"),
             "data": r.data_sha256[:10],
-            "dataset": f"{r.data_name or '?'} ({r.data_kind or 'file'})",
+            "dataset": dataset_label(r),
             "builder": r.builder + (" · imported" if r.imported else ""),
             "aliases": ", ".join(aliases.get(r.id, [])),
             "tags": ", ".join(r.tags),

@@ -39,18 +39,30 @@ by_version = {r.version: r for r in ready}
 
 
 def default_selection() -> list[int]:
-    """From the URL (?v=1,2) if valid, else the champion and the newest other version."""
+    """From the URL (?v=1,2) if valid; else a comparable pair (same test set): the champion
+    and the newest version sharing its test set, or the newest two sharing one."""
     raw = st.query_params.get("v", "")
     wanted = [v for v in version_numbers(raw, limit=100) if v in by_version][:4]
     if len(wanted) >= 2:
         return wanted
+    if raw:
+        st.warning(
+            md(f"?v={str(raw)[:60]} does not name two ready versions; showing the default pair.")
+        )
     try:
         champion = registry.resolve("champion", model).version
     except NotFound:
         champion = None
-    picks = [champion] if champion in by_version else []
-    picks += [v for v in by_version if v not in picks]
-    return picks[:2]
+    newest_first = list(by_version)
+    order = ([champion] if champion in by_version else []) + newest_first
+    for first in order:
+        split = by_version[first].split_hash
+        partner = next(
+            (v for v in newest_first if v != first and by_version[v].split_hash == split), None
+        )
+        if partner is not None:
+            return [first, partner]
+    return newest_first[:2]
 
 
 chosen = st.multiselect(

@@ -249,7 +249,9 @@ def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
     assert any("paired bootstrap" in c for c in texts(at.caption))
     assert any(c.startswith("Test sets: v1 80 requests") for c in texts(at.caption))
     titles = chart_titles(at)
-    assert "v1 · nb-bow" in titles and "v2 · tfidf-logreg" in titles  # confusion matrices
+    # confusion matrices, titled with the dataset
+    assert "v1 · nb-bow · synthetic sample" in titles
+    assert "v2 · tfidf-logreg · synthetic sample" in titles
     assert "ROC curve" in titles and "Precision-recall curve" in titles
     assert "Calibration (reliability diagram)" in titles
     # two heatmaps, the FPR/FNR bars, two curve overlays, the reliability diagram
@@ -339,6 +341,48 @@ def test_try_explains_the_whole_score_and_flags_out_of_range_inputs(
     assert "requester_number_of_comments_at_request = 0" in defaults
     assert "requester_number_of_posts_at_request" not in defaults  # it was given
     assert "requester_account_age_in_days_at_request" not in defaults
+
+
+def test_compare_defaults_to_a_comparable_pair_and_says_when_v_is_invalid(
+    populated: Registry,
+) -> None:
+    # newest two (v3, v2) have different test sets; v2 and v1 share one
+    at = run(page(COMPARE))
+    picker = by_label(at.multiselect, "Versions (2 to 4; the first is the baseline)")
+    assert picker.value == [2, 1]
+    assert not at.warning
+    at = run(page(COMPARE, v="²,9999"))
+    assert by_label(at.multiselect, "Versions (2 to 4; the first is the baseline)").value == [2, 1]
+    assert any("does not name two ready versions" in w for w in texts(at.warning))
+
+
+def test_home_separates_datasets_and_points_to_the_real_data(
+    populated: Registry, lab: Path
+) -> None:
+    at = run(page(HOME))
+    assert any("Get the real Random Acts of Pizza data" in e.label for e in at.expander)
+    populated.promote(1, "champion")
+    at = run(page(HOME))
+    assert any("bundled synthetic sample" in w for w in texts(at.warning))
+    # a version on another dataset: the chart shows one dataset at a time
+    other = lab / "data" / "other.json"
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_text(json.dumps(json.loads(SAMPLE_DATA.read_text())[:300]))
+    request = builds.TrainRequest(recipe="nb-bow", backend="local", data_path=other, force=True)
+    row, _ = builds.train(request, populated)
+    assert row.status == READY, row.error
+    at = run(page(HOME))
+    assert not any(e.label.startswith("Get the real") for e in at.expander)
+    picker = by_label(at.selectbox, "Dataset")
+    assert len(picker.options) == 2
+    (history,) = chart_data(at, '"ROC AUC (held-out)"')
+    assert {p["data"] for p in history} == {"synthetic sample"}  # the champion's dataset
+    run(picker.select_index(1))
+    (history,) = chart_data(at, '"ROC AUC (held-out)"')
+    assert [p["version"] for p in history] == [row.version]
+    assert history[0]["data"].startswith("other.json (")
+    frame = at.dataframe[0].value
+    assert "dataset" in frame.columns and "synthetic sample" in frame["dataset"].tolist()
 
 
 # --- a failed build ----------------------------------------------------------------------

@@ -94,10 +94,29 @@ def builder_status() -> tuple[str, str]:
     return resolve_backend("auto")
 
 
-def label(row: ModelVersion, aliases: dict[int, list[str]] | None = None) -> str:
-    """`v3 · tfidf-logreg (champion)`."""
+DATA_KINDS_SHOWN = {
+    "sample": "bundled synthetic sample",
+    "folder": "data folder",
+    "upload": "upload",
+    "file": "file",
+    "imported": "imported",
+}
+
+
+def dataset_label(row: Any) -> str:
+    """`train.json.zip (data folder)`; the bundled sample is called what it is."""
+    kind = getattr(row, "data_kind", None)
+    if kind == "sample":
+        return "synthetic sample"
+    name = getattr(row, "data_name", None) or str(getattr(row, "data_sha256", "") or "")[:10]
+    return f"{name} ({DATA_KINDS_SHOWN.get(kind, kind)})" if kind else name
+
+
+def label(row: Any, aliases: dict[int, list[str]] | None = None) -> str:
+    """`v3 · tfidf-logreg (champion) · train.json.zip (data folder)`."""
     names = (aliases or {}).get(row.id, [])
-    return f"v{row.version} · {row.recipe}" + (f" ({', '.join(names)})" if names else "")
+    alias_text = f" ({', '.join(names)})" if names else ""
+    return f"v{row.version} · {row.recipe}{alias_text} · {dataset_label(row)}"
 
 
 def model_name() -> str:

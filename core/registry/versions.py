@@ -500,6 +500,18 @@ class VersionQueries:
             )
             return {status: count for status, count in rows}
 
+    def has_real_data(self, model: str = DEFAULT_MODEL) -> bool:
+        """Whether any version of `model` was trained on something other than the bundled
+        synthetic sample."""
+        with self.db.session() as session:
+            found = session.execute(
+                select(ModelVersion.id)
+                .join(Model)
+                .where(Model.name == model, func.coalesce(ModelVersion.data_kind, "") != "sample")
+                .limit(1)
+            ).first()
+            return found is not None
+
 
 def _reusable(
     model_id: int, fingerprint: str, statuses: tuple[str, ...] = (READY, *ACTIVE_STATUSES)
