@@ -65,6 +65,7 @@ class TrainRequest:
     data_name: str | None = None  # how the dataset is shown (default: the file name)
     data_kind: str | None = None  # sample, folder, upload or file (default: from the path)
     fault: str | None = None  # test hook, honoured only with ALTRUISM_ALLOW_FAULTS=1
+    refit_of: int | None = None  # a ready version's id: fit on all its data, keep its scores
 
 
 @dataclass
@@ -125,6 +126,7 @@ def fingerprint(
     the git commit: a commit that only touches docs or tests does not change what a build
     produces, while uncommitted edits to `core/` do. The commit is kept in provenance.
     """
+    refit = {"refit": True} if request.refit_of is not None else {}
     return version_fingerprint(
         model=request.model,
         recipe=request.recipe,
@@ -136,6 +138,7 @@ def fingerprint(
         code=code_fingerprint(),
         packages=environment()["packages"],
         builder=builder,
+        **refit,
     )
 
 
@@ -224,6 +227,7 @@ def submit(
                     "cpus": request.cpus,
                     "fault": request.fault,
                     "builder_reason": reason,
+                    **({"refit_of": request.refit_of} if request.refit_of is not None else {}),
                 }
             },
         )
@@ -259,7 +263,7 @@ def _job(row: ModelVersion, registry: Registry, data_file: Path) -> BuildJob:
         data_name=row.data_name or "dataset",
         data_sha256=row.data_sha256,
         seed=row.split_seed,
-        test_size=row.split_test_size,
+        test_size=0.0 if refit_parent_id(row) else row.split_test_size,
         threshold=row.threshold,
         limits=_limits(row),
         fault=row.provenance.get("request", {}).get("fault"),
@@ -403,13 +407,16 @@ def execute(
         registry.pin_artifact(row.id, sha256)
         stored, size = store.put_bytes(outcome.artifact, "model")
         result = outcome.result
+        provenance = _provenance(row, result, outcome.provenance, started, store)
+        if refit_parent_id(row):
+            result, provenance = _parents_evaluation(registry, row, result, provenance, log)
         log(f"registered artifact {stored[:12]} ({size:,} bytes) in {store.location}")
         log.close()
         return registry.complete(
             row.id,
             metrics=result["metrics"],
             split_hash=result["split_hash"],
-            provenance=_provenance(row, result, outcome.provenance, started, store),
+            provenance=provenance,
             artifact_sha256=stored,
             artifact_size=size,
             log_tail=log.tail(),
@@ -432,6 +439,71 @@ def execute(
         raise
     finally:
         log.close()
+
+
+def refit_parent_id(row: ModelVersion) -> int | None:
+    """The id of the version this one refits on all data, if it is a refit."""
+    parent = (row.provenance or {}).get("request", {}).get("refit_of")
+    return parent if isinstance(parent, int) else None
+
+
+def _parents_evaluation(
+    registry: Registry, row: ModelVersion, result: dict[str, Any], provenance: dict, log: Echo
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A refit is scored by its parent: the parent's metrics, split and test predictions."""
+    parent = registry.get_by_id(refit_parent_id(row))
+    details = registry.details(parent.id)
+    if parent.status != READY or details is None:
+        raise AltruismError(f"v{parent.version}, the version refitted, is no longer ready")
+    log(
+        f"metrics are v{parent.version}'s, measured on its held-out split before this refit "
+        f"on all {result['data']['rows']} requests"
+    )
+    result = {
+        **result,
+        "metrics": parent.metrics,
+        "split_hash": parent.split_hash,
+        "curves": details.curves,
+        "test_ids": details.test_ids,
+        "test_labels": details.test_labels,
+        "test_probabilities": details.test_probabilities,
+    }
+    provenance = {
+        **provenance,
+        "split": {**provenance["split"], "hash": parent.split_hash},
+        "refit_of": {"version": parent.version, "id": parent.id},
+    }
+    return result, provenance
+
+
+def submit_refit(
+    parent: ModelVersion,
+    registry: Registry,
+    store: ArtifactStore | None = None,
+    backend: str = "auto",
+) -> Submission:
+    """Queue (or reuse) the refit of a ready version on all of its data: same recipe,
+    parameters and dataset (read from the artifact store), scored by the parent."""
+    store = store or open_store()
+    if parent.status != READY:
+        raise BadInput(f"version {parent.version} is {parent.status}; only ready versions refit")
+    if refit_parent_id(parent) is not None or (parent.provenance or {}).get("refit_of"):
+        raise BadInput(f"version {parent.version} is already a refit on all of its data")
+    with tempfile.TemporaryDirectory(prefix="altruism-refit-") as tmp:
+        request = TrainRequest(
+            recipe=parent.recipe,
+            params=dict(parent.params),
+            data_path=dataset_file(parent, store, Path(tmp)),
+            seed=parent.split_seed,
+            test_size=parent.split_test_size,
+            threshold=parent.threshold,
+            model=parent.model.name,
+            backend=backend,
+            data_name=parent.data_name,
+            data_kind=parent.data_kind,
+            refit_of=parent.id,
+        )
+        return submit(request, registry, store)
 
 
 def _finish_failed(
@@ -465,13 +537,24 @@ def train(
     """Submit and run in this process; returns the final version and the submission."""
     store = store or open_store()
     submission = submit(request, registry, store)
-    if submission.reused:
-        row = submission.version
-        if row.status in ACTIVE_STATUSES:  # an identical build is running: wait for it
-            limit = (request.timeout_s or settings().build_timeout_s or 3600.0) + 600
-            row = wait_for(row.id, registry, timeout_s=limit)
-        return row, submission
-    return execute(submission.version.id, registry, store, echo), submission
+    return run_submission(submission, registry, store, echo, request.timeout_s), submission
+
+
+def run_submission(
+    submission: Submission,
+    registry: Registry,
+    store: ArtifactStore,
+    echo: Echo | None = None,
+    timeout_s: float | None = None,
+) -> ModelVersion:
+    """Run a new submission here, or wait for the identical build it joined."""
+    row = submission.version
+    if not submission.reused:
+        return execute(row.id, registry, store, echo)
+    if row.status in ACTIVE_STATUSES:  # an identical build is running: wait for it
+        limit = (timeout_s or settings().build_timeout_s or 3600.0) + 600
+        row = wait_for(row.id, registry, timeout_s=limit)
+    return row
 
 
 def launcher_log(registry: Registry, version_id: int) -> Path:

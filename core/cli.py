@@ -139,7 +139,23 @@ def cmd_train(args: argparse.Namespace) -> Any:
         cpus=args.cpus,
     )
     store = _store()
-    submission = builds.submit(request, registry, store)
+    return _build(args, registry, store, builds.submit(request, registry, store))
+
+
+def cmd_refit(args: argparse.Namespace) -> Any:
+    from core import builds
+
+    registry = open_registry()
+    store = _store()
+    parent = registry.resolve(args.version, args.model)
+    submission = builds.submit_refit(parent, registry, store, backend=args.backend)
+    return _build(args, registry, store, submission)
+
+
+def _build(args: argparse.Namespace, registry: Any, store: Any, submission: Any) -> Any:
+    """Report a submission, then run it here, launch it (--detach) or return the reused one."""
+    from core import builds
+
     say(f"builder: {submission.builder} ({submission.builder_reason})")
     row = submission.version
     if submission.reused:
@@ -308,7 +324,8 @@ def render_compare(result: dict[str, Any]) -> str:
         lines.append(f"{p['verdict']} ({p['bootstrap_resamples']} paired bootstrap resamples)")
     if result["not_comparable"]:
         pairs = ", ".join(f"v{p['first']}/v{p['second']}" for p in result["not_comparable"])
-        lines.append(f"not comparable (different test sets): {pairs}")
+        lines.append(f"not comparable (different test sets, or a refit and its parent): {pairs}")
+    lines += result["notes"]
     differs = [d["field"] for d in result["provenance_diff"] if d["differs"]]
     lines.append(f"provenance differs in: {', '.join(differs) or 'nothing'}")
     return "\n".join(lines)
@@ -527,6 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--memory", help="memory limit for Docker builds, e.g. 2g")
     train.add_argument("--cpus", type=_ascii_float, help="CPU limit for Docker builds")
     train.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    refit = verb(
+        "refit", cmd_refit, render_train, "a ready version fitted again on all of its data"
+    )
+    refit.add_argument("version")
+    refit.add_argument("--backend", default="auto", help="auto (default), docker or local")
+    refit.add_argument("--detach", action="store_true", help="build in the background")
+    refit.add_argument("--quiet", action="store_true", help="no progress lines")
 
     run_build = verb("run-build", cmd_run_build, help=argparse.SUPPRESS)
     run_build.add_argument("id", type=_bounded_int(1, 2**62))

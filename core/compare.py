@@ -65,7 +65,26 @@ PROVENANCE_FIELDS = {
     "image_id": lambda v: _get(v.provenance, "docker.image_id"),
     "python": lambda v: _get(v.provenance, "python"),
     "packages": lambda v: _get(v.provenance, "packages"),
+    "refit_of": lambda v: _get(v.provenance, "refit_of.version"),
 }
+
+
+def refit_notes(rows: list[ModelVersion]) -> list[str]:
+    """One line per refit version: whose evaluation it carries."""
+    notes = []
+    for row in rows:
+        parent = _get(row.provenance, "refit_of.version")
+        if parent is not None:
+            notes.append(
+                f"v{row.version} is v{parent} refitted on all of its data: its metrics and test "
+                f"predictions are v{parent}'s, measured before the refit."
+            )
+    return notes
+
+
+def _is_refit_pair(first: ModelVersion, other: ModelVersion) -> bool:
+    parents = (_get(first.provenance, "refit_of.id"), _get(other.provenance, "refit_of.id"))
+    return parents[0] == other.id or parents[1] == first.id
 
 
 def metrics_table(rows: list[ModelVersion]) -> list[dict[str, Any]]:
@@ -128,7 +147,7 @@ def compare(
     for i, first in enumerate(rows):
         for other in rows[i + 1 :]:
             pair = {"first": first.version, "second": other.version}
-            if first.split_hash != other.split_hash:
+            if first.split_hash != other.split_hash or _is_refit_pair(first, other):
                 not_comparable.append(pair)
                 continue
             y, p_first, p_other = _aligned(registry, first, other)
@@ -142,18 +161,23 @@ def compare(
     return {
         "versions": [v.version for v in rows],
         "comparable": comparable,
-        "reason": None
-        if comparable
-        else (
-            "different test sets (split hashes "
-            + ", ".join(f"v{v.version} {str(v.split_hash)[:12]}" for v in rows)
-            + ")"
-        ),
+        "reason": None if comparable else _reason(rows),
         "metrics": metrics_table(rows),
         "paired": paired,
         "not_comparable": not_comparable,
+        "notes": refit_notes(rows),
         "provenance_diff": provenance_diff(rows),
     }
+
+
+def _reason(rows: list[ModelVersion]) -> str:
+    if len({v.split_hash for v in rows}) > 1:
+        return (
+            "different test sets (split hashes "
+            + ", ".join(f"v{v.version} {str(v.split_hash)[:12]}" for v in rows)
+            + ")"
+        )
+    return "a refit carries its parent's evaluation, so the two cannot be told apart"
 
 
 def pair_verdict(pair: dict[str, Any], first_threshold: float, second_threshold: float) -> str:

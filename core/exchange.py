@@ -377,6 +377,12 @@ def validate_provenance(prov: Any, builder: str) -> dict[str, Any]:
         "test_size": _number(split.get("test_size"), "split test size", 0.05, 0.5),
         "hash": _digest(split.get("hash"), "split hash"),
     }
+    refit = prov.get("refit_of")
+    if refit is not None:  # scored by its parent: the number is the source registry's
+        if not isinstance(refit, dict):
+            raise _fail("refit_of", "must name the version refitted")
+        number = _number(refit.get("version"), "refitted version", 1, 2**62, integer=True)
+        out["refit_of"] = {"version": number}
     image = (
         (prov.get("docker") or {}).get("image_id") if isinstance(prov.get("docker"), dict) else None
     )
@@ -431,6 +437,7 @@ def validate_version(source: dict[str, Any], details: Any, model: str) -> dict[s
         code=provenance["code_fingerprint"],
         packages=host,
         builder=builder,
+        **({"refit": True} if "refit_of" in provenance else {}),
     )
     name = source.get("data_name") or provenance.get("data_name") or "imported dataset"
     return {

@@ -70,6 +70,27 @@ def strip_volatile_state(estimator: Any) -> Any:
     return estimator
 
 
+def _fit_all(pipeline: Any, recipe_name: str, frame: Any, labels: Any, log: Log) -> TrainResult:
+    log(f"refitting {recipe_name} on all {len(labels)} requests (no held-out split) ...")
+    started = time.perf_counter()
+    pipeline.fit(frame, labels)
+    pipeline.input_ranges_ = input_ranges(pipeline, frame)
+    fit_seconds = time.perf_counter() - started
+    log(f"fit done in {fit_seconds:.2f}s")
+    return TrainResult(
+        pipeline=strip_volatile_state(pipeline),
+        metrics={},
+        curves={},
+        split_hash="",
+        test_ids=[],
+        test_labels=[],
+        test_probabilities=[],
+        fit_seconds=fit_seconds,
+        evaluate_seconds=0.0,
+        environment=environment(),
+    )
+
+
 def fit_and_evaluate(
     dataset: Dataset,
     recipe_name: str,
@@ -79,12 +100,16 @@ def fit_and_evaluate(
     threshold: float,
     log: Log = print,
 ) -> TrainResult:
-    """Split, fit the recipe's pipeline on the training part, score the held-out part."""
+    """Split, fit the recipe's pipeline on the training part, score the held-out part.
+    `test_size` 0 fits on every request and scores nothing (a refit: its evaluation is its
+    parent's)."""
     recipe = get_recipe(recipe_name)
     params = recipe.resolve(params)
     frame = to_frame(dataset.records)
     labels = np.array([bool(r[LABEL]) for r in dataset.records])
     ids = [r[REQUEST_ID] for r in dataset.records]
+    if test_size == 0:
+        return _fit_all(recipe.pipeline(params), recipe_name, frame, labels, log)
     split = make_split(ids, labels.tolist(), seed, test_size)
     log(
         f"split: {len(split.train_index)} train / {len(split.test_index)} test "

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core import charts
+from core import builds, charts
 from core.errors import AltruismError
 from core.evaluate import calibration_points
 from core.modelcard import model_card, model_card_markdown
@@ -123,6 +123,37 @@ if row.note:
     st.text(f"Note: {row.note}")
 if row.tags:
     st.text("Tags: " + ", ".join(t.name for t in row.tags))
+parent = (row.provenance or {}).get("refit_of")
+if isinstance(parent, dict):
+    where = " (in the registry it was exported from)" if row.imported else ""
+    st.info(
+        f"Refitted on all {(row.provenance or {}).get('data_rows', '?')} requests of its "
+        f"dataset. The metrics, curves and test predictions below are "
+        f"v{parent.get('version')}'s{where}, measured on its held-out split before the refit."
+    )
+
+
+def refit_button(row) -> None:
+    """Train this version again on all of its data, as a new version scored by this one."""
+    if not st.button(
+        "Refit on all data",
+        key="refit",
+        help="After comparing on a held-out split: the same recipe, parameters and data, "
+        "fitted on every request. The new version carries this version's metrics.",
+    ):
+        return
+    try:
+        submission = builds.submit_refit(row, registry)
+        if not submission.reused:
+            builds.launch(submission.version.id, registry)
+        done = "already exists" if submission.reused else "is building"
+        st.success(
+            f"v{submission.version.version}, the refit of v{row.version}, {done}: "
+            f"[open it](./Versions?v={submission.version.version})."
+        )
+    except AltruismError as exc:
+        show_error(exc)
+
 
 overview, provenance, log, actions = st.tabs(["Overview", "Provenance", "Log", "Actions"])
 with overview:
@@ -204,6 +235,8 @@ with actions:
                     st.rerun()
                 except AltruismError as exc:
                     show_error(exc)
+        if row.status == READY and not isinstance(parent, dict):
+            refit_button(row)
         if row.status in ACTIVE_STATUSES:
             st.caption("Running builds can be cancelled on **Build**.")
         elif st.button("Restore" if row.archived else "Archive", key="archive"):

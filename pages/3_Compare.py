@@ -94,10 +94,12 @@ names = [f"v{r.version}" for r in rows]
 if result["not_comparable"]:
     pairs = ", ".join(f"v{p['first']} and v{p['second']}" for p in result["not_comparable"])
     st.warning(
-        f"Not comparable: different test sets for {pairs}. Their metrics below were measured "
-        "on different held-out requests, so no paired statistics are shown for them; train "
-        "with the same data, seed and test fraction to compare them pairwise."
+        f"Not comparable: {pairs}. They were measured on different held-out requests (or one "
+        "is the other refitted, carrying its evaluation), so no paired statistics are shown "
+        "for them; train with the same data, seed and test fraction to compare them pairwise."
     )
+for note in result["notes"]:
+    st.info(md(note))
 
 st.subheader("Metrics")
 table = []

@@ -631,6 +631,22 @@ def test_versions_shows_the_reliability_diagram_and_brier(populated: Registry) -
     assert any(c.startswith(brier) for c in texts(at.caption)), texts(at.caption)
 
 
+def test_refit_on_all_data_from_versions(populated: Registry) -> None:
+    at = run(page(VERSIONS, v="2"))
+    run(by_label(at.button, "Refit on all data").click())
+    (said,) = texts(at.success)
+    assert said.startswith("v5, the refit of v2, is building"), said
+    row = builds.wait_for(populated.resolve(5).id, populated, timeout_s=240)
+    assert row.status == READY, row.error
+    at = run(page(VERSIONS, v="5"))
+    (info,) = [i for i in texts(at.info) if i.startswith("Refitted on all")]
+    assert "Refitted on all 400 requests" in info and "are v2's" in info
+    assert not [b for b in at.button if b.label == "Refit on all data"]  # no refit of a refit
+    at = run(page(COMPARE, v="2,5"))
+    assert any("v5 is v2 refitted on all of its data" in i for i in texts(at.info))
+    assert any("Not comparable: v2 and v5" in w for w in texts(at.warning))
+
+
 # --- user text is shown as text ----------------------------------------------------------
 def test_html_in_notes_is_shown_as_text(populated: Registry) -> None:
     populated.set_note(populated.resolve(2).id, f"careful {SCRIPT}")
