@@ -44,6 +44,7 @@ class Param:
     high: float | None = None
     choices: tuple[Any, ...] | None = None
     log_scale: bool = False
+    many: tuple[str, ...] | None = None  # a comma-separated subset of these (a multiselect)
 
     def parse(self, value: Any) -> Any:
         """Coerce and check one value (strings from the CLI allowed); raise BadInput."""
@@ -95,6 +96,7 @@ class Param:
             "low": self.low,
             "high": self.high,
             "choices": self.choices,
+            "many": self.many,
             "help": self.help,
         }
 
@@ -265,6 +267,7 @@ RECIPES: dict[str, Recipe] = {
                     str,
                     ",".join(REQUESTER_COUNTS),
                     "comma-separated request-time requester fields used as numbers",
+                    many=REQUESTER_COUNTS,
                 ),
             ),
             _tfidf_meta_logreg,

@@ -34,6 +34,15 @@ def param_widget(recipe: str, param: Param) -> Any:
     help_text = param.help + (
         f" (valid: {param.low:g} to {param.high:g})" if param.low is not None else ""
     )
+    if param.many:
+        picked = st.multiselect(
+            param.name,
+            param.many,
+            default=[f for f in str(param.default).split(",") if f in param.many],
+            key=key,
+            help=help_text,
+        )
+        return ",".join(picked)
     if param.choices:
         return st.selectbox(
             param.name,

@@ -51,10 +51,15 @@ picked = st.selectbox(
 )
 
 with st.form("request"):
-    title = st.text_input("Title", placeholder="[Request] Broke student in Ohio, payday Friday")
+    title = st.text_input(
+        "Title",
+        max_chars=MAX_TITLE_CHARS,
+        placeholder="[Request] Broke student in Ohio, payday Friday",
+    )
     text = st.text_area(
         "Request text",
         height=160,
+        max_chars=MAX_TEXT_CHARS,
         placeholder="Lost my job last week and the fridge is empty. I'll pay "
         "it forward when I'm back on my feet!",
     )

@@ -415,14 +415,17 @@ def test_an_empty_request_asks_for_text(populated: Registry) -> None:
     assert not at.metric and not at.error
 
 
-def test_an_over_long_request_is_refused_with_a_clear_message(populated: Registry) -> None:
+def test_the_request_boxes_hold_at_most_the_limits(populated: Registry) -> None:
+    """The boxes stop at the limits (the browser enforces max_chars); past them, the core
+    refuses with a clear message rather than scoring a cut request."""
+    from core.dataset import MAX_TEXT_CHARS, MAX_TITLE_CHARS
+
     at = run(page(TRY))
-    by_label(at.text_input, "Title").input("fine title")
-    by_label(at.text_area, "Request text").input("pizza " * 6_667)  # 40,002 characters
-    run(by_label(at.button, "Predict").click())
-    assert len(texts(at.warning)) == 1
-    assert "too long" in at.warning[0].value and "40,000" in at.warning[0].value
-    assert not at.metric
+    assert by_label(at.text_input, "Title").proto.max_chars == MAX_TITLE_CHARS
+    assert by_label(at.text_area, "Request text").proto.max_chars == MAX_TEXT_CHARS
+    assert any(f"texts up to {MAX_TEXT_CHARS:,} characters" in c for c in texts(at.caption))
+    with pytest.raises(BadInput, match=r"too long.*40,000"):
+        make_request("fine title", "pizza " * 6_667)
 
 
 def _upload(lab: Path, name: str, content: bytes) -> AppTest:
@@ -509,8 +512,6 @@ def test_out_of_range_numbers_never_reach_a_build(lab: Path, registry: Registry)
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("meta_fields", "requester_user_flair", "meta_fields"),
-        ("meta_fields", "no_such_field", "unknown field 'no_such_field'"),
         ("Memory (Docker)", "lots", "memory must look like 512m or 2g"),
         ("Memory (Docker)", "²g", "memory must look like 512m or 2g"),
         ("Memory (Docker)", "1k", "memory must be between 64m and 1024g"),
@@ -529,6 +530,26 @@ def test_a_bad_parameter_in_the_form_is_refused(
     errors = texts(at.error)
     assert len(errors) == 1 and message in errors[0], errors
     assert registry.list_versions() == []
+
+
+def test_meta_fields_are_picked_from_a_list(lab: Path, registry: Registry) -> None:
+    at = run(page(BUILD))
+    at.selectbox(key="recipe").select("tfidf-meta-logreg")
+    run(at)
+    fields = at.multiselect(key="param-tfidf-meta-logreg-meta_fields")
+    assert "requester_user_flair" not in fields.options  # leaky fields are not offered
+    fields.set_value([])
+    by_label(at.selectbox, "Builder").select("local")
+    run(by_label(at.button, "Start build").click())
+    errors = texts(at.error)
+    assert len(errors) == 1 and "name at least one request-time field" in errors[0], errors
+    assert registry.list_versions() == []
+    chosen = ["requester_account_age_in_days_at_request", "requester_number_of_posts_at_request"]
+    at.multiselect(key="param-tfidf-meta-logreg-meta_fields").set_value(chosen)
+    run(by_label(at.button, "Start build").click())
+    (row,) = registry.list_versions()
+    assert row.params["meta_fields"] == ",".join(chosen)
+    assert builds.wait_for(row.id, registry, timeout_s=240).status == READY
 
 
 # --- builds from the dashboard -----------------------------------------------------------
