@@ -181,7 +181,17 @@ def auc_history(rows: list[dict[str, Any]]) -> alt.Chart:
         alt.Chart(frame)
         .mark_circle(size=90)
         .encode(
-            x=alt.X("version:Q", title="version", axis=alt.Axis(tickMinStep=1)),
+            x=alt.X(
+                "version:Q",
+                title="version",
+                axis=alt.Axis(tickMinStep=1, format="d"),
+                # from the first version shown to the last, half a step of room each side
+                scale=alt.Scale(
+                    domain=[frame["version"].min() - 0.5, frame["version"].max() + 0.5],
+                    nice=False,
+                    zero=False,
+                ),
+            ),
             y=alt.Y("roc_auc:Q", title="ROC AUC (held-out)", scale=alt.Scale(zero=False)),
             color="recipe:N",
             tooltip=["version", "recipe", alt.Tooltip("roc_auc:Q", format=".4f"), "data"],

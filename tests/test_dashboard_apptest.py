@@ -380,6 +380,9 @@ def test_home_separates_datasets_and_points_to_the_real_data(
     run(picker.select_index(1))
     (history,) = chart_data(at, '"ROC AUC (held-out)"')
     assert [p["version"] for p in history] == [row.version]
+    (spec,) = [c for c in charts(at) if "ROC AUC (held-out)" in json.dumps(c)]
+    # the axis starts at the first version shown, with room for its point
+    assert spec["encoding"]["x"]["scale"]["domain"] == [row.version - 0.5, row.version + 0.5]
     assert history[0]["data"].startswith("other.json (")
     frame = at.dataframe[0].value
     assert "dataset" in frame.columns and "synthetic sample" in frame["dataset"].tolist()
