@@ -162,7 +162,7 @@ def contribution_bars(words: list[dict[str, Any]]) -> alt.Chart:
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            y=alt.Y("word:N", sort="-x", title=None),
+            y=alt.Y("word:N", sort="-x", title=None, axis=alt.Axis(labelLimit=320)),
             x=alt.X("weight:Q", title="contribution to log-odds"),
             color=alt.Color(
                 "direction:N",
@@ -230,4 +230,4 @@ def calibration_overlay(points: dict[str, list[dict[str, float]]]) -> alt.LayerC
         .mark_line(strokeDash=[4, 4], color="gray")
         .encode(x="predicted:Q", y="observed:Q")
     )
-    return (lines + diagonal).properties(title="Calibration (reliability diagram)", height=300)
+    return (lines + diagonal).properties(title="Calibration", height=300)

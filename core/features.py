@@ -21,6 +21,19 @@ REQUEST_DAY = "request_day_of_month_utc"
 CYCLES = {REQUEST_HOUR: 24, REQUEST_WEEKDAY: 7, REQUEST_DAY: 31}
 # Columns derived from the text and the request time, beside the requester counts.
 DERIVED_NUMERIC = (TEXT_LENGTH, *CYCLES)
+# How each model input is called where people read it (explanations, forms).
+CAPTIONS = {
+    "requester_account_age_in_days_at_request": "Account age (days)",
+    "requester_number_of_comments_at_request": "Comments",
+    "requester_number_of_posts_at_request": "Posts",
+    "requester_number_of_posts_on_raop_at_request": "Posts on RAOP",
+    "requester_number_of_comments_in_raop_at_request": "Comments on RAOP",
+    "requester_number_of_subreddits_at_request": "Subreddits",
+    "requester_upvotes_minus_downvotes_at_request": "Karma (up − down)",
+    "requester_upvotes_plus_downvotes_at_request": "Votes (up + down)",
+    "requester_days_since_first_post_on_raop_at_request": "Days since first RAOP post",
+    TEXT_LENGTH: "Text length",
+}
 # Input ranges of these columns are not reported: cycles have no outside.
 NOT_RANGED = frozenset({TEXT_COLUMN, REQUEST_ID, TIMESTAMP, *CYCLES})
 

@@ -20,7 +20,7 @@ from core.dataset import (
     validate_request,
 )
 from core.errors import AltruismError, BadInput
-from core.features import request_defaults, to_frame
+from core.features import CAPTIONS, request_defaults, to_frame
 from core.provenance import package_versions
 from core.schema import READY, ModelVersion
 
@@ -207,7 +207,8 @@ def _group_of(block: str, feature: str) -> str:
         return "words (title and text)"
     if block == "time":
         return "request time (hour, weekday, day of month)"
-    return feature.split("__", 1)[-1]
+    column = feature.split("__", 1)[-1]
+    return CAPTIONS.get(column, column)
 
 
 def explain_groups(pipeline: Any, record: dict[str, Any]) -> dict[str, Any]:

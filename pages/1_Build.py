@@ -225,7 +225,7 @@ def build_panel() -> None:
         title = f"v{row.version} · {md(row.recipe)} · {md(row.builder)} · {detail}" + (
             f" · ROC AUC {auc:.4f}" if auc is not None else ""
         )
-        expanded = state == "running" or (state == "error" and row.id in mine)
+        expanded = state == "running" or row.id in mine  # this session's: open, with links
         with st.status(title, state=state, expanded=expanded):
             if row.status not in ACTIVE_STATUSES:
                 st.markdown(f"[Open v{row.version} on Versions](./Versions?v={row.version})")

@@ -179,6 +179,8 @@ def shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
+everything = st.toggle("Show the fields that are the same too", key="provenance-all")
+rows_shown = [d for d in result["provenance_diff"] if everything or d["differs"]]
 diff = pd.DataFrame(
     [
         {
@@ -186,14 +188,20 @@ diff = pd.DataFrame(
             "differs": "≠" if d["differs"] else "",
             **{n: shown(v) for n, v in zip(names, d["values"], strict=True)},
         }
-        for d in result["provenance_diff"]
-    ]
+        for d in rows_shown
+    ],
+    columns=["field", "differs", *names],
 )
-st.caption("Rows marked ≠ differ between the versions.")
+same = len(result["provenance_diff"]) - sum(d["differs"] for d in result["provenance_diff"])
+st.caption(
+    f"Rows marked ≠ differ between the versions; {same} fields are the same"
+    + (" (shown)." if everything else " (hidden).")
+)
 st.dataframe(
     diff.style.apply(
         lambda r: ["background-color: #fff3cd" if r["differs"] else "" for _ in r], axis=1
     ),
     hide_index=True,
     width="stretch",
+    column_config={n: st.column_config.TextColumn(width="medium") for n in names},
 )

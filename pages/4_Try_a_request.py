@@ -9,21 +9,14 @@ import streamlit as st
 from core import charts
 from core.dataset import MAX_TEXT_CHARS, MAX_TITLE_CHARS
 from core.errors import AltruismError, NotFound
+from core.features import CAPTIONS, TEXT_LENGTH
 from core.predict import explain, explain_groups, make_request, request_meta, score
 from core.schema import READY
 from ui.common import cached_model, chart, get_registry, label, md, model_name, page_setup
 
 ALL = "All ready versions"
-REQUESTER_FIELDS = (  # field, caption, lowest value, step
-    ("requester_account_age_in_days_at_request", "Account age (days)", 0.0, 1.0),
-    ("requester_number_of_comments_at_request", "Comments", 0, 1),
-    ("requester_number_of_posts_at_request", "Posts", 0, 1),
-    ("requester_number_of_posts_on_raop_at_request", "Posts on RAOP", 0, 1),
-    ("requester_number_of_comments_in_raop_at_request", "Comments on RAOP", 0, 1),
-    ("requester_number_of_subreddits_at_request", "Subreddits", 0, 1),
-    ("requester_upvotes_minus_downvotes_at_request", "Karma (up − down)", None, 1),
-    ("requester_upvotes_plus_downvotes_at_request", "Votes (up + down)", 0, 1),
-    ("requester_days_since_first_post_on_raop_at_request", "Days since first RAOP post", 0.0, 1.0),
+REQUESTER_FIELDS = tuple(  # field, lowest value, step
+    (field, None if "minus" in field else 0.0, 1.0) for field in CAPTIONS if field != TEXT_LENGTH
 )
 
 page_setup("Try a request")
@@ -70,8 +63,8 @@ with st.form("request"):
     with st.expander("Requester metadata (optional; blank fields count as 0)"):
         cols = st.columns(3)
         meta = {
-            field: cols[i % 3].number_input(caption, min_value=low, value=None, step=step)
-            for i, (field, caption, low, step) in enumerate(REQUESTER_FIELDS)
+            field: cols[i % 3].number_input(CAPTIONS[field], min_value=low, value=None, step=step)
+            for i, (field, low, step) in enumerate(REQUESTER_FIELDS)
         }
     submitted = st.form_submit_button("Predict", type="primary")
 

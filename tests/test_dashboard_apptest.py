@@ -253,7 +253,7 @@ def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
     assert "v1 · nb-bow · synthetic sample" in titles
     assert "v2 · tfidf-logreg · synthetic sample" in titles
     assert "ROC curve" in titles and "Precision-recall curve" in titles
-    assert "Calibration (reliability diagram)" in titles
+    assert "Calibration" in titles
     # two heatmaps, the FPR/FNR bars, two curve overlays, the reliability diagram
     assert len(charts(at)) == 6
     (calibration,) = chart_data(at, '"share that got a pizza"')
@@ -264,6 +264,11 @@ def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
     assert "ROC AUC" in metrics["metric"].tolist()
     assert "what it means" in metrics.columns
     assert {"field", "differs", "v1", "v2"} <= set(provenance.columns)
+    assert set(provenance["differs"]) == {"≠"}  # only what differs, by default
+    run(at.toggle(key="provenance-all").set_value(True))
+    everything = at.dataframe[1].value
+    assert "code_fingerprint" in everything["field"].tolist()
+    assert len(everything) > len(provenance)
     recipe_row = provenance[provenance["field"] == "recipe"].iloc[0]
     assert recipe_row["differs"] == "≠" and recipe_row["v2"] == "tfidf-logreg"
 
@@ -271,7 +276,7 @@ def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
 def test_compare_versions_on_different_splits_is_flagged(populated: Registry) -> None:
     at = run(page(COMPARE, v="1,3"))
     warnings = texts(at.warning)
-    assert any(w.startswith("Not comparable: different test sets") for w in warnings), warnings
+    assert any(w.startswith("Not comparable: v1 and v3.") for w in warnings), warnings
     assert not any("McNemar p =" in v for v in texts(at.markdown))
     assert len(warnings) == 1 and "v1 and v3" in warnings[0]
     assert len(charts(at)) == 6  # matrices and curves are still shown, just not paired
@@ -642,7 +647,7 @@ def test_versions_shows_the_reliability_diagram_and_brier(populated: Registry) -
     from core.evaluate import calibration_points
 
     at = run(page(VERSIONS, v="2"))
-    assert "Calibration (reliability diagram)" in chart_titles(at)
+    assert "Calibration" in chart_titles(at)
     (points,) = chart_data(at, '"share that got a pizza"')
     row = populated.resolve(2)
     details = populated.details(row.id)

@@ -91,7 +91,8 @@ def test_the_explanation_adds_up_to_the_score(fitted, name: str) -> None:
     groups = [g["group"] for g in explained["groups"]]
     assert "words (title and text)" in groups
     if get_recipe(name).name == "tfidf-meta-logreg":
-        assert AGE in groups and "request time (hour, weekday, day of month)" in groups
+        assert "Account age (days)" in groups
+        assert "request time (hour, weekday, day of month)" in groups
 
 
 def test_the_default_class_weight_keeps_probabilities_calibrated() -> None:
