@@ -13,7 +13,15 @@ from core.datafiles import list_data_files, resolve_data_file, save_upload
 from core.errors import AltruismError
 from core.recipes import RECIPES, Param
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY
-from ui.common import builder_status, get_registry, md, model_name, page_setup, show_error
+from ui.common import (
+    builder_status,
+    dataset_label,
+    get_registry,
+    md,
+    model_name,
+    page_setup,
+    show_error,
+)
 
 page_setup("Build")
 registry = get_registry()
@@ -130,16 +138,19 @@ with left:
             with cols[i % 2]:
                 params[param.name] = param_widget(recipe_name, param)
         st.markdown("**Split, builder and limits**")
-        cols = st.columns(4)
+        cols = st.columns(3)
         seed = cols[0].number_input("Seed", 0, 2**31 - 1, 42, step=1)
         test_size = cols[1].number_input("Test fraction", 0.05, 0.5, 0.2, step=0.05)
         threshold = cols[2].number_input("Threshold", 0.01, 0.99, 0.5, step=0.05)
-        backend = cols[3].selectbox("Builder", ("auto", "docker", "local"))
-        cols = st.columns(4)
-        timeout = cols[0].number_input("Timeout (s)", 10, 86_400, 3600, step=60)
-        memory = cols[1].text_input("Memory (Docker)", "4g")
-        cpus = cols[2].number_input("CPUs (Docker, 0 = all)", 0.0, 64.0, 0.0, step=0.5)
-        force = cols[3].checkbox(
+        cols = st.columns(3)
+        backend = cols[0].selectbox("Builder", ("auto", "docker", "local"))
+        timeout = cols[1].number_input("Timeout (s)", 10, 86_400, 3600, step=60)
+        memory = cols[2].text_input("Memory (Docker)", "4g")
+        cols = st.columns(3)
+        cpus = cols[0].number_input(
+            "CPUs (Docker)", 0.0, 64.0, 0.0, step=0.5, help="0 means every CPU of the engine"
+        )
+        force = cols[1].checkbox(
             "Retrain if identical",
             help="Otherwise an identical ready version is reused instead of training again",
         )
@@ -222,8 +233,10 @@ def build_panel() -> None:
         )
         detail = row.stage or row.status
         auc = (row.metrics or {}).get("roc_auc")
-        title = f"v{row.version} · {md(row.recipe)} · {md(row.builder)} · {detail}" + (
-            f" · ROC AUC {auc:.4f}" if auc is not None else ""
+        title = (
+            f"v{row.version} · {md(row.recipe)} · {md(row.builder)} · {detail}"
+            + (f" · ROC AUC {auc:.4f}" if auc is not None else "")
+            + f" · {md(dataset_label(row))}"
         )
         expanded = state == "running" or row.id in mine  # this session's: open, with links
         with st.status(title, state=state, expanded=expanded):
@@ -233,7 +246,7 @@ def build_panel() -> None:
                 (st.warning if row.status == CANCELLED else st.error)(md(row.error))
             tail = registry.log_tail(row.id, 2500) or row.log_tail or ""
             if tail:
-                st.code(tail, language=None)
+                st.code(tail, language=None, wrap_lines=True)
             if row.status in ACTIVE_STATUSES and not row.cancel_requested:
                 if st.button("Cancel build", key=f"cancel-{row.id}"):
                     try:

@@ -150,12 +150,11 @@ else:
 
 st.subheader("Confusion matrices")
 normalize = st.toggle("Row-normalised (share of each actual class)", key="normalize")
-cols = st.columns(len(rows))
-for col, row in zip(cols, rows, strict=True):
-    chart(
-        col,
-        charts.confusion_heatmap(label(row, aliases), row.metrics["confusion_matrix"], normalize),
-    )
+for start in range(0, len(rows), 2):  # two per row: axis labels never overlap
+    cols = st.columns(2)
+    for col, row in zip(cols, rows[start : start + 2], strict=False):
+        matrix = row.metrics["confusion_matrix"]
+        chart(col, charts.confusion_heatmap(label(row, aliases), matrix, normalize))
 
 left, middle, right, far = st.columns(4)
 left.markdown("**False positive and false negative rates**")
