@@ -102,6 +102,14 @@ for note in result["notes"]:
     st.info(md(note))
 
 st.subheader("Metrics")
+st.caption(
+    "Test sets: "
+    + "; ".join(
+        f"v{r.version} {r.metrics.get('n', 0):,} requests, "
+        f"{r.metrics.get('positives', 0) / max(1, r.metrics.get('n', 0)):.1%} got a pizza"
+        for r in rows
+    )
+)
 table = []
 for m in result["metrics"]:
     readable, meaning = METRIC_HELP[m["metric"]]
@@ -129,14 +137,6 @@ st.dataframe(
 )
 
 st.subheader("Who won")
-st.caption(
-    "Test sets: "
-    + "; ".join(
-        f"v{r.version} {r.metrics.get('n', 0):,} requests, "
-        f"{r.metrics.get('positives', 0) / max(1, r.metrics.get('n', 0)):.1%} got a pizza"
-        for r in rows
-    )
-)
 for pair in result["paired"]:
     st.markdown(md(pair["verdict"]))
 if result["paired"]:
