@@ -292,13 +292,15 @@ def bench_compare(runs: int, versions: list[int]) -> dict[str, Any]:
         with wrapped({"compare": (compare, "compare")}) as spent:
             elapsed, at = timed_run(page("pages/3_Compare.py", **query))
         statistics_s.append(sum(spent["compare"]))
-        if not any("ROC AUC difference" in m.value for m in at.markdown):
+        if not any("McNemar p =" in m.value for m in at.markdown):
             raise RuntimeError("Compare did not show the paired statistics")
-        if len(at.get("vega_lite_chart")) != len(versions) + 3:
+        # a confusion matrix per version, then rates, ROC, PR and calibration
+        if len(at.get("vega_lite_chart")) != len(versions) + 4:
             raise RuntimeError("Compare did not draw every chart")
         cold.append(elapsed)
         warm.append(timed_run(page("pages/3_Compare.py", **query))[0])
-    return {"cold": cold, "warm": warm, "compare": statistics_s, "pairs": len(versions) - 1}
+    pairs = len(versions) - 1  # each against the baseline (one shared test set)
+    return {"cold": cold, "warm": warm, "compare": statistics_s, "pairs": pairs}
 
 
 def bench_versions(runs: int, count: int) -> dict[str, Any]:

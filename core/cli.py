@@ -367,22 +367,32 @@ def _key_value(item: str, option: str) -> tuple[str, float]:
 
 
 def render_predict(out: dict[str, Any]) -> str:
-    lines = [
-        table(
-            ["request_id", "probability"],
-            [[p["request_id"], p["probability"]] for p in out["predictions"]],
-        )
-    ]
-    for p in out["predictions"]:
+    predictions = out["predictions"]
+    notes = []
+    for p in predictions:
         for w in p["warnings"]:
-            lines.append(
+            notes.append(
                 f"warning: {p['request_id']}: {w['feature']} = {w['value']:g} is outside the "
                 f"training range {w['min']:g} to {w['max']:g}"
             )
-        if p["defaults"]:
-            filled = ", ".join(f"{k}={v}" for k, v in p["defaults"].items())
-            lines.append(f"defaults used for {p['request_id']}: {filled}")
-    return "\n".join(lines)
+    filled: dict[str, int] = {}
+    for p in predictions:
+        for field, value in p["defaults"].items():
+            key = f"{field}={value}"
+            filled[key] = filled.get(key, 0) + 1
+    if filled:
+        who = (
+            f"for {predictions[0]['request_id']}"
+            if len(predictions) == 1
+            else f"for some of the {len(predictions)} requests"
+            if min(filled.values()) < len(predictions)
+            else f"for all {len(predictions)} requests"
+        )
+        notes.append(f"defaults used {who}: {', '.join(filled)}")
+    rows = [[p["request_id"], p["probability"]] for p in predictions]
+    return "\n\n".join(
+        [table(["request_id", "probability"], rows), *(["\n".join(notes)] if notes else [])]
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> Any:

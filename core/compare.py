@@ -143,20 +143,33 @@ def compare(
     for row in rows:
         if row.status != READY:
             raise BadInput(f"version {row.version} is {row.status}; only ready versions compare")
-    paired, not_comparable = [], []
-    for i, first in enumerate(rows):
-        for other in rows[i + 1 :]:
-            pair = {"first": first.version, "second": other.version}
-            if first.split_hash != other.split_hash or _is_refit_pair(first, other):
-                not_comparable.append(pair)
-                continue
-            y, p_first, p_other = _aligned(registry, first, other)
-            stats = paired_comparison(
+
+    def can_pair(a: ModelVersion, b: ModelVersion) -> bool:
+        return a.split_hash == b.split_hash and not _is_refit_pair(a, b)
+
+    not_comparable = [
+        {"first": a.version, "second": b.version}
+        for i, a in enumerate(rows)
+        for b in rows[i + 1 :]
+        if not can_pair(a, b)
+    ]
+    paired = []
+    for j, other in enumerate(rows[1:], start=1):
+        # against the baseline; else against the first earlier version sharing its test set
+        first = next((a for a in rows[:j] if can_pair(a, other)), None)
+        if first is None:
+            continue
+        y, p_first, p_other = _aligned(registry, first, other)
+        pair = {"first": first.version, "second": other.version}
+        pair.update(
+            paired_comparison(
                 y, p_first, p_other, first.threshold, other.threshold, n_resamples=n_resamples
-            )
-            pair.update(stats, n=len(y), positives=int(np.sum(y)))
-            pair["verdict"] = pair_verdict(pair, first.threshold, other.threshold)
-            paired.append(pair)
+            ),
+            n=len(y),
+            positives=int(np.sum(y)),
+        )
+        pair["verdict"] = pair_verdict(pair, first.threshold, other.threshold)
+        paired.append(pair)
     comparable = not not_comparable
     return {
         "versions": [v.version for v in rows],

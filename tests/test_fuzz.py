@@ -546,7 +546,7 @@ def test_cli_predict_file_scores_odd_but_valid_requests(trained: Any, tmp_path: 
     path.write_text("\n".join(json.dumps(item) for item in items))
     done = cli_predict("--file", str(path))  # the table, not --json: must print anything
     assert done.returncode == 0, done.stderr
-    table = done.stdout.strip().splitlines()[2:]
+    table = done.stdout.strip().split("\n\n")[0].splitlines()[2:]  # notes follow a blank line
     assert len(table) == len(items)
     assert all(0.0 <= float(line.split()[-1]) <= 1.0 for line in table)
     versions = Registry().all_versions()
