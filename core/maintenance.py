@@ -155,7 +155,8 @@ def leftovers(registry: Registry) -> Iterator[dict[str, Any]]:
     """Containers and work folders of this registry's builds that are no longer active.
 
     They are listed before the statuses are read, so a build that starts meanwhile is not
-    in the listing, and one listed is judged by its status after the listing.
+    in the listing, and one listed is judged by its status after the listing; one that ended
+    meanwhile removed its own leftovers first, so each is looked for again before it counts.
     """
     from core.builds import work_dirs
 
@@ -163,20 +164,30 @@ def leftovers(registry: Registry) -> Iterator[dict[str, Any]]:
     containers = list(_containers(registry))
     active = {row.id for row in registry.active_versions() if not orphan_reason(row)}
     for path, version_id in dirs:
-        if version_id not in active:
+        if version_id not in active and path.exists():
             yield {
                 "kind": "leftover_work_dir",
                 "message": f"work folder {path} of a build that ended",
                 "details": {"path": str(path)},
             }
     for container, version_id in containers:
-        if version_id not in active:
+        if version_id not in active and _still_there(container):
             yield {
                 "kind": "leftover_container",
                 "message": f"trainer container {container.short_id} ({container.status}) of "
                 f"version id {version_id}, which is no longer building",
                 "details": {"container": container.id, "version_id": version_id},
             }
+
+
+def _still_there(container: Any) -> bool:
+    import docker.errors
+
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return False
+    return True
 
 
 def _containers(registry: Registry) -> Iterator[tuple[Any, int]]:
