@@ -487,7 +487,7 @@ def submit_refit(
     store = store or open_store()
     if parent.status != READY:
         raise BadInput(f"version {parent.version} is {parent.status}; only ready versions refit")
-    if refit_parent_id(parent) is not None or (parent.provenance or {}).get("refit_of"):
+    if (parent.provenance or {}).get("refit_of"):  # every ready refit records its parent
         raise BadInput(f"version {parent.version} is already a refit on all of its data")
     with tempfile.TemporaryDirectory(prefix="altruism-refit-") as tmp:
         request = TrainRequest(

@@ -109,12 +109,12 @@ def _version_rows(versions: Iterable[dict[str, Any]]) -> str:
     )
 
 
-def _parse_params(pairs: list[str]) -> dict[str, str]:
+def _parse_params(pairs: list[str], option: str = "--param") -> dict[str, str]:
     params = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise BadInput(f"--param takes KEY=VALUE, got {pair!r}")
+            raise BadInput(f"{option} takes KEY=VALUE, got {pair!r}")
         params[key.strip()] = value
     return params
 
@@ -343,7 +343,7 @@ def cmd_predict(args: argparse.Namespace) -> Any:
         records = predict.prepare_requests(read_records(Path(args.file)))
     elif args.title is not None or args.text is not None:
         when = predict.parse_request_time(args.time) if args.time else None
-        meta = predict.request_meta(when, dict(_key_value(item, "--meta") for item in args.meta))
+        meta = predict.request_meta(when, _meta_numbers(args.meta))
         records = [predict.make_request(args.title or "", args.text or "", **meta)]
     else:
         raise BadInput("give --title/--text or --file")
@@ -355,15 +355,17 @@ def cmd_predict(args: argparse.Namespace) -> Any:
     }
 
 
-def _key_value(item: str, option: str) -> tuple[str, float]:
-    name, sep, value = item.partition("=")
-    try:
-        number = float(value) if sep and value.strip().isascii() else None
-    except ValueError:
-        number = None
-    if number is None or number != number or abs(number) >= 1e15:
-        raise BadInput(f"{option} {item[:60]!r}: expected FIELD=NUMBER")
-    return name.strip(), number
+def _meta_numbers(pairs: list[str]) -> dict[str, float]:
+    """`--meta FIELD=NUMBER` options as numbers (range and finiteness: request validation)."""
+    numbers = {}
+    for name, value in _parse_params(pairs, "--meta").items():
+        try:
+            numbers[name] = _ascii_float(value)
+        except argparse.ArgumentTypeError:
+            raise BadInput(
+                f"--meta {name[:60]}: expected FIELD=NUMBER, got {value[:40]!r}"
+            ) from None
+    return numbers
 
 
 def render_predict(out: dict[str, Any]) -> str:

@@ -46,6 +46,8 @@ REQUEST_TIME_NUMERIC = (
     "unix_timestamp_of_request",
     TIMESTAMP,
 )
+# The requester's numbers among them (everything but the two timestamps).
+REQUESTER_COUNTS = tuple(f for f in REQUEST_TIME_NUMERIC if not f.startswith("unix_timestamp"))
 SUBREDDITS = "requester_subreddits_at_request"
 
 # Reddit caps titles at 300 and self posts at 40,000 characters; we leave headroom on titles.

@@ -13,7 +13,7 @@ from core.dataset import (
     MAX_TEXT_CHARS,
     MAX_TITLE_CHARS,
     REQUEST_ID,
-    REQUEST_TIME_NUMERIC,
+    REQUESTER_COUNTS,
     TEXT,
     TIMESTAMP,
     TITLE,
@@ -152,10 +152,9 @@ def request_meta(when: float | None, fields: dict[str, Any]) -> dict[str, Any]:
     requester numbers, each a known request-time field."""
     meta: dict[str, Any] = {}
     for name, value in fields.items():
-        if name not in REQUEST_TIME_NUMERIC or name.startswith("unix_timestamp"):
-            counts = [f for f in REQUEST_TIME_NUMERIC if not f.startswith("unix_timestamp")]
+        if name not in REQUESTER_COUNTS:
             raise BadInput(
-                f"unknown requester field {name[:60]!r}; choose from {', '.join(counts)}"
+                f"unknown requester field {name[:60]!r}; choose from {', '.join(REQUESTER_COUNTS)}"
             )
         meta[name] = value
     if when is not None:

@@ -17,7 +17,7 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler
 
-from core.dataset import REQUEST_TIME_NUMERIC, refuse_leaky
+from core.dataset import REQUEST_TIME_NUMERIC, REQUESTER_COUNTS, refuse_leaky
 from core.errors import BadInput
 from core.features import (
     CYCLES,
@@ -29,7 +29,6 @@ from core.features import (
 )
 
 LETTERS_ONLY = r"(?u)\b[^\W\d_]{2,}\b"
-REQUESTER_COUNTS = tuple(f for f in REQUEST_TIME_NUMERIC if not f.startswith("unix_timestamp"))
 
 
 @dataclass(frozen=True)

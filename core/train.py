@@ -70,13 +70,20 @@ def strip_volatile_state(estimator: Any) -> Any:
     return estimator
 
 
-def _fit_all(pipeline: Any, recipe_name: str, frame: Any, labels: Any, log: Log) -> TrainResult:
-    log(f"refitting {recipe_name} on all {len(labels)} requests (no held-out split) ...")
+def _fit(pipeline: Any, frame: Any, labels: Any, log: Log) -> float:
+    """Fit and keep the training range of every numeric input in the pipeline (it travels
+    inside the artifact, so every prediction can say what lies outside it); seconds taken."""
     started = time.perf_counter()
     pipeline.fit(frame, labels)
     pipeline.input_ranges_ = input_ranges(pipeline, frame)
     fit_seconds = time.perf_counter() - started
     log(f"fit done in {fit_seconds:.2f}s")
+    return fit_seconds
+
+
+def _fit_all(pipeline: Any, recipe_name: str, frame: Any, labels: Any, log: Log) -> TrainResult:
+    log(f"refitting {recipe_name} on all {len(labels)} requests (no held-out split) ...")
+    fit_seconds = _fit(pipeline, frame, labels, log)
     return TrainResult(
         pipeline=strip_volatile_state(pipeline),
         metrics={},
@@ -116,13 +123,8 @@ def fit_and_evaluate(
         f"(seed {seed}, test size {test_size}, hash {split.hash[:12]})"
     )
     pipeline = recipe.pipeline(params)
-    started = time.perf_counter()
     log(f"fitting {recipe_name} ...")
-    pipeline.fit(frame.iloc[split.train_index], labels[split.train_index])
-    # travels inside the artifact, so every prediction can say what lies outside it
-    pipeline.input_ranges_ = input_ranges(pipeline, frame.iloc[split.train_index])
-    fit_seconds = time.perf_counter() - started
-    log(f"fit done in {fit_seconds:.2f}s")
+    fit_seconds = _fit(pipeline, frame.iloc[split.train_index], labels[split.train_index], log)
     started = time.perf_counter()
     y_test = labels[split.test_index].astype(int)
     proba = pipeline.predict_proba(frame.iloc[split.test_index])[:, 1]

@@ -7,16 +7,18 @@ from datetime import UTC, datetime
 import streamlit as st
 
 from core import charts
-from core.dataset import MAX_TEXT_CHARS, MAX_TITLE_CHARS
+from core.dataset import MAX_TEXT_CHARS, MAX_TITLE_CHARS, REQUESTER_COUNTS
 from core.errors import AltruismError, NotFound
-from core.features import CAPTIONS, TEXT_LENGTH
+from core.features import CAPTIONS
 from core.predict import explain, explain_groups, make_request, request_meta, score
 from core.schema import READY
 from ui.common import cached_model, chart, get_registry, label, md, model_name, page_setup
 
 ALL = "All ready versions"
 REQUESTER_FIELDS = tuple(  # field, lowest value, step
-    (field, None if "minus" in field else 0.0, 1.0) for field in CAPTIONS if field != TEXT_LENGTH
+    (field, None if "minus" in field else 0.0, 1.0)
+    for field in CAPTIONS
+    if field in REQUESTER_COUNTS
 )
 
 page_setup("Try a request")
