@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data" / "raop" / "train.json.zip"
 SAMPLE = ROOT / "data" / "sample.json"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from tests.helpers import use_lab  # noqa: E402
 from ui.server import browser_status  # noqa: E402
 
 
@@ -55,9 +56,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point REGISTRY_URL, ARTIFACT_ROOT, LOG_ROOT and DATA_DIR at a fresh temp folder."""
     home = tmp_path / "lab"
     home.mkdir()
-    monkeypatch.setenv("REGISTRY_URL", f"sqlite:///{home / 'registry.db'}")
-    monkeypatch.setenv("ARTIFACT_ROOT", str(home / "artifacts"))
-    monkeypatch.setenv("LOG_ROOT", str(home / "logs"))
+    use_lab(monkeypatch.setenv, home)
     data_dir = home / "data"
     data_dir.mkdir()
     shutil.copy(SAMPLE, data_dir / "sample.json")

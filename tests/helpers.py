@@ -13,6 +13,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def use_lab(setenv: Callable[[str, str], None], home: Path) -> None:
+    """Point REGISTRY_URL, ARTIFACT_ROOT and LOG_ROOT at `home` (a monkeypatch's setenv)."""
+    setenv("REGISTRY_URL", f"sqlite:///{home / 'registry.db'}")
+    setenv("ARTIFACT_ROOT", str(home / "artifacts"))
+    setenv("LOG_ROOT", str(home / "logs"))
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600):
     """Run `python -m core ARGS` in a subprocess with the current (isolated) environment."""
     return subprocess.run(

@@ -27,6 +27,7 @@ from core.errors import BadInput
 from core.predict import load_model, make_request, predict_proba
 from core.registry import Registry
 from core.schema import ACTIVE_STATUSES, FAILED, READY
+from tests.helpers import use_lab
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKDOWN_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~$:&])")
@@ -144,9 +145,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     v3 nb-bow on another split (seed 7), v4 a failed build. Tests get a copy."""
     home = tmp_path_factory.mktemp("dashboard-template")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REGISTRY_URL", f"sqlite:///{home / 'registry.db'}")
-        mp.setenv("ARTIFACT_ROOT", str(home / "artifacts"))
-        mp.setenv("LOG_ROOT", str(home / "logs"))
+        use_lab(mp.setenv, home)
         mp.setenv("DATA_DIR", str(home / "data"))
         mp.setenv("ALTRUISM_ALLOW_FAULTS", "1")
         registry = Registry()

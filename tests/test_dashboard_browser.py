@@ -89,6 +89,17 @@ def screenshot(page, path: Path) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
 
 
+def predict_on_try(page, base: str):
+    """Type TITLE and TEXT on Try a request, press Predict; the probability's locator."""
+    open_page(page, f"{base}/Try_a_request", "Request text")
+    page.get_by_label("Title", exact=True).fill(TITLE)
+    page.get_by_label("Request text", exact=True).fill(TEXT)
+    page.get_by_role("button", name="Predict").click()
+    value = page.locator('[data-testid="stMetricValue"]')
+    value.wait_for()
+    return value
+
+
 def build_from_form(
     page, base: str, registry: Registry, recipe: str, builder: str, timeout_s: float
 ):
@@ -175,12 +186,7 @@ def test_build_compare_and_try_in_a_browser(
     screenshot(page, shots / "compare.png")
 
     # Try a request: the champion's probability equals the CLI's for the same text
-    open_page(page, f"{server}/Try_a_request", "Request text")
-    page.get_by_label("Title", exact=True).fill(TITLE)
-    page.get_by_label("Request text", exact=True).fill(TEXT)
-    page.get_by_role("button", name="Predict").click()
-    value = page.locator('[data-testid="stMetricValue"]')
-    value.wait_for()
+    value = predict_on_try(page, server)
     assert "v1 · nb-bow (champion)" in page.locator('[data-testid="stMetricLabel"]').inner_text()
     shown = value.inner_text().strip()
     assert re.fullmatch(r"\d{1,3}\.\d%", shown), shown
@@ -275,12 +281,7 @@ def test_a_new_user_goes_from_the_sample_to_real_data(
     screenshot(page, shots / "compare.png")
 
     # Try: the explanation adds up to the probability shown
-    open_page(page, f"{server}/Try_a_request", "Request text")
-    page.get_by_label("Title", exact=True).fill(TITLE)
-    page.get_by_label("Request text", exact=True).fill(TEXT)
-    page.get_by_role("button", name="Predict").click()
-    value = page.locator('[data-testid="stMetricValue"]')
-    value.wait_for()
+    value = predict_on_try(page, server)
     shown = float(value.inner_text().strip().rstrip("%"))
     assert 5.0 < shown < 95.0, shown  # an ordinary request typed today
     summary = page.get_by_text(re.compile(r"^Base [+-]")).first

@@ -39,7 +39,7 @@ from core.predict import make_request, predict_proba, prepare_requests
 from core.recipes import RECIPES, REQUESTER_COUNTS, Param
 from core.registry import Registry
 from tests.conftest import SAMPLE
-from tests.helpers import artifact_files, run_cli
+from tests.helpers import artifact_files, run_cli, use_lab
 
 FUZZ = settings(
     deadline=None,
@@ -394,9 +394,7 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One ready tfidf-meta-logreg version (uses the requester counts too), built once."""
     home = tmp_path_factory.mktemp("predict-lab")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REGISTRY_URL", f"sqlite:///{home / 'registry.db'}")
-        mp.setenv("ARTIFACT_ROOT", str(home / "artifacts"))
-        mp.setenv("LOG_ROOT", str(home / "logs"))
+        use_lab(mp.setenv, home)
         request = builds.TrainRequest(recipe="tfidf-meta-logreg", backend="local", data_path=SAMPLE)
         row, _ = builds.train(request, Registry())
         assert row.status == "ready", row.error
@@ -409,9 +407,7 @@ def trained(trained_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     from core.artifacts import open_store
     from core.predict import load_model
 
-    monkeypatch.setenv("REGISTRY_URL", f"sqlite:///{trained_home / 'registry.db'}")
-    monkeypatch.setenv("ARTIFACT_ROOT", str(trained_home / "artifacts"))
-    monkeypatch.setenv("LOG_ROOT", str(trained_home / "logs"))
+    use_lab(monkeypatch.setenv, trained_home)
     return load_model(Registry().resolve(1), open_store(str(trained_home / "artifacts")))
 
 

@@ -21,6 +21,7 @@ from core import builds
 from core.cli import main
 from core.registry import Registry
 from tests.conftest import SAMPLE
+from tests.helpers import use_lab
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECIAL = [
@@ -81,9 +82,7 @@ def one_version(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A registry holding one ready version (v1), shared by every example."""
     home = tmp_path_factory.mktemp("fuzz-args")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REGISTRY_URL", f"sqlite:///{home / 'registry.db'}")
-        mp.setenv("ARTIFACT_ROOT", str(home / "artifacts"))
-        mp.setenv("LOG_ROOT", str(home / "logs"))
+        use_lab(mp.setenv, home)
         row, _ = builds.train(
             builds.TrainRequest(recipe="nb-bow", backend="local", data_path=SAMPLE), Registry()
         )
@@ -93,9 +92,7 @@ def one_version(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def fuzz_env(one_version: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("REGISTRY_URL", f"sqlite:///{one_version / 'registry.db'}")
-    monkeypatch.setenv("ARTIFACT_ROOT", str(one_version / "artifacts"))
-    monkeypatch.setenv("LOG_ROOT", str(one_version / "logs"))
+    use_lab(monkeypatch.setenv, one_version)
     monkeypatch.setenv("ALTRUISM_DEBUG", "1")  # unexpected exceptions propagate: a failure
     # no engine: a valid `train` stops at "no Docker Engine" instead of training
     monkeypatch.setenv("DOCKER_HOST", "unix:///tmp/altruism-lab-nonexistent.sock")

@@ -34,7 +34,7 @@ from core.errors import BadInput, IntegrityError
 from core.predict import load_model
 from core.registry import Registry
 from tests.conftest import SAMPLE
-from tests.helpers import ROOT, artifact_files, run_cli
+from tests.helpers import ROOT, artifact_files, run_cli, use_lab
 
 NO_ENGINE = {"DOCKER_HOST": "unix:///tmp/altruism-lab-nonexistent.sock"}
 HTML = '<script>alert("x")</script><img src=x onerror=alert(1)> **bold** [link](javascript:x)'
@@ -45,9 +45,7 @@ HTML = '<script>alert("x")</script><img src=x onerror=alert(1)> **bold** [link](
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("security-lab")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REGISTRY_URL", f"sqlite:///{home / 'registry.db'}")
-        mp.setenv("ARTIFACT_ROOT", str(home / "artifacts"))
-        mp.setenv("LOG_ROOT", str(home / "logs"))
+        use_lab(mp.setenv, home)
         registry = Registry()
         for seed in (1, 2):
             request = builds.TrainRequest(
