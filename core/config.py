@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +18,18 @@ def _path(name: str, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+SCHEME_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
 def _location(name: str, default: Path) -> str:
-    """A local folder (made absolute) or a URL such as s3://bucket/prefix, kept as given."""
+    """A local folder (made absolute) or a URL such as s3://bucket/prefix, kept as given
+    (so is anything that starts like a URL, `s3:bucket`, for the store to refuse)."""
     value = os.environ.get(name)
     if not value:
         return str(default)
-    return value if "://" in value else str(Path(value).expanduser().resolve())
+    if "://" in value or SCHEME_LIKE.match(value):
+        return value
+    return str(Path(value).expanduser().resolve())
 
 
 def _float(name: str, default: float | None) -> float | None:

@@ -1,7 +1,12 @@
 """Shared fixtures: every test gets its own registry file, artifact store and log folder.
 
 Markers: `docker` tests need a reachable engine, `browser` tests need Chromium and
-Playwright. Outside CI they are skipped with the reason; under CI=true they fail instead.
+Playwright, `postgres` and `s3` tests a private PostgreSQL cluster and an S3-protocol server
+(rclone), both started here once per session on loopback. Outside CI missing parts are
+skipped with the reason; under CI=true they fail instead.
+
+Modules marked `both_backends` run every test twice, on SQLite and on PostgreSQL (a fresh
+database per test); `sqlite_only` keeps one test on SQLite.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data" / "raop" / "train.json.zip"
 SAMPLE = ROOT / "data" / "sample.json"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from tests import servers  # noqa: E402
 from tests.helpers import use_lab  # noqa: E402
 from ui.server import browser_status  # noqa: E402
 
@@ -47,16 +53,82 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         ok, reason = browser_status()
         if not ok:
             _missing(f"browser tests: {reason}")
+    backend = getattr(item, "callspec", None) and item.callspec.params.get("registry_backend")
+    if item.get_closest_marker("postgres") or backend == "postgresql":
+        ok, reason = servers.postgres_status()
+        if not ok:
+            _missing(f"PostgreSQL tests: {reason}")
+    if item.get_closest_marker("s3"):
+        ok, reason = servers.s3_status()
+        if not ok:
+            _missing(f"S3 tests: {reason}")
     if item.get_closest_marker("shared_data") and not SHARED_DATA.is_file():
         pytest.skip(f"shared RAOP data not found at {SHARED_DATA}")
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests of `both_backends` modules run on SQLite and PostgreSQL."""
+    if "registry_backend" not in metafunc.fixturenames:
+        return
+    both = metafunc.definition.get_closest_marker("both_backends")
+    if both and not metafunc.definition.get_closest_marker("sqlite_only"):
+        metafunc.parametrize("registry_backend", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One private PostgreSQL cluster for the session, stopped by pid at the end."""
+    server = servers.start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One `rclone serve s3` for the session, stopped at the end."""
+    server = servers.start_s3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def registry_backend(request: pytest.FixtureRequest) -> str:
+    """'sqlite' (the default) or 'postgresql' where the test is parametrized over both."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest, pg_server) -> str:
+    """The URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    name = pg_server.create_database()
+    request.addfinalizer(lambda: pg_server.drop_database(name))
+    return pg_server.url(name)
+
+
+@pytest.fixture
+def s3_root(s3_server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """ARTIFACT_ROOT in a fresh bucket of the session's S3 server, with its AWS settings."""
+    for name, value in s3_server.environment().items():
+        monkeypatch.setenv(name, value)
+    root = f"s3://{s3_server.create_bucket()}/artifacts"
+    monkeypatch.setenv("ARTIFACT_ROOT", root)
+    return root
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point REGISTRY_URL, ARTIFACT_ROOT, LOG_ROOT and DATA_DIR at a fresh temp folder."""
+def isolated_env(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    registry_backend: str,
+    request: pytest.FixtureRequest,
+) -> Path:
+    """Point REGISTRY_URL, ARTIFACT_ROOT, LOG_ROOT and DATA_DIR at a fresh temp folder (and
+    REGISTRY_URL at a fresh PostgreSQL database for the PostgreSQL run of a test)."""
     home = tmp_path / "lab"
     home.mkdir()
     use_lab(monkeypatch.setenv, home)
+    if registry_backend == "postgresql":
+        monkeypatch.setenv("REGISTRY_URL", request.getfixturevalue("pg_url"))
     data_dir = home / "data"
     data_dir.mkdir()
     shutil.copy(SAMPLE, data_dir / "sample.json")

@@ -47,28 +47,56 @@ def ok_json(*args: str, env: dict[str, str] | None = None):
     return json.loads(result.stdout)
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    home = tmp_path_factory.mktemp("cli-home")
+pytestmark = pytest.mark.both_backends
+
+
+def _train_three(home: Path, registry_url: str) -> list[dict]:
     env = {
-        "REGISTRY_URL": f"sqlite:///{home / 'registry.db'}",
+        "REGISTRY_URL": registry_url,
         "ARTIFACT_ROOT": str(home / "artifacts"),
         "LOG_ROOT": str(home / "logs"),
         "DATA_DIR": str(home / "data"),
     }
-    outputs = [ok_json(*train_args(recipe, seed, "--quiet"), env=env) for recipe, seed in TRAINED]
+    return [ok_json(*train_args(recipe, seed, "--quiet"), env=env) for recipe, seed in TRAINED]
+
+
+@pytest.fixture(scope="module")
+def built_sqlite(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], str]:
+    home = tmp_path_factory.mktemp("cli-home")
+    return home, _train_three(home, f"sqlite:///{home / 'registry.db'}"), ""
+
+
+@pytest.fixture(scope="module")
+def built_postgresql(tmp_path_factory, pg_server) -> tuple[Path, list[dict], str]:
+    """The three versions in a PostgreSQL database that tests copy (CREATE ... TEMPLATE)."""
+    home = tmp_path_factory.mktemp("cli-home-pg")
+    name = pg_server.create_database("cli_template")
+    yield home, _train_three(home, pg_server.url(name)), name
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def built(request: pytest.FixtureRequest, registry_backend: str) -> tuple[Path, list[dict]]:
+    """(home, train JSON) of the module's three versions on this test's backend."""
+    home, outputs, _ = request.getfixturevalue(f"built_{registry_backend}")
     return home, outputs
 
 
 @pytest.fixture
-def trained(built: tuple[Path, list[dict]], lab: Path) -> list[dict]:
+def trained(request: pytest.FixtureRequest, registry_backend: str, lab: Path, monkeypatch):
     """This test's own copy of the module's three trained versions; returns their train JSON."""
-    home, outputs = built
-    with (
-        closing(sqlite3.connect(home / "registry.db")) as source,
-        closing(sqlite3.connect(lab / "registry.db")) as target,
-    ):
-        source.backup(target)  # a consistent copy, WAL or not
+    home, outputs, template = request.getfixturevalue(f"built_{registry_backend}")
+    if template:
+        server = request.getfixturevalue("pg_server")
+        name = server.create_database("cli", template=template)
+        request.addfinalizer(lambda: server.drop_database(name))
+        monkeypatch.setenv("REGISTRY_URL", server.url(name))
+    else:
+        with (
+            closing(sqlite3.connect(home / "registry.db")) as source,
+            closing(sqlite3.connect(lab / "registry.db")) as target,
+        ):
+            source.backup(target)  # a consistent copy, WAL or not
     shutil.copytree(home / "artifacts", lab / "artifacts")
     return outputs
 

@@ -35,6 +35,8 @@ REAL_WORKER_EVERY = 20  # every 20th soak cycle runs the worker as a real subpro
 WAIT_S = 420
 TIMINGS: dict[str, Any] = {}  # filled in by the tests, printed for docs/reliability.md
 
+pytestmark = pytest.mark.both_backends
+
 
 def start_train(backend: str, seed: int, data: Path) -> subprocess.Popen:
     """One `python -m core train` process (niced: the machine is shared)."""

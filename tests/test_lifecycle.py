@@ -22,6 +22,7 @@ from tests.helpers import artifact_files, log_of, run_cli, wait_until
 
 DEAD_DOCKER = {"DOCKER_HOST": "unix:///tmp/altruism-lab-nonexistent.sock"}
 WAIT_S = 120
+pytestmark = pytest.mark.both_backends
 
 
 def worker_pid(row: ModelVersion) -> int:

@@ -30,6 +30,8 @@ from tests.helpers import ROOT, log_of, run_cli, wait_until
 
 NO_ENGINE = {"DOCKER_HOST": "unix:///tmp/altruism-lab-nonexistent.sock"}
 
+pytestmark = pytest.mark.both_backends
+
 
 def kinds(report: Any) -> list[str]:
     return sorted(f["kind"] for f in report.findings)

@@ -1,8 +1,10 @@
-"""The SQLite registry: numbering, references, aliases, tags, notes, pragmas and migrations."""
+"""The registry on SQLite and PostgreSQL: numbering, references, aliases, tags, notes,
+pragmas and migrations."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +19,8 @@ from core.schema import FAILED, QUEUED, READY
 from tests.helpers import ROOT
 
 NEW_COLUMNS = {"worker_pid", "worker_host", "cancel_requested", "log_path", "reproduction"}
+
+pytestmark = pytest.mark.both_backends
 
 
 def add_version(
@@ -62,12 +66,13 @@ def db_path(registry: Registry) -> Path:
 
 
 # --- schema and pragmas --------------------------------------------------------------------
-def test_new_registry_is_at_head(registry, lab):
-    assert (lab / "registry.db").is_file()
+def test_new_registry_is_at_head(registry, lab, registry_backend):
+    assert (lab / "registry.db").is_file() == (registry_backend == "sqlite")
     assert registry.head_revision() is not None
     assert registry.current_revision() == registry.head_revision()
 
 
+@pytest.mark.sqlite_only
 def test_file_database_uses_wal_and_foreign_keys(registry):
     with registry.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -90,8 +95,8 @@ def test_foreign_keys_are_enforced(registry):
         assert conn.exec_driver_sql("SELECT COUNT(*) FROM version_details").scalar() == 0
 
 
-def test_migration_from_0001_keeps_rows(tmp_path):
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+def test_migration_from_0001_keeps_rows(registry_backend):
+    url = os.environ["REGISTRY_URL"]  # a fresh database, never opened
     old = Registry(url, migrate=False)
     assert old.current_revision() is None
     old.upgrade("0001")
@@ -136,6 +141,14 @@ def test_migration_from_0001_keeps_rows(tmp_path):
             {"t": created},
         )
         conn.execute(sa.text("INSERT INTO tags (version_id, name) VALUES (1, 'baseline')"))
+        if registry_backend == "postgresql":  # explicit ids do not move PostgreSQL's sequences
+            for table in ("models", "model_versions", "aliases"):
+                conn.execute(
+                    sa.text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                        f" (SELECT max(id) FROM {table}))"
+                    )
+                )
     old.engine.dispose()
 
     upgraded = Registry(url)  # migrates to head on open
@@ -151,9 +164,12 @@ def test_migration_from_0001_keeps_rows(tmp_path):
     assert upgraded.resolve("champion").id == row.id
     assert [t.name for t in row.tags] == ["baseline"]
     assert upgraded.details(row.id).test_probabilities == [0.9]
-    with upgraded.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+    if registry_backend == "sqlite":
+        with upgraded.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+    size = sa.inspect(upgraded.engine).get_columns("model_versions")
+    assert isinstance({c["name"]: c["type"] for c in size}["artifact_size"], sa.BigInteger)
     # and the upgraded registry keeps numbering after the old row
     assert add_version(upgraded).version == 2
 

