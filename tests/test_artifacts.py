@@ -1,6 +1,6 @@
 """The artifact store: content addressing, verified reads, atomic writes, refusal of
-modified files; the same tests on a local folder and on an fsspec filesystem (memory://).
-The store against a real S3-protocol server is tested in tests/test_team_storage.py."""
+modified files; the same tests on a local folder, an fsspec filesystem (memory://) and a real
+S3-protocol server (rclone on loopback). The team set-up end to end is tests/test_team.py."""
 
 from __future__ import annotations
 
@@ -27,10 +27,12 @@ def pickled(obj: object) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", pytest.param("s3", marks=pytest.mark.s3)])
 def any_store(request, lab: Path):
     if request.param == "local":
         return open_store(str(lab / "artifacts"))
+    if request.param == "s3":
+        return open_store(request.getfixturevalue("s3_root"))
     return open_store(f"memory://altruism-{uuid.uuid4().hex}/store")
 
 

@@ -111,9 +111,56 @@ def assert_all_ready(results: list[dict[str, Any]], registry: Registry, lab: Pat
     assert run_cli("check").returncode == 0
 
 
-def test_eight_local_builds_at_once(registry: Registry, lab: Path) -> None:
+def test_eight_local_builds_at_once_on_a_new_database(lab: Path) -> None:
+    """The database has never been opened: the eight processes race to migrate it too."""
     results = run_concurrently(["local"] * CONCURRENT, lab / "data" / "sample.json")
-    assert_all_ready(results, registry, lab)
+    assert_all_ready(results, Registry(), lab)
+
+
+NUMBERING_SCRIPT = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tests.test_registry import add_version
+from core.registry import Registry
+start = Path(sys.argv[2])
+while not start.exists():
+    time.sleep(0.01)
+registry = Registry()
+print(" ".join(str(add_version(registry, ready=False).version) for _ in range(5)))
+"""
+
+
+def test_32_processes_number_160_versions_without_a_gap(registry: Registry, lab: Path) -> None:
+    """32 processes x 5 versions, released together: 1..160, each number once, no failure."""
+    start = lab / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", NUMBERING_SCRIPT, str(ROOT), str(start)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(32)
+    ]
+    time.sleep(2)  # let the interpreters import before they are released together
+    started = time.monotonic()
+    start.touch()
+    numbers = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=WAIT_S)
+            assert proc.returncode == 0, err[-2000:]
+            numbers += [int(n) for n in out.split()]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    TIMINGS[f"32x5 numbering {registry.db.dialect}"] = round(time.monotonic() - started, 1)
+    assert sorted(numbers) == list(range(1, 161))
+    assert sorted(v.version for v in registry.all_versions()) == list(range(1, 161))
+    assert time.monotonic() - started < 120
 
 
 @pytest.mark.docker

@@ -203,3 +203,26 @@ def test_check_during_a_build_does_not_call_its_files_unreferenced(lab: Path) ->
     out, err = checker.communicate(timeout=60)
     assert checker.returncode == 0, err[-2000:]
     assert json.loads(out) == [], f"check reported {sorted(set(json.loads(out)))} mid-build"
+
+
+def test_a_build_running_on_another_host_is_left_to_that_host(
+    registry: Registry, store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared registry: a pid means nothing on another machine, so check, gc and list
+    leave its build alone; the same dead pid on this host is a stuck build."""
+    import socket
+
+    monkeypatch.setenv("QUEUED_GRACE_S", "0")
+    dead_pid = 2**22 + 4711  # above the largest pid_max Linux allows: never a live process
+    request = builds.TrainRequest(recipe="nb-bow", backend="local", data_path=SAMPLE)
+    row = builds.submit(request, registry, store).version
+    registry._update(row.id, status="running", worker_pid=dead_pid, worker_host="builder-2")
+    assert check(registry, store).ok, "a build on another host is not ours to judge"
+    assert "stuck_build" not in kinds(gc(registry, store))
+    assert run_cli("list", "--json").returncode == 0
+    assert registry.get_by_id(row.id).status == "running"
+
+    registry._update(row.id, worker_host=socket.gethostname())
+    findings = check(registry, store).findings
+    assert [f["kind"] for f in findings] == ["stuck_build"], findings
+    assert f"pid {dead_pid}" in findings[0]["message"]

@@ -140,9 +140,10 @@ def ok_json_code(*args: str) -> int:
     return run_cli(*args, "--json").returncode
 
 
-def test_export_from_the_team_registry_imports_into_sqlite(
-    trained: dict, team: str, tmp_path: Path
+def test_export_and_import_between_sqlite_and_the_team_registry(
+    trained: dict, team: str, tmp_path: Path, pg_server
 ) -> None:
+    """Team (PostgreSQL + S3) -> solo (SQLite + folder) -> another team database."""
     archive = tmp_path / "v1.zip"
     assert run_cli("export", "1", "-o", str(archive)).returncode == 0
     solo = tmp_path / "solo"
@@ -152,6 +153,17 @@ def test_export_from_the_team_registry_imports_into_sqlite(
     here = ok_json("predict", "1", "--title", TITLE, "--text", TEXT)
     there = ok_json("predict", "1", "--title", TITLE, "--text", TEXT, env=env)
     assert here["predictions"] == there["predictions"]
+
+    again = tmp_path / "again.zip"
+    assert run_cli("export", "1", "-o", str(again), env=env).returncode == 0
+    name = pg_server.create_database("import")
+    try:
+        other = {"REGISTRY_URL": pg_server.url(name)}
+        back = ok_json("import", str(again), env=other)
+        assert back["artifact_sha256"] == trained["artifact_sha256"] and back["imported"]
+        assert ok_json("predict", "1", "--title", TITLE, "--text", TEXT, env=other) == here
+    finally:
+        pg_server.drop_database(name)
 
 
 # --- errors --------------------------------------------------------------------------------

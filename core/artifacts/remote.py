@@ -96,6 +96,8 @@ class FsspecStore(ArtifactStore):
             yield full[start:], int(info.get("size") or 0), _mtime(info)
 
     def _delete(self, rel: str) -> bool:
+        if self._size(rel) is None:  # S3's DeleteObject succeeds for a missing key too
+            return False
         try:
             self.fs.rm_file(self._full(rel))
             return True
