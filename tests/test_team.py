@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -223,6 +224,35 @@ def test_a_server_that_goes_away(monkeypatch: pytest.MonkeyPatch, lab: Path) -> 
         assert own.password not in str(caught.value)
         line = one_line_failure({"REGISTRY_URL": url}, 1, "cannot reach the registry")
         assert own.password not in line
+        for path in ("app.py", "pages/2_Versions.py", "pages/4_Try_a_request.py"):
+            at = AppTest.from_file(str(ROOT / path), default_timeout=60).run()
+            assert not at.exception, (path, [e.message for e in at.exception])
+            (error,) = at.error
+            assert "cannot reach the registry" in error.value and own.password not in error.value
+    finally:
+        own.stop()
+
+
+def test_a_bucket_server_that_goes_away(monkeypatch: pytest.MonkeyPatch, lab: Path) -> None:
+    """The S3 server stops: predict and train fail with one line, quickly; the failed build
+    is recorded as failed with the reason, and nothing else changes."""
+    own = servers.start_s3()
+    try:
+        for name, value in own.environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("ARTIFACT_ROOT", f"s3://{own.create_bucket()}/artifacts")
+        ok_json("train", "--recipe", "nb-bow", "--backend", "local", "--quiet")
+        own.stop()
+        started = time.monotonic()
+        done = run_cli("predict", "1", "--title", TITLE, "--text", TEXT)
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "Traceback" not in done.stderr and own.secret not in done.stderr
+        done = run_cli("train", "--recipe", "nb-bow", "--backend", "local", "--seed", "7")
+        assert done.returncode == 1 and "could not store the dataset" in done.stderr, done.stderr
+        assert own.secret not in done.stderr
+        assert time.monotonic() - started < 120
+        listed = ok_json("list")
+        assert [(v["version"], v["status"]) for v in listed] == [(2, "failed"), (1, "ready")]
     finally:
         own.stop()
 

@@ -44,6 +44,17 @@ def page_setup(title: str, icon: str = "🍕") -> None:
     """Common page config, the optional login gate and the sidebar facts."""
     st.set_page_config(page_title=f"{title} · Altruism Lab", page_icon=icon, layout="wide")
     require_login()
+    require_registry()
+
+
+def require_registry() -> None:
+    """Stop the page with one line when the registry cannot be opened or reached now."""
+    try:
+        get_registry().ping()
+    except AltruismError as exc:
+        st.error(f"The registry cannot be used right now: {md(exc)}")
+        st.caption("Nothing was changed. Reload the page once the database is back.")
+        st.stop()
 
 
 def require_login() -> None:

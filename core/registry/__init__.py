@@ -65,6 +65,11 @@ class Registry(VersionQueries, Lifecycle, Labels, BuildLogs, References):
     def session(self, write: bool = False) -> AbstractContextManager[Session]:
         return self.db.session(write)
 
+    def ping(self) -> None:
+        """One round trip to the database; a one-line AltruismError when it cannot be used."""
+        with self.db.session() as session:
+            session.execute(text("SELECT 1"))
+
     # --- schema --------------------------------------------------------------------------
     def _alembic(self) -> Any:
         from alembic.config import Config
