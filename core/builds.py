@@ -587,7 +587,11 @@ def launch(version_id: int, registry: Registry) -> int:
 
 def recover_orphans(registry: Registry) -> list[ModelVersion]:
     """Fail builds that can never finish, and remove their containers and work folders."""
-    orphans = registry.mark_orphans()
+    return clean_after_orphans(registry, registry.mark_orphans())
+
+
+def clean_after_orphans(registry: Registry, orphans: list[ModelVersion]) -> list[ModelVersion]:
+    """Remove the containers and work folders of builds just marked failed as orphans."""
     for row in orphans:
         if row.builder == "docker":
             from core.builders.docker import remove_containers

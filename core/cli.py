@@ -33,12 +33,17 @@ def say(message: str) -> None:
 
 
 def open_registry() -> Registry:
-    """The registry from REGISTRY_URL, with builds that can never finish marked failed."""
-    from core.builds import recover_orphans
+    """The registry from REGISTRY_URL, with builds that can never finish marked failed
+    (the build machinery is imported only when there is something to clean up)."""
     from core.registry import Registry
 
     registry = Registry()
-    for row in recover_orphans(registry):
+    orphans = registry.mark_orphans()
+    if orphans:
+        from core.builds import clean_after_orphans
+
+        clean_after_orphans(registry, orphans)
+    for row in orphans:
         say(f"version {row.version}: {row.error}")
     return registry
 
@@ -214,8 +219,21 @@ def cmd_list(args: argparse.Namespace) -> Any:
         limit=args.limit,
         offset=args.offset,
         full=args.full,
+        raw_metrics=args.json,
     )
     return Streamed(rows)
+
+
+def _row_json(row: dict[str, Any], encode: Callable[[Any], str]) -> str:
+    """One row as JSON; metrics that are already JSON text (`RawJSON`) go in unchanged."""
+    from core.registry.versions import RawJSON
+
+    metrics = row.get("metrics")
+    if type(metrics) is not RawJSON:
+        return encode(row)
+    rest = dict(row)
+    del rest["metrics"]
+    return f'{encode(rest)[:-1]}, "metrics": {metrics}}}'
 
 
 class Streamed:
@@ -226,9 +244,10 @@ class Streamed:
 
     def write_json(self) -> None:
         out = sys.stdout
+        encode = json.JSONEncoder(default=str).encode  # one encoder for every row
         out.write("[")
         for index, row in enumerate(self.rows):
-            out.write(("," if index else "") + "\n  " + json.dumps(row, default=str))
+            out.write(("," if index else "") + "\n  " + _row_json(row, encode))
         out.write("\n]\n")
 
     def render(self) -> str:

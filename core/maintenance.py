@@ -90,9 +90,9 @@ def check(registry: Registry, store: ArtifactStore) -> Report:
     referenced = {kind: registry.referenced(kind) for kind in BLOB_KINDS}
     verified: dict[str, str] = {}
     versions = 0
-    for row in registry.iter_versions():
+    for row in registry.iter_states():
         versions += 1
-        where = f"{row.model.name} v{row.version}"
+        where = f"{row.model_name} v{row.version}"
         if row.status == READY:
             _check_artifact(row, where, store, verified, report)
         elif row.status in ACTIVE_STATUSES:

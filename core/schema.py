@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -46,7 +47,11 @@ class ModelVersion(Base):
     """One build of a model: its recipe, status, metrics, artifact and provenance."""
 
     __tablename__ = "model_versions"
-    __table_args__ = (UniqueConstraint("model_id", "version", name="uq_model_version"),)
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_model_version"),
+        Index("ix_model_versions_listing", "model_id", "archived", "version"),
+        Index("ix_model_versions_recipe", "model_id", "recipe"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
@@ -61,7 +66,7 @@ class ModelVersion(Base):
     builder: Mapped[str] = mapped_column(String(20))
     fingerprint: Mapped[str] = mapped_column(String(64), index=True)
     data_path: Mapped[str] = mapped_column(Text)
-    data_sha256: Mapped[str] = mapped_column(String(64))
+    data_sha256: Mapped[str] = mapped_column(String(64), index=True)
     split_seed: Mapped[int] = mapped_column(Integer)
     split_test_size: Mapped[float] = mapped_column(Float)
     split_hash: Mapped[str | None] = mapped_column(String(64))
@@ -140,4 +145,4 @@ class Tag(Base):
     version_id: Mapped[int] = mapped_column(
         ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
     )
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)

@@ -6,9 +6,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
@@ -143,6 +143,23 @@ LIST_COLUMNS = [
     "error",
     "created_at",
 ]
+
+
+class VersionState(NamedTuple):
+    """The columns `check` needs of one version (no JSON is decoded)."""
+
+    id: int
+    model_name: str
+    version: int
+    status: str
+    artifact_sha256: str | None
+    worker_pid: int | None
+    worker_host: str | None
+    created_at: datetime
+
+
+class RawJSON(str):
+    """A JSON document exactly as stored, to be written into JSON output as it is."""
 
 
 class VersionQueries:
@@ -312,10 +329,13 @@ class VersionQueries:
         limit: int | None = None,
         offset: int = 0,
         full: bool = False,
+        raw_metrics: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Versions as JSON-ready dicts, newest first, produced while the query streams.
 
         The lean form selects only the listing's columns; `full` gives `version_dict`.
+        With `raw_metrics`, a lean row's metrics stay the stored JSON text (`RawJSON`), for
+        output that writes them out unchanged instead of decoding and re-encoding each one.
         """
         with self.db.session() as session:
             owner = session.scalar(select(Model).where(Model.name == model))
@@ -329,7 +349,12 @@ class VersionQueries:
             columns = (
                 (ModelVersion,)
                 if full
-                else tuple(getattr(ModelVersion, name) for name in LIST_COLUMNS)
+                else tuple(
+                    cast(ModelVersion.metrics, Text)
+                    if name == "metrics" and raw_metrics
+                    else getattr(ModelVersion, name)
+                    for name in LIST_COLUMNS
+                )
             )
             query = (
                 select(*columns)
@@ -362,6 +387,8 @@ class VersionQueries:
             for values in result:
                 item = dict(zip(LIST_COLUMNS, values, strict=True))
                 item["created_at"] = _iso(item["created_at"])
+                if raw_metrics and item["metrics"] is not None:
+                    item["metrics"] = RawJSON(item["metrics"])
                 item["aliases"] = sorted(aliases.get(item["id"], []))
                 item["tags"] = tags.get(item["id"], [])
                 yield {"model": model, **item}
@@ -399,6 +426,32 @@ class VersionQueries:
                 return
             yield from rows
             last = rows[-1].id
+
+    def iter_states(self, batch: int = 5000) -> Iterator[VersionState]:
+        """`VersionState` of every version of every model, by id, in batches."""
+        last = 0
+        while True:
+            with self.db.session() as session:
+                rows = session.execute(
+                    select(
+                        ModelVersion.id,
+                        Model.name,
+                        ModelVersion.version,
+                        ModelVersion.status,
+                        ModelVersion.artifact_sha256,
+                        ModelVersion.worker_pid,
+                        ModelVersion.worker_host,
+                        ModelVersion.created_at,
+                    )
+                    .join(Model, Model.id == ModelVersion.model_id)
+                    .where(ModelVersion.id > last)
+                    .order_by(ModelVersion.id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            yield from (VersionState(*row) for row in rows)
+            last = rows[-1][0]
 
     def model_names(self) -> list[str]:
         with self.db.session() as session:
