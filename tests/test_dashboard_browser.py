@@ -154,7 +154,9 @@ def test_build_compare_and_try_in_a_browser(
     # Home: the champion's metrics and the latest builds
     open_page(page, server, "Latest builds")
     page.get_by_text("v1 · nb-bow (champion)").first.wait_for()
-    values = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+    metrics = page.locator('[data-testid="stMetricValue"]')
+    metrics.first.wait_for()  # the champion's metrics render after the line naming it
+    values = metrics.all_inner_texts()
     assert f"{v1.metrics['roc_auc']:.3f}" in values
     screenshot(page, shots / "home.png")
 
