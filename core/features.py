@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # numpy and pandas are imported by the functions that use them, so the
+    import numpy as np  # constants here (read by recipes and the CLI) cost no import
+    import pandas as pd
 
 from core.dataset import REQUEST_ID, REQUEST_TIME_NUMERIC, TEXT, TIMESTAMP, TITLE
 
@@ -46,6 +47,8 @@ def request_text(record: dict[str, Any]) -> str:
 def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Model-input frame: one row per request; missing request-time numbers get defaults
     (see `request_defaults`)."""
+    import pandas as pd
+
     now = time.time()
     rows = []
     for record in records:
@@ -67,12 +70,16 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def signed_log1p(values: Any) -> np.ndarray:
     """sign(x) * log(1 + |x|): tames heavy-tailed counts that can be negative (karma)."""
+    import numpy as np
+
     array = np.asarray(values, dtype=float)
     return np.sign(array) * np.log1p(np.abs(array))
 
 
 def cyclic_encode(values: Any) -> np.ndarray:
     """Each cycle column (in `CYCLES` order) as its sine and cosine: bounded, periodic."""
+    import numpy as np
+
     array = np.asarray(values, dtype=float)
     angle = 2 * np.pi * array / np.array(list(CYCLES.values()), dtype=float)
     return np.column_stack(
@@ -82,6 +89,8 @@ def cyclic_encode(values: Any) -> np.ndarray:
 
 def cyclic_names(_transformer: Any, names: Any) -> np.ndarray:
     """Output names of `cyclic_encode`."""
+    import numpy as np
+
     return np.array([f"{name}_{f}" for name in names for f in ("sin", "cos")], dtype=object)
 
 

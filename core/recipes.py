@@ -8,25 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from sklearn.compose import ColumnTransformer
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.naive_bayes import MultinomialNB
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, MinMaxScaler
+from typing import TYPE_CHECKING, Any
 
 from core.dataset import REQUEST_TIME_NUMERIC, REQUESTER_COUNTS, refuse_leaky
 from core.errors import BadInput
-from core.features import (
-    CYCLES,
-    TEXT_COLUMN,
-    TEXT_LENGTH,
-    cyclic_encode,
-    cyclic_names,
-    signed_log1p,
-)
+from core.features import CYCLES, TEXT_COLUMN, TEXT_LENGTH
+
+if TYPE_CHECKING:  # sklearn is imported when a pipeline is built: checking a request's
+    from sklearn.compose import ColumnTransformer  # parameters (the parent of every
+    from sklearn.feature_extraction.text import TfidfVectorizer  # build) needs none of it
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
 
 LETTERS_ONLY = r"(?u)\b[^\W\d_]{2,}\b"
 
@@ -166,10 +158,14 @@ MAX_ITER = Param("max_iter", int, 1000, "solver iteration cap", 50, 10_000)
 
 
 def _text_column(vectorizer: Any) -> ColumnTransformer:
+    from sklearn.compose import ColumnTransformer
+
     return ColumnTransformer([("text", vectorizer, TEXT_COLUMN)])
 
 
 def _tfidf(p: dict[str, Any]) -> TfidfVectorizer:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     return TfidfVectorizer(
         ngram_range=(1, 2),
         min_df=p["min_df"],
@@ -180,11 +176,17 @@ def _tfidf(p: dict[str, Any]) -> TfidfVectorizer:
 
 
 def _logreg(p: dict[str, Any]) -> LogisticRegression:
+    from sklearn.linear_model import LogisticRegression
+
     weight = None if p["class_weight"] == "none" else p["class_weight"]
     return LogisticRegression(C=p["C"], class_weight=weight, max_iter=p["max_iter"])
 
 
 def _nb_bow(p: dict[str, Any]) -> Pipeline:
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.naive_bayes import MultinomialNB
+    from sklearn.pipeline import Pipeline
+
     vectorizer = CountVectorizer(
         lowercase=True,
         stop_words="english",
@@ -201,10 +203,18 @@ def _nb_bow(p: dict[str, Any]) -> Pipeline:
 
 
 def _tfidf_logreg(p: dict[str, Any]) -> Pipeline:
+    from sklearn.pipeline import Pipeline
+
     return Pipeline([("features", _text_column(_tfidf(p))), ("classifier", _logreg(p))])
 
 
 def _tfidf_meta_logreg(p: dict[str, Any]) -> Pipeline:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, MinMaxScaler
+
+    from core.features import cyclic_encode, cyclic_names, signed_log1p
+
     counts = [*p["meta_fields"].split(","), TEXT_LENGTH]
     # counts are clipped to their training range, so a new request never extrapolates
     scaled_log = Pipeline(

@@ -51,7 +51,13 @@ def test_quick_verbs_do_not_import_the_ml_stack(registry: Registry, argv: tuple[
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
 
 
-def test_the_probe_would_see_a_heavy_import(registry: Registry) -> None:
-    """The same probe on `recipes` (which describes sklearn pipelines) does see sklearn."""
-    code, modules = imported_by("recipes")
+def test_a_build_parent_leaves_sklearn_to_its_worker_and_predict_loads_it(
+    registry: Registry,
+) -> None:
+    """`train` checks the request and the data without the ML stack (the worker process
+    imports it); `predict` unpickles a pipeline, so the same probe sees sklearn there."""
+    code, modules = imported_by("train", "--recipe", "nb-bow", "--backend", "local", "--quiet")
+    assert code == 0
+    assert not modules & {"sklearn", "scipy", "pandas", "altair"}, modules & set(HEAVY)
+    code, modules = imported_by("predict", "latest", "--title", "Hungry", "--text", "Pizza?")
     assert code == 0 and "sklearn" in modules
