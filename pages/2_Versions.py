@@ -27,6 +27,7 @@ from ui.common import (
     version_numbers,
 )
 
+DETAIL_CHOICES = 500
 page_setup("Versions")
 registry = get_registry()
 model = model_name()
@@ -100,9 +101,15 @@ st.dataframe(
 if not shown:
     st.stop()
 by_version = {r.version: r for r in shown}
-wanted = st.query_params.get("v")
-options = list(by_version)
-wanted_numbers = [v for v in version_numbers(wanted, limit=1) if v in by_version]
+wanted_numbers = [v for v in version_numbers(st.query_params.get("v"), limit=1) if v in by_version]
+options = list(by_version)[:DETAIL_CHOICES]  # newest first; a longer list helps nobody
+if wanted_numbers and wanted_numbers[0] not in options:
+    options.append(wanted_numbers[0])
+if len(shown) > DETAIL_CHOICES:
+    st.caption(
+        f"Details: the newest {DETAIL_CHOICES:,} of the {len(shown):,} versions shown are "
+        "listed; filter the table, or open one with `?v=NUMBER` in the address."
+    )
 index = options.index(wanted_numbers[0]) if wanted_numbers else 0
 chosen = st.selectbox(
     "Details for", options, index=index, format_func=lambda v: label(by_version[v], aliases)

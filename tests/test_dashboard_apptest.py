@@ -708,3 +708,37 @@ def test_html_in_a_note_saved_through_the_form_stays_text(populated: Registry) -
     assert f"Note: {SCRIPT}" in texts(at.text)
     no_unsafe_html(at)
     assert joined(at.markdown).count("<script") == 0
+
+
+def clone_versions(registry: Registry, first: int, last: int) -> None:
+    """Copies of version 1 numbered first..last, inserted with one statement."""
+    import sqlalchemy as sa
+
+    with registry.engine.begin() as conn:
+        columns = [
+            c["name"]
+            for c in sa.inspect(conn).get_columns("model_versions")
+            if c["name"] not in ("id", "version")
+        ]
+        listed = ", ".join(columns)
+        conn.execute(
+            sa.text(
+                "WITH RECURSIVE n(k) AS (SELECT :first UNION ALL SELECT k + 1 FROM n"
+                f" WHERE k < :last) INSERT INTO model_versions (version, {listed})"
+                f" SELECT k, {listed} FROM n, model_versions WHERE model_versions.version = 1"
+            ),
+            {"first": first, "last": last},
+        )
+
+
+def test_versions_offers_the_newest_500_for_details_and_any_by_address(
+    populated: Registry,
+) -> None:
+    clone_versions(populated, 5, 800)
+    at = run(page(VERSIONS))
+    choices = by_label(at.selectbox, "Details for").options
+    assert len(choices) == 500 and choices[0].startswith("v800")
+    assert "newest 500 of the 800 versions" in joined(at.caption)
+    at = run(page(VERSIONS, v="3"))  # an old version, named in the address
+    details = by_label(at.selectbox, "Details for")
+    assert len(details.options) == 501 and details.value == 3
