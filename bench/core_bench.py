@@ -29,6 +29,10 @@ worker, including (B)'s, runs single-threaded (`core.builders.base.WORKER_ENV`).
   interleaved one by one (default thread pools on both sides).
 * memory: one `train` in a fresh subprocess; `getrusage(RUSAGE_CHILDREN).ru_maxrss` there, and
   the worker's own VmHWM polled from /proc.
+
+With `--scale smoke|full|huge` it measures the Scale section instead (bench/scale.py): the
+CLI and `train` as whole processes at 2 to 50,000 versions and 1× to 30× the data, stored
+under "## Scale (bench/core_bench.py --scale full)".
 """
 
 from __future__ import annotations
@@ -569,6 +573,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="train repeats (median)")
     parser.add_argument("--calls", type=int, default=1000, help="predict calls per recipe")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up train rounds")
+    parser.add_argument(
+        "--scale",
+        choices=("smoke", "full", "huge"),
+        help="measure the Scale section instead (bench/scale.py): smoke < 90 s, full, huge = +30×",
+    )
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     parser.add_argument("--doc", type=Path, default=DOC, help=argparse.SUPPRESS)
     parser.add_argument(
@@ -580,27 +589,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def choose_data(given: Path | None) -> tuple[Path, str] | None:
+    """The dataset and how the report names it; None (after saying why) if --data is missing."""
+    if given is not None:
+        data = given.expanduser().resolve()
+        if not data.is_file():
+            print(f"error: --data {data} not found", file=sys.stderr)
+            return None
+        return data, f"`{given}`"
+    if DEFAULT_DATA.is_file():
+        return DEFAULT_DATA, "`../shared/data/raop/train.json.zip`"
+    print(
+        f"note: {DEFAULT_DATA} not found; falling back to data/sample.json "
+        "(synthetic, 400 requests)"
+    )
+    return SAMPLE_DATA, "`data/sample.json` (fallback: the shared RAOP data was not found)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.memory_probe:
         return memory_probe(*args.memory_probe)
+    chosen = choose_data(args.data)
+    if chosen is None:
+        return 2
+    data, data_note = chosen
+    if args.scale:
+        from bench.scale import run as run_scale
 
-    if args.data is not None:
-        data = args.data.expanduser().resolve()
-        if not data.is_file():
-            print(f"error: --data {data} not found", file=sys.stderr)
-            return 2
-        data_note = f"`{args.data}`"
-    elif DEFAULT_DATA.is_file():
-        data = DEFAULT_DATA
-        data_note = "`../shared/data/raop/train.json.zip`"
-    else:
-        data = SAMPLE_DATA
-        print(
-            f"note: {DEFAULT_DATA} not found; falling back to data/sample.json "
-            "(synthetic, 400 requests)"
-        )
-        data_note = "`data/sample.json` (fallback: the shared RAOP data was not found)"
+        return run_scale(args.scale, machine(), data, data_note, not args.no_write, args.doc)
 
     home = Path(tempfile.mkdtemp(prefix="altruism-core-bench-"))
     os.environ["REGISTRY_URL"] = f"sqlite:///{home / 'registry.db'}"
