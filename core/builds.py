@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -193,6 +194,17 @@ def submit(
     request: TrainRequest, registry: Registry, store: ArtifactStore | None = None
 ) -> Submission:
     """Validate everything, then reuse an identical version or queue a new one."""
+    with submitting(request, registry, store or open_store()) as (submission, _):
+        return submission
+
+
+@contextlib.contextmanager
+def submitting(
+    request: TrainRequest, registry: Registry, store: ArtifactStore, keep_dataset_now: bool = True
+) -> Iterator[tuple[Submission, Path]]:
+    """`submit`, yielding the submission and the canonical dataset file (until the block
+    ends). Without `keep_dataset_now` the caller stores the dataset (`execute` does it
+    while the worker trains)."""
     from core.recipes import get_recipe
 
     recipe = get_recipe(request.recipe)
@@ -201,7 +213,6 @@ def submit(
     if request.data_kind is not None and request.data_kind not in DATA_KINDS:
         raise BadInput(f"data kind must be one of {', '.join(DATA_KINDS)}")
     data_path = resolve_data_path(request.data_path)
-    store = store or open_store()
     with scanned(data_path) as (dataset, canonical):
         builder, reason = resolve_backend(request.backend)
         key = fingerprint(request, params, dataset.sha256, builder)
@@ -231,7 +242,7 @@ def submit(
                 }
             },
         )
-        if not reused:  # the version now pins the dataset's digest: store it
+        if not reused and keep_dataset_now:  # the version now pins the dataset's digest: store it
             try:
                 keep_dataset(store, dataset.sha256, canonical)
             except Exception as exc:
@@ -239,7 +250,8 @@ def submit(
                 raise AltruismError(
                     f"could not store the dataset in {store.location}: {exc}"
                 ) from exc
-    return Submission(version, reused, builder, reason, dataset.rows, dataset.positives)
+        submission = Submission(version, reused, builder, reason, dataset.rows, dataset.positives)
+        yield submission, canonical
 
 
 def _limits(row: ModelVersion) -> BuildLimits:
@@ -373,17 +385,49 @@ def build_log(registry: Registry, row: ModelVersion, echo: Echo | None = None) -
     )
 
 
+class DatasetUpload:
+    """Store a build's dataset in a background thread while its worker trains."""
+
+    def __init__(self, store: ArtifactStore, sha256: str, canonical: Path) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(
+            target=self._run, args=(store, sha256, canonical), name="dataset-upload", daemon=True
+        )
+        self.store = store
+        self.thread.start()
+
+    def _run(self, store: ArtifactStore, sha256: str, canonical: Path) -> None:
+        try:
+            keep_dataset(store, sha256, canonical)
+        except BaseException as exc:  # reported by wait()
+            self.error = exc
+
+    def failed(self) -> bool:
+        return not self.thread.is_alive() and self.error is not None
+
+    def wait(self) -> None:
+        """Block until stored; AltruismError when the upload failed."""
+        self.thread.join()
+        if self.error is not None:
+            raise AltruismError(
+                f"could not store the dataset in {self.store.location}: {self.error}"
+            ) from self.error
+
+
 def execute(
     version_id: int,
     registry: Registry,
     store: ArtifactStore | None = None,
     echo: Echo | None = None,
     builder: Builder | None = None,
+    local_dataset: Path | None = None,
 ) -> ModelVersion:
     """Run a queued version to the end: ready with its artifact, or failed/cancelled.
 
     `builder` overrides the registered builder kind's default instance (tests use it to
-    build from another context); it must be of the same kind.
+    build from another context); it must be of the same kind. `local_dataset`, the
+    version's canonical dataset still on this machine, is trained on directly and stored
+    in the background meanwhile (a remote store's set-up and upload overlap the fit).
     """
     store = store or open_store()
     row = registry.get_by_id(version_id)
@@ -394,15 +438,29 @@ def execute(
     registry.mark_running(row.id, "building image" if row.builder != "local" else "training")
     work_dir = new_work_dir(registry, row)
     sha256: str | None = None
+    upload: DatasetUpload | None = None
     try:
         try:
             builder = builder or get_builder(row.builder)
-            job = _job(row, registry, dataset_file(row, store, work_dir))
+            if local_dataset is not None:
+                upload = DatasetUpload(store, row.data_sha256, local_dataset)
+            data_file = local_dataset or dataset_file(row, store, work_dir)
             outcome = builder.run(
-                job, work_dir, log, should_cancel=lambda: registry.cancel_requested(row.id)
+                _job(row, registry, data_file),
+                work_dir,
+                log,
+                should_cancel=lambda: (
+                    (upload is not None and upload.failed()) or registry.cancel_requested(row.id)
+                ),
             )
+        except BuildCancelled:
+            if upload is not None and upload.failed():
+                upload.wait()  # raises the upload's error: the real reason
+            raise
         finally:  # gone before the version leaves "running": never seen as a leftover
             shutil.rmtree(work_dir, ignore_errors=True)
+        if upload is not None:
+            upload.wait()
         sha256 = outcome.artifact_sha256
         registry.pin_artifact(row.id, sha256)
         stored, size = store.put_bytes(outcome.artifact, "model")
@@ -536,8 +594,12 @@ def train(
 ) -> tuple[ModelVersion, Submission]:
     """Submit and run in this process; returns the final version and the submission."""
     store = store or open_store()
-    submission = submit(request, registry, store)
-    return run_submission(submission, registry, store, echo, request.timeout_s), submission
+    if not store.remote:
+        submission = submit(request, registry, store)
+        return run_submission(submission, registry, store, echo, request.timeout_s), submission
+    with submitting(request, registry, store, keep_dataset_now=False) as (submission, canonical):
+        row = run_submission(submission, registry, store, echo, request.timeout_s, canonical)
+        return row, submission
 
 
 def run_submission(
@@ -546,11 +608,12 @@ def run_submission(
     store: ArtifactStore,
     echo: Echo | None = None,
     timeout_s: float | None = None,
+    local_dataset: Path | None = None,
 ) -> ModelVersion:
     """Run a new submission here, or wait for the identical build it joined."""
     row = submission.version
     if not submission.reused:
-        return execute(row.id, registry, store, echo)
+        return execute(row.id, registry, store, echo, local_dataset=local_dataset)
     if row.status in ACTIVE_STATUSES:  # an identical build is running: wait for it
         limit = (timeout_s or settings().build_timeout_s or 3600.0) + 600
         row = wait_for(row.id, registry, timeout_s=limit)

@@ -86,7 +86,14 @@ def get_registry() -> Registry:
 
 
 def get_store() -> ArtifactStore:
-    return open_store()
+    """The artifact store, one per ARTIFACT_ROOT for the whole server (an S3 client is slow
+    to make: `import s3fs` and a connection)."""
+    return _store(settings().artifact_root)
+
+
+@st.cache_resource(show_spinner=False)
+def _store(url: str) -> ArtifactStore:
+    return open_store(url)
 
 
 @st.cache_resource(show_spinner="Loading model ...", max_entries=16)

@@ -104,6 +104,7 @@ class ArtifactStore(ABC):
     """Content addressing and verification over a backend's few file operations."""
 
     location: str
+    remote: bool = True  # blobs live off this machine (uploads are worth overlapping)
 
     # --- backend primitives (paths are relative to the root, '/'-separated) ------------
     @abstractmethod

@@ -15,6 +15,8 @@ from core.artifacts.base import CHUNK, INCOMING, ArtifactStore, blob_rel
 class LocalStore(ArtifactStore):
     """Blobs as files under `root`; writes go to a temporary file, fsync, then rename."""
 
+    remote = False
+
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.location = str(self.root)

@@ -19,6 +19,7 @@ from core.schema import (
     QUEUED,
     RUNNING,
     ModelVersion,
+    aware,
     utcnow,
 )
 
@@ -39,10 +40,6 @@ def pid_alive(pid: int) -> bool:
             return handle.read().split(") ")[-1][:1] != "Z"
     except OSError:
         return True
-
-
-def aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def queued_grace() -> timedelta:

@@ -25,6 +25,7 @@ from core.schema import (
     ModelVersion,
     Tag,
     VersionDetail,
+    aware,
     utcnow,
 )
 
@@ -34,7 +35,7 @@ LOG_TAIL_CHARS = 4000
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    return aware(value).isoformat() if value else None
 
 
 def version_dict(row: ModelVersion, aliases: list[str] | None = None) -> dict[str, Any]:
