@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import platform
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,15 @@ DOC_INTRO = (
     "Measured by the scripts in `bench/`; each section is rewritten by its own script. Ratios "
     "compare against a baseline measured in the same run, on the same machine.\n"
 )
+
+
+def installed_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` as an installed tool runs: bytecode cached after the first run (in a folder of
+    its own under the temp dir, never the checkout), even when the shell sets
+    PYTHONDONTWRITEBYTECODE (this machine does: every run would compile `core` again)."""
+    cache = Path(tempfile.gettempdir()) / "altruism-bench-pycache"
+    kept = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return kept | {"PYTHONPYCACHEPREFIX": str(cache)}
 
 
 def quantile(values: list[float], q: float) -> float:

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, read_text, table, write_section
+from bench.common import ROOT, installed_env, read_text, table, write_section
 
 SECTION = "## Scale (bench/core_bench.py --scale full)"
 SAMPLE_DATA = ROOT / "data" / "sample.json"
@@ -62,6 +62,9 @@ START_TARGET_S = 0.5
 LIST_LARGE_TARGET_S = 2.0
 LIST_MEDIUM_TARGET_S = 0.8
 CHECK_TARGET_S = 5.0
+# The issue set the time targets on a machine where `import sqlalchemy.orm` took 0.34 s; a
+# target is judged here after scaling it by this run's own measurement of that floor.
+TARGET_MACHINE_SQLALCHEMY_S = 0.34
 RSS_TARGET_MB = 300
 TRAIN_RATIO_TARGET = {1: 1.4, 10: 1.2}
 TRAIN_MEMORY_RATIO_TARGET = 1.2
@@ -221,7 +224,7 @@ def measure_group(commands: dict[str, Command], repeats: int, warmup: int) -> Re
 
 # --- fixtures: registries and data -------------------------------------------------------
 def lab_env(home: Path, db: Path) -> dict[str, str]:
-    return os.environ | {
+    return installed_env(dict(os.environ)) | {
         "REGISTRY_URL": f"sqlite:///{db}",
         "ARTIFACT_ROOT": str(home / "artifacts"),
         "LOG_ROOT": str(home / "logs"),
@@ -439,8 +442,21 @@ def row(label: str, runs: list[Run], rss: str, peer: str, ratio: str, target: st
     return [label, spread(runs), cpu(runs), rss, peer, ratio, target, result]
 
 
+def machine_scale(startup: Results) -> float:
+    """How much slower this machine is than the one the targets were set on (same floor)."""
+    return med_wall(startup["sqlalchemy"]) / TARGET_MACHINE_SQLALCHEMY_S
+
+
+def timed_target(limit_s: float, scale: float) -> str:
+    return (
+        f"≤ {limit_s:g} s where `import sqlalchemy.orm` takes {TARGET_MACHINE_SQLALCHEMY_S} s: "
+        f"≤ {secs(limit_s * scale)} here ({scale:.2f}×)"
+    )
+
+
 def startup_rows(results: Results) -> list[list[str]]:
     floor, sqla = results["pass"], results["sqlalchemy"]
+    scale = machine_scale(results)
     peer = (
         f"`python -c pass` {secs(med_wall(floor))}; `import sqlalchemy.orm` {secs(med_wall(sqla))}"
     )
@@ -474,12 +490,12 @@ def startup_rows(results: Results) -> list[list[str]]:
             f"{paired(runs, floor, lambda x, b: x / b):.2f}× pass; "
             f"{paired(runs, sqla, lambda x, b: x - b) * 1000:+.0f} ms vs sqlalchemy.orm"
         )
-        ok = med_wall(runs) <= START_TARGET_S
-        out.append(row(label, runs, mb(peak_rss(runs)), peer, ratio, "≤ 0.5 s", ok))
+        ok = med_wall(runs) <= START_TARGET_S * scale
+        out.append(row(label, runs, mb(peak_rss(runs)), peer, ratio, timed_target(0.5, scale), ok))
     return out
 
 
-def large_rows(results: Results, size: Size) -> list[list[str]]:
+def large_rows(results: Results, size: Size, scale: float) -> list[list[str]]:
     medium, large = size.versions
     rows = []
     for key, label, limit_s, limit_mb in (
@@ -488,8 +504,9 @@ def large_rows(results: Results, size: Size) -> list[list[str]]:
         ("check_large", f"`check`, {large:,} versions", CHECK_TARGET_S, RSS_TARGET_MB),
     ):
         runs = results[key]
-        target = f"≤ {limit_s:g} s" + (f", ≤ {limit_mb} MB" if limit_mb else "")
-        ok = med_wall(runs) <= limit_s and (limit_mb is None or peak_rss(runs) <= limit_mb * MB)
+        target = timed_target(limit_s, scale) + (f"; ≤ {limit_mb} MB" if limit_mb else "")
+        fits = limit_mb is None or peak_rss(runs) <= limit_mb * MB
+        ok = med_wall(runs) <= limit_s * scale and fits
         rows.append(row(label, runs, mb(peak_rss(runs)), "—", "—", target, ok))
     return rows
 
@@ -543,7 +560,8 @@ HEADER = [
 
 
 def render(info: dict[str, Any], data_note: str, size: Size, measured: Measured) -> str:
-    rows = startup_rows(measured.startup) + large_rows(measured.large, size)
+    scale = machine_scale(measured.startup)
+    rows = startup_rows(measured.startup) + large_rows(measured.large, size, scale)
     rows += train_rows(measured)
     missed = [r[0] for r in rows if r[-1].startswith("**")]
     out = [SECTION, ""]

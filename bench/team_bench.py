@@ -66,8 +66,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import installed_env, table, write_section  # noqa: E402
 from bench.common import machine as shared_machine  # noqa: E402
-from bench.common import table, write_section  # noqa: E402
 from bench.ui_bench import CpuMonitor  # noqa: E402
 from tests import servers  # noqa: E402
 
@@ -160,7 +160,7 @@ def home_env(home: Path, artifact_root: str | None = None, **extra: str) -> dict
         for k, v in os.environ.items()
         if not k.startswith("AWS_") and k not in ("ARTIFACT_ENDPOINT_URL", "DASHBOARD_PASSWORD")
     }
-    return env | {
+    return installed_env(env) | {
         "REGISTRY_URL": f"sqlite:///{home / 'registry.db'}",
         "ARTIFACT_ROOT": artifact_root or str(home / "artifacts"),
         "LOG_ROOT": str(home / "logs"),

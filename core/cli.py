@@ -144,7 +144,12 @@ def cmd_train(args: argparse.Namespace) -> Any:
         cpus=args.cpus,
     )
     store = _store()
-    return _build(args, registry, store, builds.submit(request, registry, store))
+    keep_now = args.detach or not store.remote  # else stored while the worker trains
+    with builds.submitting(request, registry, store, keep_dataset_now=keep_now) as (
+        submission,
+        canonical,
+    ):
+        return _build(args, registry, store, submission, None if keep_now else canonical)
 
 
 def cmd_refit(args: argparse.Namespace) -> Any:
@@ -157,8 +162,15 @@ def cmd_refit(args: argparse.Namespace) -> Any:
     return _build(args, registry, store, submission)
 
 
-def _build(args: argparse.Namespace, registry: Any, store: Any, submission: Any) -> Any:
-    """Report a submission, then run it here, launch it (--detach) or return the reused one."""
+def _build(
+    args: argparse.Namespace,
+    registry: Any,
+    store: Any,
+    submission: Any,
+    local_dataset: Path | None = None,
+) -> Any:
+    """Report a submission, then run it here, launch it (--detach) or return the reused one.
+    `local_dataset`: the canonical dataset, not yet in the store (`builds.execute`)."""
     from core import builds
 
     say(f"builder: {submission.builder} ({submission.builder_reason})")
@@ -174,7 +186,8 @@ def _build(args: argparse.Namespace, registry: Any, store: Any, submission: Any)
         say(f"version {row.version} queued; building in the background (pid {pid})")
     else:
         say(f"version {row.version}: training {row.recipe} on {submission.rows} requests ...")
-        row = builds.execute(row.id, registry, store, echo=None if args.quiet else _progress())
+        echo = None if args.quiet else _progress()
+        row = builds.execute(row.id, registry, store, echo=echo, local_dataset=local_dataset)
     row = registry.get_by_id(row.id)
     out = _as_dict(registry, row) | {"reused": submission.reused}
     if row.status not in ("ready", "queued", "running"):
