@@ -44,6 +44,7 @@ WORK_PREFIX = "altruism-build-"
 MEMORY = re.compile(r"^([1-9][0-9]{0,12})([kmg])$")
 MEMORY_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 MIN_MEMORY, MAX_MEMORY = 64 << 20, 1 << 40  # Docker needs at least 6 MB; training far more
+MAX_FOLDS, MAX_REPEATS = 20, 10
 DATA_KINDS = ("sample", "folder", "upload", "file", "imported")
 
 
@@ -67,6 +68,14 @@ class TrainRequest:
     data_kind: str | None = None  # sample, folder, upload or file (default: from the path)
     fault: str | None = None  # test hook, honoured only with ALTRUISM_ALLOW_FAULTS=1
     refit_of: int | None = None  # a ready version's id: fit on all its data, keep its scores
+    cv_folds: int | None = None  # cross-validate with this many stratified folds ...
+    cv_repeats: int = 1  # ... repeated this many times (instead of one held-out split)
+
+    def cv(self) -> dict[str, int] | None:
+        """{"folds": K, "repeats": R} of a cross-validated request, else None."""
+        if self.cv_folds is None:
+            return None
+        return {"folds": self.cv_folds, "repeats": self.cv_repeats}
 
 
 @dataclass
@@ -94,7 +103,23 @@ def parse_memory(value: str) -> int:
     return amount
 
 
+def check_folds(folds: Any, repeats: Any) -> None:
+    """BadInput unless K and R are integers in range."""
+    for name, value, low, high in (
+        ("folds", folds, 2, MAX_FOLDS),
+        ("repeats", repeats, 1, MAX_REPEATS),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise BadInput(f"cross-validation {name} must be an integer in [{low}, {high}]")
+
+
 def _check_numbers(request: TrainRequest) -> None:
+    if request.cv_folds is not None:
+        check_folds(request.cv_folds, request.cv_repeats)
+        if request.refit_of is not None:
+            raise BadInput("a refit is scored by its parent: it cannot cross-validate")
+    elif request.cv_repeats != 1:
+        raise BadInput("cross-validation repeats need a number of folds (--cv K)")
     if (
         isinstance(request.seed, bool)
         or not isinstance(request.seed, int)
@@ -128,6 +153,7 @@ def fingerprint(
     produces, while uncommitted edits to `core/` do. The commit is kept in provenance.
     """
     refit = {"refit": True} if request.refit_of is not None else {}
+    cv = {"cv": request.cv()} if request.cv() else {}
     return version_fingerprint(
         model=request.model,
         recipe=request.recipe,
@@ -140,6 +166,7 @@ def fingerprint(
         packages=environment()["packages"],
         builder=builder,
         **refit,
+        **cv,
     )
 
 
@@ -239,6 +266,7 @@ def submitting(
                     "fault": request.fault,
                     "builder_reason": reason,
                     **({"refit_of": request.refit_of} if request.refit_of is not None else {}),
+                    **({"cv": request.cv()} if request.cv() else {}),
                 }
             },
         )
@@ -279,7 +307,14 @@ def _job(row: ModelVersion, registry: Registry, data_file: Path) -> BuildJob:
         threshold=row.threshold,
         limits=_limits(row),
         fault=row.provenance.get("request", {}).get("fault"),
+        cv=cv_of(row),
     )
+
+
+def cv_of(row: ModelVersion) -> dict[str, int] | None:
+    """{"folds": K, "repeats": R} when the version is evaluated by cross-validation."""
+    cv = (row.provenance or {}).get("request", {}).get("cv")
+    return cv if isinstance(cv, dict) else None
 
 
 def dataset_file(row: ModelVersion, store: ArtifactStore, work_dir: Path) -> Path:
@@ -357,8 +392,9 @@ def _provenance(
         "data_store": store.location,
         "split": {
             "seed": row.split_seed,
-            "test_size": row.split_test_size,
+            "test_size": None if cv_of(row) else row.split_test_size,
             "hash": result["split_hash"],
+            **({"cv": cv_of(row)} if cv_of(row) else {}),
         },
         "recipe": row.recipe,
         "params": row.params,
@@ -547,6 +583,11 @@ def submit_refit(
         raise BadInput(f"version {parent.version} is {parent.status}; only ready versions refit")
     if (parent.provenance or {}).get("refit_of"):  # every ready refit records its parent
         raise BadInput(f"version {parent.version} is already a refit on all of its data")
+    if cv_of(parent):
+        raise BadInput(
+            f"version {parent.version} is cross-validated: its model is already fitted on all "
+            "of its data"
+        )
     with tempfile.TemporaryDirectory(prefix="altruism-refit-") as tmp:
         request = TrainRequest(
             recipe=parent.recipe,

@@ -142,6 +142,8 @@ def cmd_train(args: argparse.Namespace) -> Any:
         timeout_s=args.timeout,
         memory=args.memory,
         cpus=args.cpus,
+        cv_folds=args.cv,
+        cv_repeats=args.cv_repeats,
     )
     store = _store()
     keep_now = args.detach or not store.remote  # else stored while the worker trains
@@ -339,7 +341,7 @@ def cmd_compare(args: argparse.Namespace) -> Any:
     if not result["paired"]:
         raise BadInput(
             f"refused: not comparable: {result['reason']}; train both with the same data, "
-            "seed and test size"
+            "seed and evaluation (test size, or --cv folds and repeats)"
         )
     return result
 
@@ -352,6 +354,7 @@ def render_compare(result: dict[str, Any]) -> str:
     ]
     rows = [[m["metric"], *m["values"], *m["deltas"][1:]] for m in result["metrics"]]
     lines = [table(headers, rows), ""]
+    lines += [f"v{e['version']}: {e['label']}" for e in result["evaluations"]]
     for p in result["paired"]:
         lines.append(f"{p['verdict']} ({p['bootstrap_resamples']} paired bootstrap resamples)")
     if result["not_comparable"]:
@@ -580,6 +583,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default=str(SAMPLE_DATA), help="dataset (.json/.jsonl/.zip)")
     train.add_argument("--seed", type=_bounded_int(0, 2**32 - 1), default=42)
     train.add_argument("--test-size", type=_ascii_float, default=0.2)
+    train.add_argument(
+        "--cv",
+        type=_bounded_int(2, 20),
+        metavar="K",
+        help="evaluate by stratified K-fold cross-validation instead of one held-out split "
+        "(out-of-fold predictions for every request; the model is fitted on all of them)",
+    )
+    train.add_argument(
+        "--cv-repeats", type=_bounded_int(1, 10), default=1, metavar="R", help="repeat the K folds"
+    )
     train.add_argument("--threshold", type=_ascii_float, default=0.5)
     train.add_argument("--backend", default="auto", help="auto (default), docker or local")
     train.add_argument("--force", action="store_true", help="retrain even if identical")

@@ -87,6 +87,35 @@ def _is_refit_pair(first: ModelVersion, other: ModelVersion) -> bool:
     return parents[0] == other.id or parents[1] == first.id
 
 
+def evaluation_of(row: ModelVersion) -> dict[str, Any]:
+    """How a version was scored: cross-validation (folds, repeats) or one held-out split."""
+    metrics = row.metrics or {}
+    n = metrics.get("n")
+    cv = metrics.get("evaluation")
+    if isinstance(cv, dict) and cv.get("kind") == "cv":
+        label = f"{cv['folds']}-fold cross-validation" + (
+            f" × {cv['repeats']} repeats" if cv.get("repeats", 1) > 1 else ""
+        )
+        return {
+            "kind": "cv",
+            "folds": cv["folds"],
+            "repeats": cv.get("repeats", 1),
+            "n": n,
+            "label": f"{label}, out-of-fold predictions on all {n} requests",
+        }
+    size = row.split_test_size
+    share = f"{size:.0%} " if isinstance(size, int | float) else ""
+    label = f"held-out {share}split, {n} requests"
+    return {"kind": "split", "test_size": size, "n": n, "label": label}
+
+
+def fold_spread_of(row: ModelVersion, metric: str = "roc_auc") -> tuple[float, float] | None:
+    """(mean, sd) of a metric over a cross-validated version's folds, else None."""
+    cv = (row.metrics or {}).get("evaluation")
+    spread = cv.get("fold_metrics", {}).get(metric) if isinstance(cv, dict) else None
+    return (spread["mean"], spread["sd"]) if spread else None
+
+
 def metrics_table(rows: list[ModelVersion]) -> list[dict[str, Any]]:
     """One row per metric: each version's value and its delta against the first version."""
     table = []
@@ -175,6 +204,7 @@ def compare(
         "versions": [v.version for v in rows],
         "comparable": comparable,
         "reason": None if comparable else _reason(rows),
+        "evaluations": [evaluation_of(v) | {"version": v.version} for v in rows],
         "metrics": metrics_table(rows),
         "paired": paired,
         "not_comparable": not_comparable,
@@ -184,6 +214,19 @@ def compare(
 
 
 def _reason(rows: list[ModelVersion]) -> str:
+    kinds = {evaluation_of(v)["kind"] for v in rows}
+    if len(kinds) > 1:
+        return (
+            "they were evaluated differently ("
+            + "; ".join(f"v{v.version}: {evaluation_of(v)['label']}" for v in rows)
+            + "), so their predictions do not cover the same requests"
+        )
+    if kinds == {"cv"} and len({v.split_hash for v in rows}) > 1:
+        return (
+            "different cross-validation folds (fold hashes "
+            + ", ".join(f"v{v.version} {str(v.split_hash)[:12]}" for v in rows)
+            + "): the same data, seed, folds and repeats give the same folds"
+        )
     if len({v.split_hash for v in rows}) > 1:
         return (
             "different test sets (split hashes "

@@ -48,6 +48,59 @@ def make_split(ids: list[str], labels: list[bool], seed: int, test_size: float) 
     return Split(train, test, seed, test_size, split_hash([ids[i] for i in test]))
 
 
+@dataclass(frozen=True)
+class Folds:
+    """Stratified K-fold test indices, repeated R times, and the hash that identifies them."""
+
+    test_indices: list[list[np.ndarray]]  # [repeat][fold] -> row indices, sorted
+    seed: int
+    folds: int
+    repeats: int
+    hash: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"folds": self.folds, "repeats": self.repeats, "seed": self.seed}
+
+
+def folds_hash(seed: int, folds: int, repeats: int, data_sha256: str) -> str:
+    """sha256 of what fixes the folds: equal hashes mean the same folds of the same data."""
+    text = f"cv|seed={seed}|folds={folds}|repeats={repeats}|data={data_sha256}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def make_folds(
+    ids: list[str], labels: list[bool], seed: int, folds: int, repeats: int, data_sha256: str
+) -> Folds:
+    """Repeated stratified K-fold, independent of input order (rows ordered by id first)."""
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    if folds < 2 or repeats < 1:
+        raise BadInput(f"cannot cross-validate with {folds} folds and {repeats} repeats")
+    order = np.argsort(np.asarray(ids, dtype=object), kind="stable")
+    y = np.asarray(labels, dtype=bool)[order]
+    if min(int(y.sum()), int((~y).sum())) < folds:
+        raise BadInput(
+            f"cannot make {folds} stratified folds: each class needs at least {folds} requests"
+        )
+    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    tests = [np.sort(order[test]) for _, test in splitter.split(np.zeros(len(y)), y)]
+    by_repeat = [tests[r * folds : (r + 1) * folds] for r in range(repeats)]
+    return Folds(by_repeat, seed, folds, repeats, folds_hash(seed, folds, repeats, data_sha256))
+
+
+def fold_spread(per_fold: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean and sample sd over folds of every numeric top-level metric."""
+    out = {}
+    for key in per_fold[0]:
+        values = [m[key] for m in per_fold if isinstance(m.get(key), int | float)]
+        if key in ("threshold", "n", "positives") or len(values) != len(per_fold):
+            continue
+        array = np.asarray(values, dtype=float)
+        sd = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+        out[key] = {"mean": round(float(array.mean()), ROUND_DIGITS), "sd": round(sd, ROUND_DIGITS)}
+    return out
+
+
 def _downsample(*arrays: np.ndarray, points: int = CURVE_POINTS) -> list[list[float]]:
     n = len(arrays[0])
     keep = np.unique(np.linspace(0, n - 1, min(n, points)).round().astype(int))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from core.compare import METRICS
+from core.compare import METRICS, evaluation_of
 from core.recipes import RECIPES
 from core.registry import Registry, version_dict
 from core.schema import ModelVersion
@@ -37,6 +37,7 @@ def model_card(row: ModelVersion, registry: Registry) -> dict[str, Any]:
             "split": prov.get("split"),
         },
         "metrics": row.metrics,
+        "evaluation": evaluation_of(row)["label"],
         "provenance": prov,
         "artifact": {
             "sha256": row.artifact_sha256,
@@ -88,7 +89,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"- rows: {card['data']['rows']}, positives: {card['data']['positives']}",
         f"- split: {json.dumps(card['data']['split'])}",
         "",
-        f"## Metrics (held-out test set, threshold {card['threshold']})",
+        f"## Metrics ({card['evaluation']}, threshold {card['threshold']})",
         "| metric | value |",
         "| --- | --- |",
         *(f"| {name} | {_fmt(metrics.get(name))} |" for name in METRICS),

@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from core.dataset import LABEL, REQUEST_ID, Dataset
-from core.evaluate import classification_metrics, curves, make_split
+from core.evaluate import (
+    classification_metrics,
+    curves,
+    fold_spread,
+    make_folds,
+    make_split,
+)
 from core.features import input_ranges, to_frame
 from core.provenance import environment
 from core.recipes import get_recipe
@@ -74,6 +80,7 @@ def strip_volatile_state(estimator: Any) -> Any:
         stack.extend(step for _, step in getattr(current, "steps", []))
         stack.extend(t for _, t, _ in getattr(current, "transformers_", []))
         stack.extend(t for _, t in getattr(current, "transformer_list", []))
+        stack.extend(getattr(current, "estimators_", None) or [])  # ensembles
     return estimator
 
 
@@ -89,7 +96,7 @@ def _fit(pipeline: Any, frame: Any, labels: Any, log: Log) -> float:
 
 
 def _fit_all(pipeline: Any, recipe_name: str, frame: Any, labels: Any, log: Log) -> TrainResult:
-    log(f"refitting {recipe_name} on all {len(labels)} requests (no held-out split) ...")
+    log(f"refitting {recipe_name} on all {len(labels)} requests ...")
     fit_seconds = _fit(pipeline, frame, labels, log)
     return TrainResult(
         pipeline=strip_volatile_state(pipeline),
@@ -153,4 +160,102 @@ def fit_and_evaluate(
         fit_seconds=fit_seconds,
         evaluate_seconds=evaluate_seconds,
         environment=environment(),
+    )
+
+
+def _fold_scores(pipeline: Any, frame: Any, labels: Any, train: Any, test: Any) -> Any:
+    """Fit a fresh copy on one fold's training rows; its probabilities on the fold's rows."""
+    from sklearn.base import clone
+
+    fitted = clone(pipeline).fit(frame.iloc[train], labels[train])
+    return fitted.predict_proba(frame.iloc[test])[:, 1]
+
+
+_FORKED: dict[str, Any] = {}  # what forked fold processes inherit (nothing is pickled)
+
+
+def _forked_fold(number: int) -> Any:
+    pipeline, frame, labels, tasks = _FORKED["folds"]
+    return _fold_scores(pipeline, frame, labels, *tasks[number])
+
+
+def _run_folds(pipeline: Any, frame: Any, labels: Any, tasks: list, jobs: int) -> list:
+    """Each fold's probabilities, in order; `jobs` > 1 forks that many processes, which
+    inherit the data (copy-on-write) and end with the pool."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_fold_scores(pipeline, frame, labels, train, test) for train, test in tasks]
+    _FORKED["folds"] = (pipeline, frame, labels, tasks)
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            return list(pool.map(_forked_fold, range(len(tasks))))
+    finally:
+        _FORKED.clear()
+
+
+def cross_validate(
+    dataset: Dataset,
+    recipe_name: str,
+    params: dict[str, Any],
+    seed: int,
+    folds: int,
+    repeats: int,
+    threshold: float,
+    jobs: int = 1,
+    log: Log = print,
+) -> TrainResult:
+    """Repeated stratified K-fold: out-of-fold probabilities for every request (averaged over
+    repeats), the pooled metrics on them, each fold's metrics as mean ± sd, and the pipeline
+    refitted on all the data. `jobs` folds run at once (forked processes)."""
+    recipe = get_recipe(recipe_name)
+    params = recipe.resolve(params)
+    frame = to_frame(dataset.records)
+    labels = np.array([bool(r[LABEL]) for r in dataset.records])
+    ids = [r[REQUEST_ID] for r in dataset.records]
+    plan = make_folds(ids, labels.tolist(), seed, folds, repeats, dataset.sha256)
+    everything = np.arange(len(labels))
+    tasks = [(np.setdiff1d(everything, test), test) for rep in plan.test_indices for test in rep]
+    log(
+        f"cross-validation: {folds} folds x {repeats} repeat(s) = {len(tasks)} fits on "
+        f"{len(labels)} requests, {jobs} at a time (seed {seed}, hash {plan.hash[:12]})"
+    )
+    started = time.perf_counter()
+    pipeline = recipe.pipeline(params)
+    scores = _run_folds(pipeline, frame, labels, tasks, jobs)
+    cv_seconds = time.perf_counter() - started
+    oof = np.zeros((repeats, len(labels)))
+    per_fold = []
+    for number, ((_, test), proba) in enumerate(zip(tasks, scores, strict=True)):
+        oof[number // folds, test] = proba
+        per_fold.append(classification_metrics(labels[test].astype(int), proba, threshold))
+    proba = oof.mean(axis=0)
+    y = labels.astype(int)
+    metrics = classification_metrics(y, proba, threshold)
+    metrics["evaluation"] = {
+        "kind": "cv",
+        **plan.describe(),
+        "hash": plan.hash,
+        "fold_metrics": fold_spread(per_fold),
+        "seconds": round(cv_seconds, 4),
+    }
+    spread = metrics["evaluation"]["fold_metrics"].get("roc_auc")
+    log(
+        f"cross-validated in {cv_seconds:.2f}s: pooled ROC AUC {metrics['roc_auc']:.4f}"
+        + (f", per fold {spread['mean']:.4f} ± {spread['sd']:.4f}" if spread else "")
+    )
+    final = _fit_all(recipe.pipeline(params), recipe_name, frame, labels, log)
+    return TrainResult(
+        pipeline=final.pipeline,
+        metrics=metrics,
+        curves=curves(y, proba),
+        split_hash=plan.hash,
+        test_ids=ids,
+        test_labels=y.tolist(),
+        test_probabilities=[float(p) for p in proba],
+        fit_seconds=final.fit_seconds,
+        evaluate_seconds=cv_seconds,
+        environment=final.environment,
     )

@@ -72,10 +72,39 @@ def dump_artifact(pipeline: Any) -> bytes:
     return buffer.getvalue()
 
 
+def fold_jobs(job: dict[str, Any]) -> int:
+    """How many folds to fit at once: the build's CPU limit, else the CPUs this process
+    may use, never more than there are fits."""
+    cv = job["cv"]
+    budget = job.get("cpus") or len(os.sched_getaffinity(0))
+    return max(1, min(int(budget), cv["folds"] * cv["repeats"]))
+
+
+def _evaluate(job: dict[str, Any], dataset: Any) -> Any:
+    """Cross-validate when the job asks for it, else fit and score one held-out split."""
+    from core.train import cross_validate, fit_and_evaluate
+
+    seed, threshold = int(job["seed"]), float(job["threshold"])
+    if job.get("cv"):
+        cv = job["cv"]
+        return cross_validate(
+            dataset,
+            job["recipe"],
+            job["params"],
+            seed,
+            cv["folds"],
+            cv["repeats"],
+            threshold,
+            jobs=fold_jobs(job),
+            log=log,
+        )
+    return fit_and_evaluate(
+        dataset, job["recipe"], job["params"], seed, float(job["test_size"]), threshold, log=log
+    )
+
+
 def run_job(job: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Train as `job` says; write the artifact and the result summary to `out_dir`."""
-    from core.train import fit_and_evaluate
-
     log(f"worker pid {os.getpid()}: recipe {job['recipe']}, data {job['data_sha256'][:12]}")
     dataset = load_job_data(job)
     log(
@@ -83,15 +112,7 @@ def run_job(job: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         f"sha256 {dataset.sha256[:12]} verified"
     )
     _inject_fault(job)
-    result = fit_and_evaluate(
-        dataset,
-        job["recipe"],
-        job["params"],
-        int(job["seed"]),
-        float(job["test_size"]),
-        float(job["threshold"]),
-        log=log,
-    )
+    result = _evaluate(job, dataset)
     started = time.perf_counter()
     artifact = dump_artifact(result.pipeline)
     sha256 = hashlib.sha256(artifact).hexdigest()

@@ -8,6 +8,7 @@ from typing import Any
 import streamlit as st
 
 from core import builds
+from core.builds import MAX_FOLDS, MAX_REPEATS
 from core.config import SAMPLE_DATA
 from core.datafiles import list_data_files, resolve_data_file, save_upload
 from core.errors import AltruismError
@@ -34,6 +35,7 @@ st.caption(
 
 RECENT, RECENT_SHOWN = timedelta(hours=24), 5  # finished builds kept in the panel
 SOURCES = ("Bundled sample", "File in the data folder", "Upload a Kaggle-format file")
+EVALUATIONS = ("Held-out split", "Cross-validation")
 
 
 def param_widget(recipe: str, param: Param) -> Any:
@@ -129,6 +131,16 @@ with left:
     st.caption(recipe.summary)
     source = st.radio("Dataset", SOURCES, horizontal=True, key="source")
     data_path = choose_dataset(source)
+    evaluation = st.radio(
+        "Evaluation",
+        EVALUATIONS,
+        horizontal=True,
+        key="evaluation",
+        help="Cross-validation scores every request out of fold (K fits plus the final fit on "
+        "all the data): comparisons between versions then use every request, not one test "
+        "fifth. Versions compare only when evaluated the same way on the same data.",
+    )
+    cv = evaluation == EVALUATIONS[1]
 
     with st.form("build-form"):
         st.markdown("**Parameters**")
@@ -137,11 +149,16 @@ with left:
         for i, param in enumerate(recipe.params):
             with cols[i % 2]:
                 params[param.name] = param_widget(recipe_name, param)
-        st.markdown("**Split, builder and limits**")
-        cols = st.columns(3)
+        st.markdown("**Evaluation, builder and limits**")
+        cols = st.columns(4 if cv else 3)
         seed = cols[0].number_input("Seed", 0, 2**31 - 1, 42, step=1)
-        test_size = cols[1].number_input("Test fraction", 0.05, 0.5, 0.2, step=0.05)
-        threshold = cols[2].number_input("Threshold", 0.01, 0.99, 0.5, step=0.05)
+        if cv:
+            folds = cols[1].number_input("Folds", 2, MAX_FOLDS, 5, step=1)
+            repeats = cols[2].number_input("Repeats", 1, MAX_REPEATS, 1, step=1)
+            test_size = 0.2
+        else:
+            test_size = cols[1].number_input("Test fraction", 0.05, 0.5, 0.2, step=0.05)
+        threshold = cols[-1].number_input("Threshold", 0.01, 0.99, 0.5, step=0.05)
         cols = st.columns(3)
         backend = cols[0].selectbox("Builder", ("auto", "docker", "local"))
         timeout = cols[1].number_input("Timeout (s)", 10, 86_400, 3600, step=60)
@@ -173,6 +190,8 @@ with left:
                 timeout_s=float(timeout),
                 memory=memory.strip() or None,
                 cpus=float(cpus) or None,
+                cv_folds=int(folds) if cv else None,
+                cv_repeats=int(repeats) if cv else 1,
             )
             try:
                 submission = builds.submit(request, registry)

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core import builds, charts
+from core.compare import evaluation_of, fold_spread_of
 from core.errors import AltruismError
 from core.evaluate import calibration_points
 from core.modelcard import model_card, model_card_markdown
@@ -182,6 +183,19 @@ with overview:
             strict=True,
         ):
             col.metric(name, fmt(m.get(key)))
+            spread = fold_spread_of(row, key)
+            if spread:
+                col.caption(f"per fold {spread[0]:.3f} ± {spread[1]:.3f}")
+        st.caption(
+            f"Evaluated by {evaluation_of(row)['label']}"
+            + (
+                "; the model is fitted on all of them, and the figures above are pooled over "
+                "the out-of-fold predictions (the mean ± sd over folds beneath each)"
+                if fold_spread_of(row)
+                else ""
+            )
+            + "."
+        )
         left, right = st.columns([1, 1])
         normalize = left.toggle("Row-normalised", key="cm-normalize")
         title = f"v{row.version} at threshold {row.threshold}"

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
-from core.compare import METRIC_HELP, compare
+from core.compare import METRIC_HELP, compare, fold_spread_of
 from core.errors import AltruismError, NotFound
 from core.evaluate import calibration_points
 from core.schema import READY
@@ -94,20 +94,22 @@ names = [f"v{r.version}" for r in rows]
 if result["not_comparable"]:
     pairs = ", ".join(f"v{p['first']} and v{p['second']}" for p in result["not_comparable"])
     st.warning(
-        f"Not comparable: {pairs}. They were measured on different held-out requests (or one "
-        "is the other refitted, carrying its evaluation), so no paired statistics are shown "
-        "for them; train with the same data, seed and test fraction to compare them pairwise."
+        f"Not comparable: {pairs}: {result['reason'] or 'measured on different requests'}. "
+        "No paired statistics are shown for them; train with the same data, seed and "
+        "evaluation (test fraction, or folds and repeats) to compare them pairwise."
     )
 for note in result["notes"]:
     st.info(md(note))
 
 st.subheader("Metrics")
 st.caption(
-    "Test sets: "
+    "Evaluated on: "
     + "; ".join(
-        f"v{r.version} {r.metrics.get('n', 0):,} requests, "
-        f"{r.metrics.get('positives', 0) / max(1, r.metrics.get('n', 0)):.1%} got a pizza"
-        for r in rows
+        f"v{e['version']} by {e['label']} "
+        f"({r.metrics.get('positives', 0) / max(1, r.metrics.get('n', 0)):.1%} got a pizza)"
+        + (f", ROC AUC per fold {spread[0]:.3f} ± {spread[1]:.3f}" if spread else "")
+        for e, r in zip(result["evaluations"], rows, strict=True)
+        for spread in [fold_spread_of(r)]
     )
 )
 table = []

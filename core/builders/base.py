@@ -62,6 +62,7 @@ class BuildJob:
     image_id: str | None = None  # Docker: reuse exactly this image (reproduce)
     registry_id: str = ""  # which registry the version lives in (labels its container)
     version_label: str = ""  # e.g. "raop v3" (labels, service names)
+    cv: dict[str, int] | None = None  # {"folds": K, "repeats": R}: cross-validate instead
 
     def spec(self, data_file: str) -> dict[str, Any]:
         """The worker's job.json, with the dataset path as the worker will see it."""
@@ -75,6 +76,8 @@ class BuildJob:
             "test_size": self.test_size,
             "threshold": self.threshold,
             "fault": self.fault,
+            # only a cross-validated job names it: older jobs (and their images) stay the same
+            **({"cv": self.cv, "cpus": self.limits.cpus} if self.cv else {}),
         }
 
 
