@@ -236,6 +236,83 @@ def _tfidf_meta_logreg(p: dict[str, Any]) -> Pipeline:
 
 SUBLINEAR_TF = Param("sublinear_tf", bool, True, "use 1 + log(tf) instead of raw counts")
 
+
+def _narrative_vote(p: dict[str, Any]) -> Pipeline:
+    """Soft vote of a logistic regression (TF-IDF, cue counts, status, periodic and clipped
+    time) and gradient-boosted trees (cue counts, status, raw time: trees never extrapolate)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, VotingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, MinMaxScaler
+
+    from core.dataset import TIMESTAMP
+    from core.features import cyclic_encode, cyclic_names, signed_log1p
+    from core.narrative import NARRATIVE_COLUMNS, narrative_features
+
+    counts = [*REQUESTER_COUNTS, TEXT_LENGTH]
+    inputs = ColumnTransformer(
+        [("inputs", "passthrough", [TEXT_COLUMN, *counts, TIMESTAMP, *CYCLES])],
+        verbose_feature_names_out=False,
+    ).set_output(transform="pandas")
+
+    def scaled_log() -> Pipeline:
+        return Pipeline(
+            [
+                ("signed_log", FunctionTransformer(signed_log1p, feature_names_out="one-to-one")),
+                ("scale", MinMaxScaler(feature_range=(-1, 1), clip=True)),
+            ]
+        )
+
+    linear = Pipeline(
+        [
+            (
+                "features",
+                ColumnTransformer(
+                    [
+                        ("text", _tfidf(p), TEXT_COLUMN),
+                        ("cues", scaled_log(), list(NARRATIVE_COLUMNS)),
+                        ("counts", scaled_log(), counts),
+                        (
+                            "time",
+                            FunctionTransformer(cyclic_encode, feature_names_out=cyclic_names),
+                            list(CYCLES),
+                        ),
+                        ("era", MinMaxScaler(clip=True), [TIMESTAMP]),
+                    ]
+                ),
+            ),
+            ("classifier", _logreg(p | {"class_weight": "none"})),
+        ]
+    )
+    trees = Pipeline(
+        [
+            (
+                "features",
+                ColumnTransformer(
+                    [("numbers", "passthrough", [*NARRATIVE_COLUMNS, *counts, TIMESTAMP, *CYCLES])]
+                ),
+            ),
+            (
+                "classifier",
+                HistGradientBoostingClassifier(
+                    learning_rate=p["trees_learning_rate"],
+                    max_iter=p["trees_max_iter"],
+                    max_leaf_nodes=p["trees_max_leaf_nodes"],
+                    min_samples_leaf=p["trees_min_samples_leaf"],
+                    l2_regularization=p["trees_l2"],
+                    early_stopping=False,
+                    random_state=0,
+                ),
+            ),
+        ]
+    )
+    weight = p["linear_weight"]
+    vote = VotingClassifier(
+        [("linear", linear), ("trees", trees)], voting="soft", weights=[weight, 1 - weight]
+    )
+    return Pipeline([("features", inputs), ("cues", narrative_features()), ("classifier", vote)])
+
+
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
@@ -281,6 +358,61 @@ RECIPES: dict[str, Recipe] = {
             ),
             _tfidf_meta_logreg,
             input_fields=("request_title", "request_text_edit_aware", *REQUEST_TIME_NUMERIC),
+        ),
+        Recipe(
+            "narrative-vote",
+            "What the research found to matter (Althoff et al., ICWSM 2014): counts of "
+            "narrative cues (money, job, student, family, craving), a photo link, "
+            "reciprocity, gratitude and politeness, plus length, the requester's status and "
+            "history, and the time. A soft vote of a logistic regression on them plus TF-IDF "
+            "(time periodic and clipped) and gradient-boosted trees on them.",
+            (
+                Param(
+                    "C",
+                    float,
+                    0.3,
+                    "inverse regularisation strength of the linear part",
+                    1e-4,
+                    1e4,
+                    log_scale=True,
+                ),
+                Param("min_df", int, 3, MIN_DF.help, 1, 50),
+                Param("max_features", int, 20_000, MAX_FEATURES.help, 100, 500_000, log_scale=True),
+                SUBLINEAR_TF,
+                MAX_ITER,
+                Param(
+                    "trees_learning_rate",
+                    float,
+                    0.05,
+                    "boosting learning rate",
+                    1e-3,
+                    1.0,
+                    log_scale=True,
+                ),
+                Param("trees_max_iter", int, 200, "boosting rounds", 10, 2000, log_scale=True),
+                Param("trees_max_leaf_nodes", int, 15, "leaves per tree", 2, 255),
+                Param(
+                    "trees_min_samples_leaf",
+                    int,
+                    40,
+                    "requests per leaf, at least",
+                    1,
+                    1000,
+                    log_scale=True,
+                ),
+                Param("trees_l2", float, 1.0, "L2 regularisation of the leaves", 0.0, 100.0),
+                Param(
+                    "linear_weight",
+                    float,
+                    0.5,
+                    "weight of the linear part in the vote (trees: 1 − it)",
+                    0.0,
+                    1.0,
+                ),
+            ),
+            _narrative_vote,
+            input_fields=("request_title", "request_text_edit_aware", *REQUEST_TIME_NUMERIC),
+            linear=False,
         ),
     )
 }

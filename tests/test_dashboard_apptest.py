@@ -247,7 +247,10 @@ def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
     assert len(stats) == 1, stats
     assert re.match(r"(v2 is better than v1|v1 is better than v2|No clear difference)", stats[0])
     assert any("paired bootstrap" in c for c in texts(at.caption))
-    assert any(c.startswith("Test sets: v1 80 requests") for c in texts(at.caption))
+    assert any(
+        c.startswith("Evaluated on: v1 by held-out 20% split, 80 requests")
+        for c in texts(at.caption)
+    )
     titles = chart_titles(at)
     # confusion matrices, titled with the dataset
     assert "v1 · nb-bow · synthetic sample" in titles
@@ -276,7 +279,7 @@ def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
 def test_compare_versions_on_different_splits_is_flagged(populated: Registry) -> None:
     at = run(page(COMPARE, v="1,3"))
     warnings = texts(at.warning)
-    assert any(w.startswith("Not comparable: v1 and v3.") for w in warnings), warnings
+    assert any(w.startswith("Not comparable: v1 and v3: different test sets") for w in warnings)
     assert not any("McNemar p =" in v for v in texts(at.markdown))
     assert len(warnings) == 1 and "v1 and v3" in warnings[0]
     assert len(charts(at)) == 6  # matrices and curves are still shown, just not paired

@@ -120,7 +120,7 @@ def test_ranges_are_enforced(recipe, param):
     low, high = param.kind(param.low), param.kind(param.high)
     assert recipe_obj.resolve({param.name: low})[param.name] == low
     assert recipe_obj.resolve({param.name: str(high)})[param.name] == high
-    below = low - 1 if param.kind is int else low / 2
+    below = low - 1 if param.kind is int or low == 0 else low / 2
     above = high + 1 if param.kind is int else high * 2
     for bad in (below, above):
         with pytest.raises(BadInput, match=rf"parameter '{param.name}'.*outside the valid range"):
