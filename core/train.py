@@ -15,6 +15,7 @@ import numpy as np
 
 from core.dataset import LABEL, REQUEST_ID, Dataset
 from core.evaluate import (
+    ROUND_DIGITS,
     classification_metrics,
     curves,
     fold_spread,
@@ -231,7 +232,7 @@ def cross_validate(
     for number, ((_, test), proba) in enumerate(zip(tasks, scores, strict=True)):
         oof[number // folds, test] = proba
         per_fold.append(classification_metrics(labels[test].astype(int), proba, threshold))
-    proba = oof.mean(axis=0)
+    proba = np.round(oof.mean(axis=0), ROUND_DIGITS)  # stored per request: 6 digits suffice
     y = labels.astype(int)
     metrics = classification_metrics(y, proba, threshold)
     metrics["evaluation"] = {

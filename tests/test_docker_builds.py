@@ -205,6 +205,26 @@ def test_build_train_register_reuse_and_reproduce_on_sample(
     assert registry.get_by_id(first.id).reproduction["identical"] is True
 
 
+def test_a_cross_validated_build_runs_its_folds_in_parallel_in_docker_and_reproduces(
+    registry: Registry, store: Any, lab: Path, client: Any
+) -> None:
+    request = builds.TrainRequest(
+        recipe="narrative-vote", backend="docker", cpus=2.0, cv_folds=3, cv_repeats=2
+    )
+    row = builds.execute(builds.submit(request, registry).version.id, registry, store)
+    assert row.status == "ready", row.error
+    evaluation = row.metrics["evaluation"]
+    assert (evaluation["kind"], evaluation["folds"], evaluation["repeats"]) == ("cv", 3, 2)
+    assert "6 fits on 400 requests, 2 at a time" in log_of(row)
+    assert len(registry.details(row.id).test_probabilities) == 400
+    assert row.provenance["split"]["cv"] == {"folds": 3, "repeats": 2}
+    assert labelled(client, row.id) == []
+
+    done = run_cli("reproduce", str(row.version), "--json", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["identical"] is True
+
+
 @pytest.mark.shared_data
 def test_cli_trains_shared_data_in_docker_and_reproduces(
     shared_data: Path, registry: Registry, store: Any, client: Any
