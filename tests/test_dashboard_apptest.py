@@ -563,6 +563,24 @@ def test_meta_fields_are_picked_from_a_list(lab: Path, registry: Registry) -> No
     assert builds.wait_for(row.id, registry, timeout_s=240).status == READY
 
 
+def test_the_form_launches_a_cross_validated_build(lab: Path, registry: Registry) -> None:
+    at = run(page(BUILD))
+    assert not [n for n in at.number_input if n.label == "Folds"]  # split by default
+    at.radio(key="evaluation").set_value("Cross-validation")
+    run(at)
+    assert not [n for n in at.number_input if n.label == "Test fraction"]
+    by_label(at.number_input, "Folds").set_value(3)
+    by_label(at.number_input, "Repeats").set_value(2)
+    by_label(at.selectbox, "Builder").select("local")
+    run(by_label(at.button, "Start build").click())
+    (row,) = registry.list_versions()
+    assert row.provenance["request"]["cv"] == {"folds": 3, "repeats": 2}
+    done = builds.wait_for(row.id, registry, timeout_s=240)
+    assert done.status == READY, done.error
+    assert done.metrics["evaluation"]["kind"] == "cv"
+    assert len(registry.details(done.id).test_ids) == done.metrics["n"]
+
+
 # --- builds from the dashboard -----------------------------------------------------------
 @pytest.mark.parametrize("force", [False, True], ids=["reuse", "retrain-if-identical"])
 def test_three_quick_clicks_start_one_build(
