@@ -128,30 +128,45 @@ def _parse_params(pairs: list[str], option: str = "--param") -> dict[str, str]:
 def cmd_train(args: argparse.Namespace) -> Any:
     from core import builds
 
-    registry = open_registry()
-    request = builds.TrainRequest(
-        recipe=args.recipe,
-        params=_parse_params(args.param),
-        data_path=args.data,
-        seed=args.seed,
-        test_size=args.test_size,
-        threshold=args.threshold,
-        model=args.model,
-        backend=args.backend,
-        force=args.force,
-        timeout_s=args.timeout,
-        memory=args.memory,
-        cpus=args.cpus,
-        cv_folds=args.cv,
-        cv_repeats=args.cv_repeats,
-    )
-    store = _store()
-    keep_now = args.detach or not store.remote  # else stored while the worker trains
-    with builds.submitting(request, registry, store, keep_dataset_now=keep_now) as (
-        submission,
-        canonical,
-    ):
-        return _build(args, registry, store, submission, None if keep_now else canonical)
+    spare = _spare_worker(args)  # imports the ML stack while this process checks the data
+    try:
+        registry = open_registry()
+        request = builds.TrainRequest(
+            recipe=args.recipe,
+            params=_parse_params(args.param),
+            data_path=args.data,
+            seed=args.seed,
+            test_size=args.test_size,
+            threshold=args.threshold,
+            model=args.model,
+            backend=args.backend,
+            force=args.force,
+            timeout_s=args.timeout,
+            memory=args.memory,
+            cpus=args.cpus,
+            cv_folds=args.cv,
+            cv_repeats=args.cv_repeats,
+        )
+        store = _store()
+        keep_now = args.detach or not store.remote  # else stored while the worker trains
+        with builds.submitting(request, registry, store, keep_dataset_now=keep_now) as (
+            submission,
+            canonical,
+        ):
+            local_dataset = None if keep_now else canonical
+            return _build(args, registry, store, submission, local_dataset, spare)
+    finally:
+        if spare is not None:
+            spare.discard()
+
+
+def _spare_worker(args: argparse.Namespace) -> Any:
+    """A worker started now for a build that will run here on the local builder."""
+    if args.backend != "local" or args.detach:
+        return None
+    from core.builders.local import SpareWorker
+
+    return SpareWorker()
 
 
 def cmd_refit(args: argparse.Namespace) -> Any:
@@ -170,9 +185,11 @@ def _build(
     store: Any,
     submission: Any,
     local_dataset: Path | None = None,
+    spare: Any = None,
 ) -> Any:
     """Report a submission, then run it here, launch it (--detach) or return the reused one.
-    `local_dataset`: the canonical dataset, not yet in the store (`builds.execute`)."""
+    `local_dataset`: the canonical dataset, not yet in the store (`builds.execute`); `spare`:
+    a local worker already started."""
     from core import builds
 
     say(f"builder: {submission.builder} ({submission.builder_reason})")
@@ -189,7 +206,14 @@ def _build(
     else:
         say(f"version {row.version}: training {row.recipe} on {submission.rows} requests ...")
         echo = None if args.quiet else _progress()
-        row = builds.execute(row.id, registry, store, echo=echo, local_dataset=local_dataset)
+        builder = None
+        if spare is not None and submission.builder == "local":
+            from core.builders.local import LocalBuilder
+
+            builder = LocalBuilder(spare)
+        row = builds.execute(
+            row.id, registry, store, echo=echo, builder=builder, local_dataset=local_dataset
+        )
     row = registry.get_by_id(row.id)
     out = _as_dict(registry, row) | {"reused": submission.reused}
     if row.status not in ("ready", "queued", "running"):

@@ -145,13 +145,39 @@ def _exit_with_parent(poll_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+WAIT_FOR_JOB = "--wait-for-job"
+
+
+def preload() -> None:
+    """Import everything training needs (every recipe's sklearn modules included)."""
+    import joblib  # noqa: F401
+
+    from core.recipes import RECIPES
+    from core.train import cross_validate  # noqa: F401
+
+    for recipe in RECIPES.values():
+        recipe.pipeline(recipe.resolve({}))
+
+
+def job_from_stdin() -> list[str]:
+    """A worker started before its job (`--wait-for-job`) imports first, then reads one JSON
+    line ["JOB_JSON", "OUT_DIR"]; end of input means it is not needed: []."""
+    preload()
+    line = sys.stdin.readline()
+    return [str(part) for part in json.loads(line)] if line.strip() else []
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    _exit_with_parent()
+    if args == [WAIT_FOR_JOB]:
+        args = job_from_stdin()
+        if not args:
+            return 0
     if len(args) != 2:
-        print("usage: python -m core.worker JOB_JSON OUT_DIR", file=sys.stderr)
+        print(f"usage: python -m core.worker JOB_JSON OUT_DIR | {WAIT_FOR_JOB}", file=sys.stderr)
         return 2
     out_dir = Path(args[1])
-    _exit_with_parent()
     try:
         job = json.loads(Path(args[0]).read_text())
         run_job(job, out_dir)
