@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,31 @@ def s3_server():
     server = servers.start_s3()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def remote_engine():
+    """A private second Docker Engine that cannot see the checkout or the temp folder, with
+    the base image and the current trainer image copied in (`docker save | docker load`);
+    stopped by its pid at the end."""
+    ok, reason = docker_status()
+    if not ok:
+        _missing(f"Docker tests need an engine: {reason}")
+    ok, reason = servers.private_dockerd_status()
+    if not ok:
+        _missing(f"remote-engine tests: {reason}")
+    from core.builders.base import BuildLog
+    from core.builders.docker import DockerBuilder
+    from core.config import settings
+
+    image, _, _ = DockerBuilder().ensure_image(BuildLog(echo=lambda _: None))
+    engine = servers.start_private_dockerd([ROOT, Path(tempfile.gettempdir())])
+    try:
+        engine.copy_image(settings().docker_base_image)
+        engine.copy_image(image.tags[0])
+        yield engine
+    finally:
+        engine.stop()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -327,6 +328,122 @@ def start_s3() -> S3Server:
         server.stop()
         raise
     return server
+
+
+@dataclass
+class PrivateDockerd:
+    """A second Docker Engine, started in its own mount namespace in which the `hidden`
+    folders (the checkout, the tests' temporary files) are empty tmpfs mounts: like an
+    engine on another host, it cannot see this machine's files. Its data-root, exec-root,
+    pidfile and socket are its own; it never touches the shared engine."""
+
+    root: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "run" / "docker.sock"
+
+    @property
+    def host(self) -> str:
+        """DOCKER_HOST for this engine."""
+        return f"unix://{self.socket}"
+
+    def docker(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """The docker CLI against this engine."""
+        env = os.environ | {"DOCKER_HOST": self.host}
+        return subprocess.run(
+            ["docker", *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def copy_image(self, name: str) -> None:
+        """`docker save NAME | docker load` from the shared engine into this one."""
+        save = subprocess.Popen(["docker", "save", name], stdout=subprocess.PIPE)
+        load = subprocess.run(
+            ["docker", "load", "-q"],
+            stdin=save.stdout,
+            env=os.environ | {"DOCKER_HOST": self.host},
+            capture_output=True,
+            timeout=600,
+        )
+        save.stdout.close()
+        if save.wait(600) != 0 or load.returncode != 0:
+            raise RuntimeError(f"could not copy {name}: {load.stderr.decode()[-300:]}")
+
+    def pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            return int((self.root / "run" / "docker.pid").read_text())
+        return None
+
+    def stop(self) -> None:
+        """SIGTERM dockerd by its pid (it stops its containerd), then its process group."""
+        pid = self.pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.2)
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+            self.proc = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(")")[-1].strip().startswith("Z")
+
+
+def private_dockerd_status() -> tuple[bool, str]:
+    """Whether a private engine can be started here (root, unshare, dockerd, docker CLI)."""
+    if os.geteuid() != 0:
+        return False, "a private dockerd needs root (mount namespaces, tmpfs mounts)"
+    for tool in ("unshare", "dockerd", "docker"):
+        if shutil.which(tool) is None:
+            return False, f"{tool} not found"
+    return True, "available"
+
+
+def start_private_dockerd(hidden: list[Path]) -> PrivateDockerd:
+    root = Path(f"/var/lib/altruism-dockerd-{uuid.uuid4().hex[:10]}")  # outside `hidden`
+    for name in ("data", "exec", "run"):
+        (root / name).mkdir(parents=True)
+    engine = PrivateDockerd(root)
+    mounts = [f"mount -t tmpfs -o size=64m tmpfs {shlex.quote(str(p))}" for p in hidden]
+    dockerd = [
+        "exec dockerd",
+        f"--data-root {root / 'data'}",
+        f"--exec-root {root / 'exec'}",
+        f"--pidfile {root / 'run' / 'docker.pid'}",
+        f"-H {engine.host}",
+        "--bridge=none --iptables=false --ip6tables=false",
+    ]
+    log = open(root / "dockerd.log", "wb")  # noqa: SIM115 (handed to the server process)
+    engine.proc = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         " && ".join([*mounts, " ".join(dockerd)])],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    log.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if engine.proc.poll() is not None:
+            break
+        if engine.socket.exists() and engine.docker("info", timeout=20).returncode == 0:
+            return engine
+        time.sleep(0.5)
+    tail = (root / "dockerd.log").read_text(errors="replace")[-500:]
+    engine.stop()
+    raise RuntimeError(f"the private dockerd did not start: {tail}")
 
 
 def main(argv: list[str]) -> int:
