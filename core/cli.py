@@ -128,25 +128,12 @@ def _parse_params(pairs: list[str], option: str = "--param") -> dict[str, str]:
 def cmd_train(args: argparse.Namespace) -> Any:
     from core import builds
 
+    if args.grid:
+        return _sweep(args)
     spare = _spare_worker(args)  # imports the ML stack while this process checks the data
     try:
         registry = open_registry()
-        request = builds.TrainRequest(
-            recipe=args.recipe,
-            params=_parse_params(args.param),
-            data_path=args.data,
-            seed=args.seed,
-            test_size=args.test_size,
-            threshold=args.threshold,
-            model=args.model,
-            backend=args.backend,
-            force=args.force,
-            timeout_s=args.timeout,
-            memory=args.memory,
-            cpus=args.cpus,
-            cv_folds=args.cv,
-            cv_repeats=args.cv_repeats,
-        )
+        request = _train_request(args)
         store = _store()
         keep_now = args.detach or not store.remote  # else stored while the worker trains
         with builds.submitting(request, registry, store, keep_dataset_now=keep_now) as (
@@ -158,6 +145,73 @@ def cmd_train(args: argparse.Namespace) -> Any:
     finally:
         if spare is not None:
             spare.discard()
+
+
+def _train_request(args: argparse.Namespace) -> Any:
+    from core import builds
+
+    return builds.TrainRequest(
+        recipe=args.recipe,
+        params=_parse_params(args.param),
+        data_path=args.data,
+        seed=args.seed,
+        test_size=args.test_size,
+        threshold=args.threshold,
+        model=args.model,
+        backend=args.backend,
+        force=args.force,
+        timeout_s=args.timeout,
+        memory=args.memory,
+        cpus=args.cpus,
+        cv_folds=args.cv,
+        cv_repeats=args.cv_repeats,
+    )
+
+
+def _sweep(args: argparse.Namespace) -> Any:
+    """train --grid: one build per combination, tagged with one sweep id."""
+    from core import sweeps
+
+    registry = open_registry()
+    grid = sweeps.parse_grid(args.grid)
+    sweep = sweeps.submit_sweep(_train_request(args), grid, registry)
+    fresh = [s for s in sweep.submissions if not s.reused]
+    parallel = sweeps.parallel_builds()
+    say(
+        f"{sweep.sweep_id}: {len(sweep.submissions)} builds "
+        f"({len(sweep.submissions) - len(fresh)} already built), {parallel} at a time"
+    )
+    if args.detach:
+        pid = sweeps.launch_sweep(sweep, registry)
+        say(f"{sweep.sweep_id}: building in the background (pid {pid})")
+        rows = [registry.get_by_id(i) for i in sweep.version_ids]
+    else:
+        echo = None if args.quiet else say
+        rows = sweeps.run_versions(sweep.version_ids, registry, parallel=parallel, echo=echo)
+    out = {
+        "sweep": sweep.sweep_id,
+        "builds": len(rows),
+        "versions": [
+            _as_dict(registry, row) | {"reused": submission.reused}
+            for row, submission in zip(rows, sweep.submissions, strict=True)
+        ],
+    }
+    failed = [r for r in rows if r.status not in ("ready", "queued", "running")]
+    return (out, 1) if failed else out
+
+
+def render_sweep(out: dict[str, Any]) -> str:
+    return f"{out['sweep']}\n" + _version_rows(out["versions"])
+
+
+def cmd_run_sweep(args: argparse.Namespace) -> Any:
+    """Internal: run a detached sweep's queued versions, MAX_PARALLEL_BUILDS at a time."""
+    from core import sweeps
+    from core.registry import Registry
+
+    rows = sweeps.run_versions(args.ids, Registry())
+    code = 0 if all(r.status == "ready" for r in rows) else 1
+    return None, code
 
 
 def _spare_worker(args: argparse.Namespace) -> Any:
@@ -232,7 +286,7 @@ def _progress() -> Callable[[str], None]:
 
 
 def render_train(out: dict[str, Any]) -> str:
-    return _version_rows([out])
+    return render_sweep(out) if "sweep" in out else _version_rows([out])
 
 
 def cmd_run_build(args: argparse.Namespace) -> Any:
@@ -625,6 +679,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--memory", help="memory limit for Docker builds, e.g. 2g")
     train.add_argument("--cpus", type=_ascii_float, help="CPU limit for Docker builds")
     train.add_argument("--quiet", action="store_true", help="no progress lines")
+    train.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="a sweep: one build per combination of these values (repeatable; at most 50 "
+        "builds, MAX_PARALLEL_BUILDS at a time), tagged with one sweep id",
+    )
 
     refit = verb(
         "refit", cmd_refit, render_train, "a ready version fitted again on all of its data"
@@ -637,6 +699,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_build = verb("run-build", cmd_run_build, help=argparse.SUPPRESS)
     run_build.add_argument("id", type=_bounded_int(1, 2**62))
     run_build.add_argument("--quiet", action="store_true")
+
+    run_sweep = verb("run-sweep", cmd_run_sweep, help=argparse.SUPPRESS)
+    run_sweep.add_argument("ids", nargs="+", type=_bounded_int(1, 2**62))
+    run_sweep.add_argument("--quiet", action="store_true")
 
     listing = verb("list", cmd_list, None, "list versions, newest first")
     listing.add_argument("--all", action="store_true", help="include archived versions")

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from core import builds
+from core import builds, sweeps
 from core.builds import MAX_FOLDS, MAX_REPEATS
 from core.config import SAMPLE_DATA
 from core.datafiles import list_data_files, resolve_data_file, save_upload
@@ -86,6 +86,39 @@ def param_widget(recipe: str, param: Param) -> Any:
     return st.text_input(param.name, value=param.default, key=key, help=help_text)
 
 
+def sweep_grid(recipe_name: str, text: str) -> dict[str, list[str]] | None:
+    """The typed sweep as a grid, its size said under the field; None when empty or bad."""
+    items = [item for item in text.split(";") if item.strip()]
+    if not items:
+        return None
+    try:
+        grid = sweeps.parse_grid(items)
+        count = len(sweeps.combinations(recipe_name, grid))
+    except AltruismError as exc:
+        show_error(exc)
+        return None
+    st.caption(
+        f"This sweep launches **{count} builds** ("
+        + " × ".join(f"{len(v)} {k}" for k, v in grid.items())
+        + f"), {sweeps.parallel_builds()} at a time."
+    )
+    return grid
+
+
+def launch_sweep(request: builds.TrainRequest, grid: dict[str, list[str]]) -> None:
+    sweep = sweeps.submit_sweep(request, grid, registry)
+    fresh = [s.version.id for s in sweep.submissions if not s.reused]
+    if fresh:
+        sweeps.launch_sweep(sweep, registry)
+    st.session_state.setdefault("my_builds", []).extend(fresh)
+    st.toast(f"{sweep.sweep_id}: {len(fresh)} builds started")
+    st.success(
+        f"{sweep.sweep_id}: {len(sweep.submissions)} versions "
+        f"({len(sweep.submissions) - len(fresh)} already built). Filter them on **Versions** "
+        "by this sweep; **Compare** offers the best of it against the champion."
+    )
+
+
 def choose_dataset(source: str) -> str | None:
     """The dataset path the build will read, or None until one is chosen and valid."""
     if source == SOURCES[0]:
@@ -141,6 +174,15 @@ with left:
         "fifth. Versions compare only when evaluated the same way on the same data.",
     )
     cv = evaluation == EVALUATIONS[1]
+    grid_text = st.text_input(
+        "Sweep (optional)",
+        key="sweep",
+        placeholder="e.g. C=0.1,1,10; min_df=1,3",
+        help="One build per combination of these parameter values (they replace the form's "
+        f"value for that parameter); at most {sweeps.MAX_SWEEP} builds, run "
+        "MAX_PARALLEL_BUILDS at a time and tagged with one sweep id.",
+    )
+    grid = sweep_grid(recipe_name, grid_text)
 
     with st.form("build-form"):
         st.markdown("**Parameters**")
@@ -176,6 +218,8 @@ with left:
     if submitted:
         if data_path is None:
             st.error("Choose a dataset first.")
+        elif grid_text.strip() and grid is None:
+            st.error("Fix the sweep above (or empty it) first; nothing was started.")
         else:
             request = builds.TrainRequest(
                 recipe=recipe_name,
@@ -194,24 +238,27 @@ with left:
                 cv_repeats=int(repeats) if cv else 1,
             )
             try:
-                submission = builds.submit(request, registry)
-                row = submission.version
-                if submission.reused and row.status in ACTIVE_STATUSES:
-                    st.session_state.setdefault("my_builds", []).append(row.id)
-                    st.info(
-                        f"Version {row.version} is already building from exactly this "
-                        "request; following it below instead of starting a duplicate."
-                    )
-                elif submission.reused:
-                    st.info(
-                        f"Version {row.version} was already built from exactly this "
-                        "recipe, parameters, data, split and code; reusing it. Tick "
-                        "'Retrain if identical' to build again."
-                    )
+                if grid:
+                    launch_sweep(request, grid)
                 else:
-                    builds.launch(row.id, registry)
-                    st.session_state.setdefault("my_builds", []).append(row.id)
-                    st.toast(f"Build v{row.version} started ({submission.builder})")
+                    submission = builds.submit(request, registry)
+                    row = submission.version
+                    if submission.reused and row.status in ACTIVE_STATUSES:
+                        st.session_state.setdefault("my_builds", []).append(row.id)
+                        st.info(
+                            f"Version {row.version} is already building from exactly this "
+                            "request; following it below instead of starting a duplicate."
+                        )
+                    elif submission.reused:
+                        st.info(
+                            f"Version {row.version} was already built from exactly this "
+                            "recipe, parameters, data, split and code; reusing it. Tick "
+                            "'Retrain if identical' to build again."
+                        )
+                    else:
+                        builds.launch(row.id, registry)
+                        st.session_state.setdefault("my_builds", []).append(row.id)
+                        st.toast(f"Build v{row.version} started ({submission.builder})")
             except AltruismError as exc:
                 show_error(exc)
 

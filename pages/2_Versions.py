@@ -14,6 +14,7 @@ from core.evaluate import calibration_points
 from core.modelcard import model_card, model_card_markdown
 from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES
+from core.sweeps import sweeps_of
 from ui.common import (
     chart,
     dataset_label,
@@ -42,12 +43,20 @@ show_archived = cols[3].checkbox("Archived", help="Include archived versions")
 
 rows = registry.version_summaries(model, include_archived=show_archived)
 aliases = registry.aliases_by_version(model)
+sweep_names = sweeps_of(rows)
+sweep = (
+    st.selectbox("Sweep", ["any", *sweep_names], help="The builds one grid launched together")
+    if sweep_names
+    else "any"
+)
 
 
 def matches(row) -> bool:
     if statuses and row.status not in statuses:
         return False
     if recipes and row.recipe not in recipes:
+        return False
+    if sweep != "any" and sweep not in row.tags:
         return False
     if search:
         haystack = " ".join(

@@ -13,6 +13,7 @@ from core.compare import METRIC_HELP, compare, fold_spread_of
 from core.errors import AltruismError, NotFound
 from core.evaluate import calibration_points
 from core.schema import READY
+from core.sweeps import best_of_sweep, sweeps_of
 from ui.common import (
     chart,
     get_registry,
@@ -65,6 +66,31 @@ def default_selection() -> list[int]:
     return newest_first[:2]
 
 
+def best_of_sweep_control() -> None:
+    """Pick a sweep: its best version (by ROC AUC, evaluated like the champion) against the
+    champion."""
+    names = sweeps_of(ready)
+    try:
+        champion = by_version.get(registry.resolve("champion", model).version)
+    except NotFound:
+        champion = None
+    if not names or champion is None:
+        return
+    left, right = st.columns([3, 1])
+    sweep = left.selectbox("Best of a sweep against the champion", names)
+    if right.button("Compare best of sweep vs champion"):
+        best = best_of_sweep(ready, sweep, like=champion)
+        if best is None:
+            st.warning(
+                f"No ready version of {sweep} is evaluated like the champion "
+                f"(v{champion.version}: same data, seed and split or folds), so none compares."
+            )
+            return
+        st.query_params["v"] = f"{champion.version},{best.version}"
+        st.rerun()
+
+
+best_of_sweep_control()
 chosen = st.multiselect(
     "Versions (2 to 4; the first is the baseline)",
     list(by_version),
