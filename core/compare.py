@@ -91,6 +91,7 @@ def evaluation_of(row: ModelVersion) -> dict[str, Any]:
     """How a version was scored: cross-validation (folds, repeats) or one held-out split."""
     metrics = row.metrics or {}
     n = metrics.get("n")
+    count = f"{n:,}" if isinstance(n, int) else "?"
     cv = metrics.get("evaluation")
     if isinstance(cv, dict) and cv.get("kind") == "cv":
         label = f"{cv['folds']}-fold cross-validation" + (
@@ -101,11 +102,11 @@ def evaluation_of(row: ModelVersion) -> dict[str, Any]:
             "folds": cv["folds"],
             "repeats": cv.get("repeats", 1),
             "n": n,
-            "label": f"{label}, out-of-fold predictions on all {n} requests",
+            "label": f"{label}, out-of-fold predictions on all {count} requests",
         }
     size = row.split_test_size
     share = f"{size:.0%} " if isinstance(size, int | float) else ""
-    label = f"held-out {share}split, {n} requests"
+    label = f"held-out {share}split, {count} requests"
     return {"kind": "split", "test_size": size, "n": n, "label": label}
 
 

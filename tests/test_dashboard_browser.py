@@ -277,7 +277,8 @@ def test_a_new_user_goes_from_the_sample_to_real_data(
     said = verdict.inner_text()
     assert f"v{first.version}" in said and f"v{second.version}" in said, said
     assert f"of {first.metrics['n']} requests, McNemar p =" in said, said
-    page.get_by_text(f"v{first.version} {first.metrics['n']:,} requests").first.wait_for()
+    shown = f"v{first.version} by held-out 20% split, {first.metrics['n']:,} requests"
+    page.get_by_text(shown).first.wait_for()
     charts = page.locator('[data-testid="stVegaLiteChart"]')
     charts.nth(5).locator("svg, canvas").first.wait_for()
     screenshot(page, shots / "compare.png")
