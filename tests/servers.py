@@ -392,14 +392,6 @@ class PrivateDockerd:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return not Path(f"/proc/{pid}/stat").read_text().split(")")[-1].strip().startswith("Z")
-
-
 def private_dockerd_status() -> tuple[bool, str]:
     """Whether a private engine can be started here (root, unshare, dockerd, docker CLI)."""
     if os.geteuid() != 0:
