@@ -90,8 +90,8 @@ def registry_panel(counts: dict[str, int], builder: str, reason: str) -> None:
     cols[0].metric("Ready", counts.get(READY, 0))
     cols[1].metric("Building", sum(counts.get(s, 0) for s in ACTIVE_STATUSES))
     cols[2].metric("Failed", counts.get("failed", 0) + counts.get("cancelled", 0))
-    if builder == "docker":
-        st.success(f"Builder: **Docker** ({reason})", icon=":material/deployed_code:")
+    if builder in ("docker", "swarm"):
+        st.success(f"Builder: **{builder.title()}** ({reason})", icon=":material/deployed_code:")
     else:
         st.warning(f"Builder: **local fallback** ({reason})", icon=":material/computer:")
     conf = settings()

@@ -701,6 +701,10 @@ def clean_after_orphans(registry: Registry, orphans: list[ModelVersion]) -> list
             from core.builders.docker import remove_containers
 
             remove_containers(registry.identity, row.id)
+        elif row.builder == "swarm":
+            from core.builders.swarm import remove_services
+
+            remove_services(registry.identity, row.id)
     if orphans:
         dirs = work_dirs(registry)
         active = {row.id for row in registry.active_versions()}
@@ -750,17 +754,18 @@ def reproduce(
 
     if row.status != READY:
         raise BadInput(f"version {row.version} is {row.status}; only ready versions reproduce")
-    if row.imported and row.builder == "docker":
+    containerised = row.builder in ("docker", "swarm")
+    if row.imported and containerised:
         image = None  # an archive's image id is never run; rebuild from today's image
     else:
-        image = (row.provenance or {}).get("docker", {}).get("image_id")
+        image = ((row.provenance or {}).get(row.builder) or {}).get("image_id")
     store = store or open_store()
     details = registry.details(row.id)
     work_dir = new_work_dir(registry, row)
     log = BuildLog(echo=echo)
     try:
         job = _job(row, registry, dataset_file(row, store, work_dir))
-        if row.builder == "docker" and image:
+        if containerised and image:
             job = replace(job, image_id=image)
         outcome = get_builder(row.builder).run(job, work_dir, log, should_cancel=lambda: False)
         new_sha = outcome.artifact_sha256
@@ -779,11 +784,7 @@ def reproduce(
             "rebuilt": {
                 "probability_digest": new_digest,
                 "artifact_sha256": new_sha,
-                **(
-                    {"image_id": outcome.provenance.get("image_id")}
-                    if row.builder == "docker"
-                    else {}
-                ),
+                **({"image_id": outcome.provenance.get("image_id")} if containerised else {}),
             },
             "split_identical": outcome.result["split_hash"] == row.split_hash,
             "code_fingerprint_now": code_fingerprint(),

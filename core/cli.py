@@ -176,7 +176,7 @@ def _sweep(args: argparse.Namespace) -> Any:
     grid = sweeps.parse_grid(args.grid)
     sweep = sweeps.submit_sweep(_train_request(args), grid, registry)
     fresh = [s for s in sweep.submissions if not s.reused]
-    parallel = sweeps.parallel_builds()
+    parallel = sweeps.parallel_for(sweep.submissions[0].builder, len(fresh))
     say(
         f"{sweep.sweep_id}: {len(sweep.submissions)} builds "
         f"({len(sweep.submissions) - len(fresh)} already built), {parallel} at a time"
@@ -672,7 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cv-repeats", type=_bounded_int(1, 10), default=1, metavar="R", help="repeat the K folds"
     )
     train.add_argument("--threshold", type=_ascii_float, default=0.5)
-    train.add_argument("--backend", default="auto", help="auto (default), docker or local")
+    train.add_argument("--backend", default="auto", help="auto (default), docker, local or swarm")
     train.add_argument("--force", action="store_true", help="retrain even if identical")
     train.add_argument("--detach", action="store_true", help="build in the background")
     train.add_argument("--timeout", type=_ascii_float, help="seconds before the build stops")
@@ -692,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
         "refit", cmd_refit, render_train, "a ready version fitted again on all of its data"
     )
     refit.add_argument("version")
-    refit.add_argument("--backend", default="auto", help="auto (default), docker or local")
+    refit.add_argument("--backend", default="auto", help="auto (default), docker, local or swarm")
     refit.add_argument("--detach", action="store_true", help="build in the background")
     refit.add_argument("--quiet", action="store_true", help="no progress lines")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +37,12 @@ def _float(name: str, default: float | None) -> float | None:
     return float(value) if value else default
 
 
+def _pairs(name: str) -> dict[str, str]:
+    """`a=x,b=y` -> {"a": "x", "b": "y"} (entries without '=' are ignored)."""
+    pairs = (item.split("=", 1) for item in os.environ.get(name, "").split(",") if "=" in item)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved settings; read with `settings()` so tests can change the environment."""
@@ -52,6 +58,9 @@ class Settings:
     build_cpus: float | None
     upload_limit_mb: float
     docker_base_image: str
+    swarm_image_registry: str | None = None  # host[:port] every swarm node can pull from
+    swarm_network: str = "altruism-lab-jobs"  # internal overlay network of build tasks
+    swarm_node_hosts: dict[str, str] = field(default_factory=dict)  # node -> DOCKER_HOST
 
 
 def settings() -> Settings:
@@ -68,4 +77,7 @@ def settings() -> Settings:
         build_cpus=_float("BUILD_CPUS", None),
         upload_limit_mb=_float("UPLOAD_LIMIT_MB", 50.0) or 50.0,
         docker_base_image=os.environ.get("BASE_IMAGE", "python:3.11-slim"),
+        swarm_image_registry=os.environ.get("SWARM_IMAGE_REGISTRY", "").strip() or None,
+        swarm_network=os.environ.get("SWARM_NETWORK", "").strip() or "altruism-lab-jobs",
+        swarm_node_hosts=_pairs("SWARM_NODE_HOSTS"),
     )

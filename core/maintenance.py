@@ -162,6 +162,7 @@ def leftovers(registry: Registry) -> Iterator[dict[str, Any]]:
 
     dirs = work_dirs(registry)
     containers = list(_containers(registry))
+    services = list(_services(registry))
     active = {row.id for row in registry.active_versions() if not orphan_reason(row)}
     for path, version_id in dirs:
         if version_id not in active and path.exists():
@@ -178,6 +179,14 @@ def leftovers(registry: Registry) -> Iterator[dict[str, Any]]:
                 f"version id {version_id}, which is no longer building",
                 "details": {"container": container.id, "version_id": version_id},
             }
+    for service, version_id in services:
+        if version_id not in active and _still_there(service):
+            yield {
+                "kind": "leftover_service",
+                "message": f"swarm service {service.name} of version id {version_id}, which is "
+                "no longer building",
+                "details": {"service": service.id, "version_id": version_id},
+            }
 
 
 def _still_there(container: Any) -> bool:
@@ -188,6 +197,19 @@ def _still_there(container: Any) -> bool:
     except docker.errors.NotFound:
         return False
     return True
+
+
+def _services(registry: Registry) -> Iterator[tuple[Any, int]]:
+    """This registry's swarm build services, when the engine is a swarm manager."""
+    from core.builders.docker import CONTAINER_LABEL, docker_client
+    from core.builders.swarm import registry_services, swarm_status
+
+    ok, _ = swarm_status()
+    if not ok:
+        return
+    for service in registry_services(docker_client(), registry.identity):
+        raw = (service.attrs.get("Spec", {}).get("Labels") or {}).get(CONTAINER_LABEL, "")
+        yield service, (int(raw) if raw.isdigit() else -1)
 
 
 def _containers(registry: Registry) -> Iterator[tuple[Any, int]]:
@@ -274,8 +296,12 @@ def _leftover_remover(item: dict[str, Any]):
 
         from core.builders.docker import docker_client
 
+        client = docker_client()
         with contextlib.suppress(docker.errors.NotFound):  # gone meanwhile: fine
-            docker_client().containers.get(item["details"]["container"]).remove(force=True)
+            if item["kind"] == "leftover_service":
+                client.services.get(item["details"]["service"]).remove()
+            else:
+                client.containers.get(item["details"]["container"]).remove(force=True)
 
     return remove_container
 
@@ -304,7 +330,8 @@ def _gc_images(registry: Registry, report: Report, dry_run: bool) -> None:
     client = docker_client()
     needed = set()
     for row in registry.iter_versions():
-        needed.add(((row.provenance or {}).get("docker") or {}).get("image_id"))
+        for builder in ("docker", "swarm"):
+            needed.add(((row.provenance or {}).get(builder) or {}).get("image_id"))
     current = current_image_tag(client)  # the image the next build reuses
     for image in client.images.list(name=IMAGE_REPOSITORY):
         if image.id in needed or current in image.tags:

@@ -93,6 +93,12 @@ def parallel_builds() -> int:
     return int(raw)
 
 
+def parallel_for(builder: str, builds_count: int) -> int:
+    """How many builds of a sweep run at once: all of them on a swarm (the cluster
+    schedules them; here each one only waits), else `parallel_builds()`."""
+    return max(1, builds_count) if builder == "swarm" else parallel_builds()
+
+
 def submit_sweep(
     request: builds.TrainRequest,
     grid: dict[str, list[Any]],
@@ -125,7 +131,7 @@ def run_versions(
     queued = [r for r in rows if r.status == "queued"]
     for row in queued:  # ours while they wait for a free slot: never taken for abandoned
         registry.claim_for(row.id, os.getpid())
-    if any(r.builder == "docker" for r in queued):  # build the image once, not per thread
+    if any(r.builder in ("docker", "swarm") for r in queued):  # the image once, not per thread
         from core.builders.base import BuildLog
         from core.builders.docker import DockerBuilder
 
@@ -138,7 +144,10 @@ def run_versions(
             echo(f"v{done.version} {done.status}" + (f", ROC AUC {auc:.4f}" if auc else ""))
         return done
 
-    with ThreadPoolExecutor(max_workers=parallel or parallel_builds()) as pool:
+    if parallel is None:
+        swarm = bool(queued) and all(r.builder == "swarm" for r in queued)
+        parallel = parallel_for("swarm" if swarm else "", len(queued))
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         finished = dict(zip([r.id for r in queued], pool.map(run, queued), strict=True))
     out = []
     for row in rows:

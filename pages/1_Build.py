@@ -8,6 +8,7 @@ from typing import Any
 import streamlit as st
 
 from core import builds, sweeps
+from core.builders.select import BACKENDS
 from core.builds import MAX_FOLDS, MAX_REPEATS
 from core.config import SAMPLE_DATA
 from core.datafiles import list_data_files, resolve_data_file, save_upload
@@ -100,7 +101,7 @@ def sweep_grid(recipe_name: str, text: str) -> dict[str, list[str]] | None:
     st.caption(
         f"This sweep launches **{count} builds** ("
         + " × ".join(f"{len(v)} {k}" for k, v in grid.items())
-        + f"), {sweeps.parallel_builds()} at a time."
+        + f"), {sweeps.parallel_builds()} at a time (on a swarm, as the cluster schedules them)."
     )
     return grid
 
@@ -202,7 +203,12 @@ with left:
             test_size = cols[1].number_input("Test fraction", 0.05, 0.5, 0.2, step=0.05)
         threshold = cols[-1].number_input("Threshold", 0.01, 0.99, 0.5, step=0.05)
         cols = st.columns(3)
-        backend = cols[0].selectbox("Builder", ("auto", "docker", "local"))
+        backend = cols[0].selectbox(
+            "Builder",
+            BACKENDS,
+            help="auto: Docker when an engine answers, else local. swarm: a one-off job on "
+            "the Docker Swarm that DOCKER_HOST manages (needs SWARM_IMAGE_REGISTRY)",
+        )
         timeout = cols[1].number_input("Timeout (s)", 10, 86_400, 3600, step=60)
         memory = cols[2].text_input("Memory (Docker)", "4g")
         cols = st.columns(3)

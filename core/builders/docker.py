@@ -125,6 +125,11 @@ def is_trainer_image(image: Any) -> bool:
     )
 
 
+def worker_environment() -> dict[str, str]:
+    """The worker's environment in a container (faults only where the tests allow them)."""
+    return {**WORKER_ENV, "ALTRUISM_ALLOW_FAULTS": os.environ.get("ALTRUISM_ALLOW_FAULTS", "")}
+
+
 def _engine_error(exc: Exception) -> BuildFailed:
     return BuildFailed(f"Docker Engine error: {type(exc).__name__}: {exc}")
 
@@ -318,10 +323,7 @@ class DockerBuilder(Builder):
             mem_limit=limits.memory or None,
             memswap_limit=limits.memory or None,
             nano_cpus=int(limits.cpus * 1e9) if limits.cpus else None,
-            environment={
-                **WORKER_ENV,
-                "ALTRUISM_ALLOW_FAULTS": os.environ.get("ALTRUISM_ALLOW_FAULTS", ""),
-            },
+            environment=worker_environment(),
         )
         try:
             with tempfile.TemporaryFile(dir=work_dir) as spool:

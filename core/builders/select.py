@@ -1,11 +1,12 @@
-"""Choose a builder: `auto` picks Docker when an engine answers a ping, else local."""
+"""Choose a builder: `auto` picks Docker when an engine answers a ping, else local; `swarm`
+is only ever chosen by name."""
 
 from __future__ import annotations
 
 from core.builders.base import Builder
 from core.errors import BadInput
 
-BACKENDS = ("auto", "docker", "local")
+BACKENDS = ("auto", "docker", "local", "swarm")
 
 
 def docker_available() -> tuple[bool, str]:
@@ -21,6 +22,14 @@ def resolve_backend(backend: str) -> tuple[str, str]:
         raise BadInput(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}")
     if backend == "local":
         return "local", "local builder requested"
+    if backend == "swarm":
+        from core.builders.swarm import image_registry, swarm_status
+
+        image_registry()  # set and well-formed, or a clear error
+        ok, reason = swarm_status()
+        if not ok:
+            raise BadInput(f"swarm backend requested but {reason}")
+        return "swarm", reason
     ok, reason = docker_available()
     if backend == "docker":
         if not ok:
@@ -42,4 +51,8 @@ def get_builder(name: str) -> Builder:
         from core.builders.docker import DockerBuilder
 
         return DockerBuilder()
+    if name == "swarm":
+        from core.builders.swarm import SwarmBuilder
+
+        return SwarmBuilder()
     raise BadInput(f"unknown builder '{name}'")

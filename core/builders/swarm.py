@@ -1,0 +1,354 @@
+"""The Swarm builder: each build is a `replicated-job` service on a Docker Swarm cluster.
+
+The trainer image (built as the Docker builder builds it, on the manager's engine) is pushed
+to a container registry every node can reach (`SWARM_IMAGE_REGISTRY`, e.g. 127.0.0.1:5000).
+The job reaches its task without a host path: a per-build image `FROM` the trainer image
+with job.json and the dataset copied in, pushed to the same registry. The service runs once
+(restart condition `none`) with CPU/memory limits on an internal overlay network (services
+cannot use network `none`), labelled with the registry and version. The results come back
+from the task's container with `get_archive`, through the engine of the node that ran it.
+Afterwards the service, the per-build image and its registry manifest are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from core.builders.base import BuildJob, BuildLog, BuildOutcome, collect, wait_until
+from core.builders.docker import (
+    CONTAINER_LABEL,
+    IMAGE_REPOSITORY,
+    LABEL_PREFIX,
+    REGISTRY_LABEL,
+    WORK,
+    DockerBuilder,
+    docker_client,
+    image_facts,
+    input_archive,
+    read_output_archive,
+    worker_environment,
+)
+from core.config import settings
+from core.errors import BadInput, BuildFailed
+from core.provenance import file_sha256
+from core.workfiles import ERROR_NAME, JOB_NAME, OUT_DIR, TRAINER_UID
+
+JOB_REPOSITORY = "altruism-lab/job"
+JOB_OF_LABEL = f"{LABEL_PREFIX}.job-of"
+REGISTRY_ADDRESS = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+DONE_STATES = ("complete", "failed", "rejected", "shutdown", "orphaned", "remove")
+
+
+def image_registry() -> str:
+    """SWARM_IMAGE_REGISTRY (host[:port]), checked; a clear error when unset or malformed."""
+    address = settings().swarm_image_registry
+    if not address:
+        raise BadInput(
+            "the swarm builder needs SWARM_IMAGE_REGISTRY, a container registry every node "
+            "can reach (e.g. 127.0.0.1:5000)"
+        )
+    if not REGISTRY_ADDRESS.match(address):
+        raise BadInput(f"SWARM_IMAGE_REGISTRY must be host[:port], got {address[:80]!r}")
+    return address
+
+
+def swarm_status() -> tuple[bool, str]:
+    """Whether the engine DOCKER_HOST names is a Swarm manager, and a one-line reason."""
+    try:
+        info = docker_client(timeout=5).info()
+    except Exception as exc:  # the SDK raises many kinds when no engine answers
+        return False, f"no Docker Engine answered ({type(exc).__name__})"
+    swarm = info.get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active":
+        return False, "the Docker Engine is not part of a swarm (docker swarm init)"
+    if not swarm.get("ControlAvailable"):
+        return False, "the Docker Engine is a swarm worker; point DOCKER_HOST at a manager"
+    return True, f"swarm {swarm.get('Cluster', {}).get('ID', '?')[:12]} manager reachable"
+
+
+def registry_services(client: Any, registry_id: str, version_id: int | None = None) -> list:
+    """Build services this registry started (all, or one version's)."""
+    labels = [f"{REGISTRY_LABEL}={registry_id}"]
+    labels.append(f"{CONTAINER_LABEL}={version_id}" if version_id is not None else CONTAINER_LABEL)
+    return client.services.list(filters={"label": labels})
+
+
+def remove_services(registry_id: str, version_id: int) -> int:
+    """Remove the build services of one version (after its driver died); how many."""
+    try:
+        client = docker_client(timeout=30)
+        if not client.info().get("Swarm", {}).get("ControlAvailable"):
+            return 0
+        services = registry_services(client, registry_id, version_id)
+    except Exception:  # no manager now: `gc` removes them later
+        return 0
+    for service in services:
+        with contextlib.suppress(Exception):
+            service.remove()
+    return len(services)
+
+
+def parse_bytes(text: str | None) -> int | None:
+    """'2g' -> bytes, as the Docker CLI reads a memory limit."""
+    if not text:
+        return None
+    from docker.utils import parse_bytes as docker_parse_bytes
+
+    return int(docker_parse_bytes(text))
+
+
+def _push(client: Any, repository: str, tag: str, log: BuildLog) -> str:
+    """Push repository:tag; the digest the registry reports."""
+    digest = None
+    for chunk in client.images.push(repository, tag=tag, stream=True, decode=True):
+        if "error" in chunk:
+            raise BuildFailed(f"could not push {repository}:{tag}: {chunk['error'].strip()}")
+        digest = (chunk.get("aux") or {}).get("Digest") or digest
+    if not digest:
+        raise BuildFailed(f"the registry reported no digest for {repository}:{tag}")
+    log(f"pushed {repository}:{tag} ({digest[:19]})")
+    return digest
+
+
+def _job_context(job: BuildJob, trainer_ref: str, spool: IO[bytes]) -> IO[bytes]:
+    """A build context: a Dockerfile FROM the trainer image plus the job's `work/` folder."""
+    owner = f"{TRAINER_UID}:{TRAINER_UID}"
+    dockerfile = f"FROM {trainer_ref}\nCOPY --chown={owner} work {WORK}\n".encode()
+    with tempfile.TemporaryFile() as inputs:
+        input_archive(job, inputs)
+        with (
+            tarfile.open(fileobj=inputs, mode="r") as source,
+            tarfile.open(fileobj=spool, mode="w") as tar,
+        ):
+            info = tarfile.TarInfo("Dockerfile")
+            info.size, info.mtime = len(dockerfile), int(time.time())
+            tar.addfile(info, io.BytesIO(dockerfile))
+            for member in source:
+                tar.addfile(member, source.extractfile(member) if member.isfile() else None)
+    spool.seek(0)
+    return spool
+
+
+class SwarmBuilder(DockerBuilder):
+    """Trains each build as a one-off Swarm service from a per-build image."""
+
+    name = "swarm"
+
+    def _run(
+        self, job: BuildJob, work_dir: Path, log: BuildLog, should_cancel: Callable[[], bool]
+    ) -> BuildOutcome:
+        address = image_registry()
+        client = docker_client()
+        ok, reason = swarm_status()
+        if not ok:
+            raise BuildFailed(reason)
+        swarm = client.info()["Swarm"]
+        image, reused, build_seconds = self.ensure_image(log, should_cancel, job.image_id)
+        trainer_repo = f"{address}/{IMAGE_REPOSITORY}"
+        trainer_digest = self._publish_trainer(client, image, trainer_repo, log)
+        trainer_ref = f"{trainer_repo}@{trainer_digest}"
+        job_repo = f"{address}/{JOB_REPOSITORY}"
+        job_tag = f"v{job.version_id}-{uuid.uuid4().hex[:12]}"
+        job_digest = None
+        service = None
+        try:
+            log.stage("packing the job")
+            job_digest = self._job_image(client, job, trainer_ref, job_repo, job_tag, work_dir, log)
+            service = self._service(client, job, f"{job_repo}@{job_digest}", job_tag)
+            log.stage("training")
+            log(f"service {service.name} submitted to swarm {swarm['Cluster']['ID'][:12]}")
+            follower = threading.Thread(target=self._follow, args=(service, log), daemon=True)
+            follower.start()
+            task: dict[str, Any] = {}
+
+            def finished() -> bool:
+                task.update(self._task(service, log, task.get("Status", {}).get("State")))
+                return task.get("Status", {}).get("State") in DONE_STATES
+
+            wait_until(finished, job, should_cancel, lambda: self._remove_service(service))
+            files, exit_code, node = self._outputs(client, task, log)
+        finally:
+            if service is not None:
+                self._remove_service(service)  # also ends the log stream
+            self._drop_job_image(client, job_repo, job_tag, job_digest, address, log)
+        follower.join(timeout=0.5)  # a service's log stream may outlive the service
+        if exit_code in (137, 143) and ERROR_NAME not in files:
+            raise BuildFailed(f"training task was killed (exit code {exit_code})")
+        provenance = {
+            **image_facts(image),
+            "image_reused": reused,
+            "image_build_seconds": round(build_seconds, 3),
+            "trainer_image": trainer_ref,
+            "job_image_digest": job_digest,
+            "swarm_id": swarm["Cluster"]["ID"],
+            "node_id": task.get("NodeID"),
+            "node_hostname": node,
+            "service_id": service.id if service is not None else None,
+            "service_name": service.name if service is not None else None,
+            "task_id": task.get("ID"),
+            "dockerfile_sha256": file_sha256(self.context / "Dockerfile"),
+            "requirements_sha256": file_sha256(self.context / "requirements-trainer.txt"),
+            "docker_server_version": client.version().get("Version"),
+            "container_exit_code": exit_code,
+            "memory_limit": job.limits.memory,
+            "cpu_limit": job.limits.cpus,
+            "train_network": self.settings.swarm_network,
+            "transfer": "job image + get_archive",
+        }
+        return collect(files, exit_code, provenance)
+
+    @staticmethod
+    def _publish_trainer(client: Any, image: Any, repository: str, log: BuildLog) -> str:
+        """The trainer image's digest in the registry, pushed there when missing."""
+        tag = image.labels.get(f"{LABEL_PREFIX}.image-key", image.id.split(":")[-1])[:16]
+        pushed = image.attrs.get("RepoDigests", [])
+        mine = [d.split("@", 1)[1] for d in pushed if d.startswith(f"{repository}@")]
+        with contextlib.suppress(Exception):  # not there, or not readable: push it
+            there = client.images.get_registry_data(f"{repository}:{tag}").id
+            if there in mine:
+                return there
+        image.tag(repository, tag)
+        log(f"pushing the trainer image to {repository}:{tag}")
+        return _push(client, repository, tag, log)
+
+    def _job_image(
+        self, client: Any, job: BuildJob, trainer_ref: str, repository: str, tag: str,
+        work_dir: Path, log: BuildLog,
+    ) -> str:  # fmt: skip
+        """Build and push the per-build image (job.json and the dataset on the trainer)."""
+        with tempfile.TemporaryFile(dir=work_dir) as spool:
+            stream = client.api.build(
+                fileobj=_job_context(job, trainer_ref, spool),
+                custom_context=True,
+                tag=f"{repository}:{tag}",
+                rm=True,
+                forcerm=True,
+                decode=True,
+                network_mode=self.settings.build_network,
+                labels={JOB_OF_LABEL: f"{job.registry_id}:{job.version_id}"},
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    raise BuildFailed(f"could not build the job image: {chunk['error'].strip()}")
+        return _push(client, repository, tag, log)
+
+    def _service(self, client: Any, job: BuildJob, image: str, tag: str) -> Any:
+        from docker.types import Resources, RestartPolicy, ServiceMode
+
+        limits = job.limits
+        labels = {CONTAINER_LABEL: str(job.version_id), REGISTRY_LABEL: job.registry_id}
+        return client.services.create(
+            image,
+            args=[f"{WORK}/{JOB_NAME}", f"{WORK}/{OUT_DIR}"],
+            name=f"altruism-{job.registry_id[:8]}-{tag}",
+            labels={**labels, f"{LABEL_PREFIX}.version": job.version_label[:200]},
+            container_labels=labels,
+            env=[f"{k}={v}" for k, v in worker_environment().items()],
+            mode=ServiceMode("replicated-job", replicas=1),
+            restart_policy=RestartPolicy(condition="none"),
+            resources=Resources(
+                cpu_limit=int(limits.cpus * 1e9) if limits.cpus else None,
+                mem_limit=parse_bytes(limits.memory),
+            ),
+            networks=[self._network(client)],
+        )
+
+    def _network(self, client: Any) -> str:
+        """The internal overlay network build tasks join (created when missing): no route
+        out of the cluster, the nearest a service gets to network `none`."""
+        name = self.settings.swarm_network
+        found = client.networks.list(names=[name])
+        if not any(n.name == name for n in found):
+            with contextlib.suppress(Exception):  # another build created it meanwhile
+                client.networks.create(name, driver="overlay", internal=True, attachable=False)
+        return name
+
+    @staticmethod
+    def _task(service: Any, log: BuildLog, last_state: str | None) -> dict[str, Any]:
+        """The service's (only) task, logging each change of its state."""
+        tasks = service.tasks()
+        if not tasks:
+            return {}
+        task = max(tasks, key=lambda t: t.get("CreatedAt", ""))
+        status = task.get("Status", {})
+        if status.get("State") != last_state:
+            detail = status.get("Err") or status.get("Message") or ""
+            log(f"task {status.get('State')}" + (f": {detail}" if detail else ""))
+        return task
+
+    def _outputs(
+        self, client: Any, task: dict[str, Any], log: BuildLog
+    ) -> tuple[dict[str, bytes], int | None, str | None]:
+        """The worker's output files from the task's container, its exit code, its node."""
+        status = task.get("Status", {})
+        if status.get("State") in ("rejected", "orphaned") or not status.get("ContainerStatus"):
+            why = status.get("Err") or status.get("State")
+            raise BuildFailed(f"the swarm could not run the build: {why}")
+        container_id = status["ContainerStatus"].get("ContainerID")
+        exit_code = status["ContainerStatus"].get("ExitCode")
+        node = client.nodes.get(task["NodeID"])
+        hostname = node.attrs.get("Description", {}).get("Hostname")
+        engine = self._node_engine(client, task["NodeID"], hostname)
+        container = engine.containers.get(container_id)
+        if container.attrs.get("State", {}).get("OOMKilled"):
+            raise BuildFailed("training was killed: out of memory")
+        chunks, _ = container.get_archive(f"{WORK}/{OUT_DIR}")
+        return read_output_archive(chunks), exit_code, hostname
+
+    def _node_engine(self, client: Any, node_id: str, hostname: str | None) -> Any:
+        """The engine of the node that ran the task: ours, or one SWARM_NODE_HOSTS names."""
+        if client.info().get("Swarm", {}).get("NodeID") == node_id:
+            return client
+        hosts = self.settings.swarm_node_hosts
+        url = hosts.get(node_id) or hosts.get(hostname or "")
+        if not url:
+            raise BuildFailed(
+                f"the build ran on node {hostname or node_id}, whose engine this machine cannot "
+                f"reach; name it in SWARM_NODE_HOSTS ({hostname}=tcp://...)"
+            )
+        import docker
+
+        return docker.DockerClient(base_url=url, timeout=120)
+
+    @staticmethod
+    def _follow(service: Any, log: BuildLog) -> None:
+        try:
+            for raw in service.logs(stdout=True, stderr=True, follow=True):
+                for line in raw.decode("utf-8", errors="replace").splitlines():
+                    log(line)
+        except Exception:  # the service went away: the waiter reports why
+            return
+
+    @staticmethod
+    def _remove_service(service: Any) -> None:
+        with contextlib.suppress(Exception):
+            service.remove()
+
+    @staticmethod
+    def _drop_job_image(
+        client: Any, repository: str, tag: str, digest: str | None, address: str, log: BuildLog
+    ) -> None:
+        """Remove the per-build image here and its manifest from the registry (best effort:
+        the registry's own garbage collection reclaims the blobs)."""
+        with contextlib.suppress(Exception):
+            client.images.remove(f"{repository}:{tag}", force=True)
+        if digest is None:
+            return
+        import requests
+
+        scheme = "http" if address.split(":")[0] in ("127.0.0.1", "localhost") else "https"
+        url = f"{scheme}://{address}/v2/{JOB_REPOSITORY}/manifests/{digest}"
+        try:
+            requests.delete(url, timeout=10).raise_for_status()
+        except Exception as exc:  # a registry without deletes: the manifest stays
+            log(f"could not delete {repository}@{digest[:19]} from the registry ({exc})")
