@@ -117,6 +117,23 @@ def remote_engine():
         engine.stop()
 
 
+@pytest.fixture(scope="session")
+def swarm_cluster(remote_engine):
+    """The private second engine made a single-node swarm, with a container registry
+    (Debian's docker-registry on loopback); both undone by pid at the end. The shared
+    engine other tests use is never part of a swarm."""
+    ok, reason = servers.registry_status()
+    if not ok:
+        _missing(f"swarm tests: {reason}")
+    image_registry = servers.start_registry()
+    try:
+        servers.init_swarm(remote_engine)
+        yield remote_engine, image_registry
+    finally:
+        remote_engine.docker("swarm", "leave", "--force", timeout=120)
+        image_registry.stop()
+
+
 @pytest.fixture
 def registry_backend(request: pytest.FixtureRequest) -> str:
     """'sqlite' (the default) or 'postgresql' where the test is parametrized over both."""

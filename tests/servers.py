@@ -438,6 +438,79 @@ def start_private_dockerd(hidden: list[Path]) -> PrivateDockerd:
     raise RuntimeError(f"the private dockerd did not start: {tail}")
 
 
+def registry_status() -> tuple[bool, str]:
+    """Whether Debian's docker-registry (a container registry server) is installed."""
+    if shutil.which("docker-registry") is None:
+        return False, "docker-registry not found (apt-get install docker-registry)"
+    return True, "available"
+
+
+@dataclass
+class ContainerRegistry:
+    """Debian's `docker-registry` on a free loopback port over a private storage folder."""
+
+    folder: Path
+    port: int
+    proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        """SWARM_IMAGE_REGISTRY for this registry (loopback: plain HTTP is allowed)."""
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(15)
+        self.proc = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+REGISTRY_CONFIG = """version: 0.1
+log: {{level: warn}}
+storage:
+  filesystem: {{rootdirectory: {root}}}
+  delete: {{enabled: true}}
+http: {{addr: "127.0.0.1:{port}"}}
+"""
+
+
+def start_registry() -> ContainerRegistry:
+    base = Path(tempfile.mkdtemp(prefix="altruism-registry-"))
+    server = ContainerRegistry(base, free_port())
+    config = base / "config.yml"
+    config.write_text(REGISTRY_CONFIG.format(root=base / "storage", port=server.port))
+    log = open(base / "registry.log", "wb")  # noqa: SIM115 (handed to the server process)
+    server.proc = subprocess.Popen(
+        ["docker-registry", "serve", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    log.close()
+    try:
+        wait_for_port(server.port, 30, "docker-registry", server.proc)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def init_swarm(engine: PrivateDockerd) -> None:
+    """Make the private engine a single-node swarm on loopback ports (never the shared one)."""
+    listen, data_path = free_port(), free_port()
+    done = engine.docker(
+        "swarm", "init", "--advertise-addr", f"127.0.0.1:{listen}",
+        "--listen-addr", f"127.0.0.1:{listen}", "--data-path-port", str(data_path), timeout=120,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"docker swarm init failed: {done.stderr[-400:]}")
+
+
 def main(argv: list[str]) -> int:
     """Start a server for manual use and print the settings that point at it."""
     kind = argv[0] if argv else ""
