@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import random
 import secrets
 import shlex
 import shutil
@@ -34,6 +35,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_registered_port(low: int = 20000, high: int = 49151) -> int:
+    """A free port in [low, high] (Swarm's data-path port must be ≤ 49151, below the
+    ephemeral range `free_port` draws from), UDP and TCP both free."""
+    for port in random.sample(range(low, high + 1), 200):
+        with socket.socket() as tcp, socket.socket(type=socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high}")
 
 
 def wait_for_port(port: int, timeout_s: float, what: str, proc: subprocess.Popen) -> None:
@@ -502,7 +517,7 @@ def start_registry() -> ContainerRegistry:
 
 def init_swarm(engine: PrivateDockerd) -> None:
     """Make the private engine a single-node swarm on loopback ports (never the shared one)."""
-    listen, data_path = free_port(), free_port()
+    listen, data_path = free_port(), free_registered_port()
     done = engine.docker(
         "swarm", "init", "--advertise-addr", f"127.0.0.1:{listen}",
         "--listen-addr", f"127.0.0.1:{listen}", "--data-path-port", str(data_path), timeout=120,
