@@ -4,6 +4,9 @@ end to end, and a bare in-process fit, on the shared RAOP data with tfidf-meta-l
 Run from the repository root (on this machine the engine has no bridge network):
 
     BUILD_NETWORK=host .venv/bin/python bench/build_bench.py [--runs 3] [--no-write]
+    BUILD_NETWORK=host .venv/bin/python bench/build_bench.py --sweep [local,docker,swarm]
+
+`--sweep` measures a 12-build sweep on each builder instead (bench/sweep.py, its own section).
 
 Everything runs against a temporary REGISTRY_URL / ARTIFACT_ROOT / LOG_ROOT / DATA_DIR (never
 the checkout's registry.db or artifacts/). The table is printed as markdown and, unless
@@ -53,7 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import common  # noqa: E402
+from bench import common, sweep  # noqa: E402
 
 DEFAULT_DATA = (ROOT / ".." / "shared" / "data" / "raop" / "train.json.zip").resolve()
 DOC = common.DOC
@@ -323,6 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     parser.add_argument("--skip-cold", action="store_true", help="skip the cold image builds")
+    parser.add_argument(
+        "--sweep",
+        nargs="?",
+        const=",".join(sweep.BACKENDS),
+        metavar="BUILDERS",
+        help="measure a 12-build sweep on each builder instead (default local,docker,swarm; "
+        "swarm starts a private engine and registry: needs root)",
+    )
     parser.add_argument("--doc", type=Path, default=DOC, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.runs < 1:
@@ -335,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
 
     home = Path(tempfile.mkdtemp(prefix="altruism-build-bench-"))
     isolate(home)
+    if args.sweep is not None:
+        return sweep_main(args, data, data_note, home)
     import docker
 
     from core.builders.docker import DockerBuilder, engine_status
@@ -399,6 +412,30 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_write and not args.skip_cold:
         write_section(args.doc, section)
         say(f"wrote {SECTION!r} in {args.doc}")
+    return 0
+
+
+def sweep_main(args: argparse.Namespace, data: Path, data_note: str, home: Path) -> int:
+    """--sweep: one sweep per builder; its own section of the doc."""
+    from core.registry import Registry
+
+    backends = tuple(b.strip() for b in args.sweep.split(",") if b.strip())
+    unknown = sorted(set(backends) - set(sweep.BACKENDS))
+    if unknown or not backends:
+        print(f"error: --sweep takes builders from {', '.join(sweep.BACKENDS)}", file=sys.stderr)
+        return 2
+    info = common.machine() | {"load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    registry = Registry()
+    try:
+        results = sweep.measure(data, registry, backends, say)
+    finally:
+        registry.engine.dispose()
+        shutil.rmtree(home, ignore_errors=True)
+    section = sweep.report(results, info, data_note)
+    print(section)
+    if not args.no_write:
+        common.write_section(sweep.SECTION, section, args.doc)
+        say(f"wrote {sweep.SECTION!r} in {args.doc}")
     return 0
 
 

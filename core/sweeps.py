@@ -94,9 +94,13 @@ def parallel_builds() -> int:
 
 
 def parallel_for(builder: str, builds_count: int) -> int:
-    """How many builds of a sweep run at once: all of them on a swarm (the cluster
-    schedules them; here each one only waits), else `parallel_builds()`."""
-    return max(1, builds_count) if builder == "swarm" else parallel_builds()
+    """How many builds of a sweep run at once: on a swarm, as many as the cluster has CPUs
+    (its scheduler places them; here each one only waits), else `parallel_builds()`."""
+    if builder != "swarm":
+        return parallel_builds()
+    from core.builders.swarm import cluster_cpus
+
+    return max(1, min(builds_count, cluster_cpus() or parallel_builds()))
 
 
 def submit_sweep(

@@ -101,7 +101,7 @@ def sweep_grid(recipe_name: str, text: str) -> dict[str, list[str]] | None:
     st.caption(
         f"This sweep launches **{count} builds** ("
         + " × ".join(f"{len(v)} {k}" for k, v in grid.items())
-        + f"), {sweeps.parallel_builds()} at a time (on a swarm, as the cluster schedules them)."
+        + f"), {sweeps.parallel_builds()} at a time (on a swarm, as many as its nodes have CPUs)."
     )
     return grid
 
@@ -181,7 +181,8 @@ with left:
         placeholder="e.g. C=0.1,1,10; min_df=1,3",
         help="One build per combination of these parameter values (they replace the form's "
         f"value for that parameter); at most {sweeps.MAX_SWEEP} builds, run "
-        "MAX_PARALLEL_BUILDS at a time and tagged with one sweep id.",
+        "MAX_PARALLEL_BUILDS at a time (on a swarm, as many as its nodes have CPUs) and tagged "
+        "with one sweep id.",
     )
     grid = sweep_grid(recipe_name, grid_text)
 

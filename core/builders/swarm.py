@@ -98,6 +98,27 @@ def remove_services(registry_id: str, version_id: int) -> int:
     return len(services)
 
 
+def cluster_cpus() -> int | None:
+    """The CPUs of the swarm's ready, active nodes (None when no manager answers).
+
+    Sweeps keep at most this many builds in flight instead of asking the scheduler with CPU
+    reservations: engines before swarmkit#3237 count finished `replicated-job` tasks against
+    a node's reservations and reject running builds ("assigned node no longer meets
+    constraints", moby/moby#52652)."""
+    try:
+        nodes = docker_client(timeout=10).nodes.list()
+    except Exception:  # no engine, or not a manager
+        return None
+    total = 0
+    for node in nodes:
+        attrs = node.attrs
+        if attrs.get("Status", {}).get("State") == "ready" and (
+            attrs.get("Spec", {}).get("Availability") == "active"
+        ):
+            total += attrs.get("Description", {}).get("Resources", {}).get("NanoCPUs", 0)
+    return int(total // 1e9) or None
+
+
 def parse_bytes(text: str | None) -> int | None:
     """'2g' -> bytes, as the Docker CLI reads a memory limit."""
     if not text:
@@ -172,7 +193,7 @@ class SwarmBuilder(DockerBuilder):
             task: dict[str, Any] = {}
 
             def finished() -> bool:
-                task.update(self._task(service, log, task.get("Status", {}).get("State")))
+                task.update(self._task(service, log, task))
                 return task.get("Status", {}).get("State") in DONE_STATES
 
             wait_until(finished, job, should_cancel, lambda: self._remove_service(service))
@@ -259,7 +280,7 @@ class SwarmBuilder(DockerBuilder):
             resources=Resources(
                 cpu_limit=int(limits.cpus * 1e9) if limits.cpus else None,
                 mem_limit=parse_bytes(limits.memory),
-            ),
+            ),  # no reservations: see cluster_cpus
             networks=[self._network(client)],
         )
 
@@ -274,15 +295,19 @@ class SwarmBuilder(DockerBuilder):
         return name
 
     @staticmethod
-    def _task(service: Any, log: BuildLog, last_state: str | None) -> dict[str, Any]:
-        """The service's (only) task, logging each change of its state."""
+    def _task(service: Any, log: BuildLog, last: dict[str, Any]) -> dict[str, Any]:
+        """The service's (only) task, logging each change of its state or of its reason
+        (e.g. why it is still pending)."""
         tasks = service.tasks()
         if not tasks:
             return {}
         task = max(tasks, key=lambda t: t.get("CreatedAt", ""))
-        status = task.get("Status", {})
-        if status.get("State") != last_state:
-            detail = status.get("Err") or status.get("Message") or ""
+        status, before = task.get("Status", {}), last.get("Status", {})
+        detail = status.get("Err") or status.get("Message") or ""
+        if (status.get("State"), detail) != (
+            before.get("State"),
+            before.get("Err") or before.get("Message") or "",
+        ):
             log(f"task {status.get('State')}" + (f": {detail}" if detail else ""))
         return task
 

@@ -1,0 +1,98 @@
+"""Fast checks of the swarm builder's parts that need no engine: settings, the per-build
+image's context, the sweep's concurrency. The builder itself runs on a real swarm in
+tests/test_swarm_builder.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from bench import sweep as sweep_bench
+from core import sweeps
+from core.builders.base import BuildJob
+from core.builders.select import resolve_backend
+from core.builders.swarm import _job_context, image_registry, parse_bytes
+from core.config import settings
+from core.errors import BadInput
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_swarm_needs_an_image_registry(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SWARM_IMAGE_REGISTRY", value)
+    with pytest.raises(BadInput, match="SWARM_IMAGE_REGISTRY"):
+        image_registry()
+    with pytest.raises(BadInput, match="SWARM_IMAGE_REGISTRY"):
+        resolve_backend("swarm")  # refused before any engine is asked
+
+
+@pytest.mark.parametrize(
+    "value", ["http://127.0.0.1:5000", "reg/path", "a b", "host:port", "x:123456", "reg;rm"]
+)
+def test_a_malformed_image_registry_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SWARM_IMAGE_REGISTRY", value)
+    with pytest.raises(BadInput, match=r"host\[:port\]"):
+        image_registry()
+
+
+def test_swarm_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWARM_IMAGE_REGISTRY", " registry.internal:5000 ")
+    monkeypatch.setenv("SWARM_NODE_HOSTS", "node-a=tcp://a:2376, node-b = ssh://ops@b,junk")
+    conf = settings()
+    assert image_registry() == "registry.internal:5000"
+    assert conf.swarm_node_hosts == {"node-a": "tcp://a:2376", "node-b": "ssh://ops@b"}
+    assert conf.swarm_network == "altruism-lab-jobs"
+    assert parse_bytes("1g") == 1 << 30 and parse_bytes("512m") == 512 << 20
+    assert parse_bytes(None) is None
+
+
+def test_the_job_image_context_holds_the_job_and_the_dataset(tmp_path: Path) -> None:
+    data = tmp_path / "canonical.jsonl"
+    data.write_bytes(b'{"request_id": "t3_1"}\n')
+    job = BuildJob(
+        version_id=7, recipe="nb-bow", params={"alpha": 1.0}, data_file=data,
+        data_sha256="ab" * 32, seed=1, test_size=0.2, threshold=0.5,
+    )  # fmt: skip
+    trainer = "127.0.0.1:5000/altruism-lab/trainer@sha256:" + "0" * 64
+    context = _job_context(job, trainer, io.BytesIO())
+    with tarfile.open(fileobj=context) as tar:
+        names = {m.name: m for m in tar.getmembers()}
+        dockerfile = tar.extractfile("Dockerfile").read().decode()
+        spec = json.loads(tar.extractfile("work/job.json").read())
+        copied = tar.extractfile("work/data.jsonl").read()
+    assert dockerfile.splitlines() == [f"FROM {trainer}", "COPY --chown=10001:10001 work /work"]
+    assert set(names) == {"Dockerfile", "work", "work/out", "work/job.json", "work/data.jsonl"}
+    assert names["work/out"].isdir() and names["work/data.jsonl"].mode == 0o400
+    assert spec["data_file"] == "/work/data.jsonl" and spec["recipe"] == "nb-bow"
+    assert copied == data.read_bytes()
+    assert str(tmp_path) not in json.dumps(spec)  # no host path reaches the task
+
+
+def test_a_sweep_on_a_swarm_keeps_as_many_in_flight_as_the_cluster_has_cpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from core.builders import swarm
+
+    monkeypatch.setenv("MAX_PARALLEL_BUILDS", "2")
+    monkeypatch.setattr(swarm, "cluster_cpus", lambda: 8)
+    assert sweeps.parallel_for("swarm", 12) == 8
+    assert sweeps.parallel_for("swarm", 3) == 3
+    assert sweeps.parallel_for("docker", 12) == 2
+    assert sweeps.parallel_for("local", 12) == 2
+    monkeypatch.setattr(swarm, "cluster_cpus", lambda: None)  # no manager answers
+    assert sweeps.parallel_for("swarm", 12) == 2
+
+
+def test_sweep_bench_report() -> None:
+    result = {
+        "backend": "swarm", "builds": 12, "parallel": 12, "wall": 60.0, "fit_total": 30.0,
+        "span_median": 40.0, "overhead_median": 37.5, "fit_median": 2.5,
+    }  # fmt: skip
+    info = {"date": "today", "nproc": 2, "cpu": "cpu", "memory_gib": 1.0, "python": "3.11",
+            "load": "0.10"}  # fmt: skip
+    text = sweep_bench.report([result], info, "`data`")
+    assert text.startswith(sweep_bench.SECTION + "\n")
+    assert "| `swarm` | 12 | 12 | 60.0 s | 5.00 s | 30.0 s | 40.00 s | 37.50 s |" in text
