@@ -40,7 +40,12 @@ def swarm(swarm_cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, 
     left = engine.docker("service", "ls", "-q").stdout.split()
     for service in left:  # never let one test's service leak into the next
         engine.docker("service", "rm", service)
+    labelled = ("ps", "-aq", "--filter", "label=altruism-lab.version-id")
+    containers = engine.docker(*labelled).stdout.split()
+    for container in containers:
+        engine.docker("rm", "-f", container)
     assert left == [], "a build service was left behind"
+    assert containers == [], "a finished task's container was left behind"
 
 
 def _json(done: Any) -> Any:

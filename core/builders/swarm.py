@@ -182,6 +182,7 @@ class SwarmBuilder(DockerBuilder):
         job_tag = f"v{job.version_id}-{uuid.uuid4().hex[:12]}"
         job_digest = None
         service = None
+        task: dict[str, Any] = {}
         try:
             log.stage("packing the job")
             job_digest = self._job_image(client, job, trainer_ref, job_repo, job_tag, work_dir, log)
@@ -190,7 +191,6 @@ class SwarmBuilder(DockerBuilder):
             log(f"service {service.name} submitted to swarm {swarm['Cluster']['ID'][:12]}")
             follower = threading.Thread(target=self._follow, args=(service, log), daemon=True)
             follower.start()
-            task: dict[str, Any] = {}
 
             def finished() -> bool:
                 task.update(self._task(service, log, task))
@@ -201,6 +201,7 @@ class SwarmBuilder(DockerBuilder):
         finally:
             if service is not None:
                 self._remove_service(service)  # also ends the log stream
+                self._remove_task_container(client, task)
             self._drop_job_image(client, job_repo, job_tag, job_digest, address, log)
         follower.join(timeout=0.5)  # a service's log stream may outlive the service
         if exit_code in (137, 143) and ERROR_NAME not in files:
@@ -344,6 +345,16 @@ class SwarmBuilder(DockerBuilder):
         import docker
 
         return docker.DockerClient(base_url=url, timeout=120)
+
+    def _remove_task_container(self, client: Any, task: dict[str, Any]) -> None:
+        """Remove the task's container: a finished job's stays on its node after the
+        service is gone (a running one is removed with the service)."""
+        container_id = (task.get("Status", {}).get("ContainerStatus") or {}).get("ContainerID")
+        if not container_id:
+            return
+        with contextlib.suppress(Exception):  # gone already, or its node unreachable: gc
+            engine = self._node_engine(client, task["NodeID"], None)
+            engine.containers.get(container_id).remove(force=True)
 
     @staticmethod
     def _follow(service: Any, log: BuildLog) -> None:
