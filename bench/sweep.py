@@ -13,7 +13,6 @@ to registered minus that fit time: what the builder adds around the worker.
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
 import tempfile
 import time
@@ -86,20 +85,6 @@ def swarm_engine() -> Iterator[dict[str, str]]:
         engine.stop()
 
 
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def measure(data: Path, registry: Any, backends: tuple[str, ...], say: Any) -> list[dict]:
     """One warm-up build per builder (images built and pushed), then one sweep each."""
     from core import builds
@@ -107,7 +92,7 @@ def measure(data: Path, registry: Any, backends: tuple[str, ...], say: Any) -> l
     results = []
     for backend in backends:
         context = swarm_engine() if backend == "swarm" else contextlib.nullcontext({})
-        with context as settings_for, environment(settings_for):
+        with context as settings_for, common.environment(settings_for):
             say(f"{backend}: warm-up build ...")
             request = builds.TrainRequest(recipe=RECIPE, data_path=data, backend=backend)
             warm = builds.execute(builds.submit(request, registry).version.id, registry)

@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import installed_env, table, write_section  # noqa: E402
+from bench.common import environment, installed_env, table, write_section  # noqa: E402
 from bench.common import machine as shared_machine  # noqa: E402
 from bench.ui_bench import CpuMonitor  # noqa: E402
 from tests import servers  # noqa: E402
@@ -443,9 +443,8 @@ def store_calls(store: Store, data_sha256: str, size: int, scratch: Path) -> Non
     store.open_s.append(fresh(OPEN_STORE, data_sha256))
     if store.name == "S3":
         store.import_s.append(fresh("import s3fs"))
-    saved = {k: os.environ.get(k) for k in store.env if k.startswith(("AWS_", "ARTIFACT_"))}
-    os.environ.update({k: store.env[k] for k in saved})
-    try:
+    settings = {k: v for k, v in store.env.items() if k.startswith(("AWS_", "ARTIFACT_"))}
+    with environment(settings):
         # as in a build: one store per process; its first request sets up the client
         start = time.perf_counter()
         opened = open_store()
@@ -461,12 +460,6 @@ def store_calls(store: Store, data_sha256: str, size: int, scratch: Path) -> Non
                 timed(lambda: opened.fetch_verified(data_sha256, "dataset", target))[0]
             )
             target.unlink()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def dataset_sha256(env: dict[str, str]) -> str:

@@ -26,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_USER = "postgres"
@@ -297,15 +298,36 @@ class S3Server:
         return name
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(15)
+        _terminate(self.proc)
         self.proc = None
         shutil.rmtree(self.folder.parent, ignore_errors=True)
+
+
+def _serve(server: Any, argv: list[str], log_path: Path, what: str) -> Any:
+    """Start `argv` as `server.proc` (output to `log_path`) and wait for its port; on any
+    failure stop it again and re-raise."""
+    log = open(log_path, "wb")  # noqa: SIM115 (handed to the server process)
+    server.proc = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
+    log.close()
+    try:
+        wait_for_port(server.port, 30, what, server.proc)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _terminate(proc: subprocess.Popen | None) -> None:
+    """SIGTERM a server we started, SIGKILL it after 15 s, and reap it."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(15)
 
 
 def start_s3() -> S3Server:
@@ -316,33 +338,12 @@ def start_s3() -> S3Server:
     folder = base / "buckets"
     folder.mkdir()
     server = S3Server(folder, free_port(), "altruism" + secrets.token_hex(4), secrets.token_hex(16))
-    log = open(base / "rclone.log", "wb")  # noqa: SIM115 (handed to the server process)
-    server.proc = subprocess.Popen(
-        [
-            str(binary),
-            "serve",
-            "s3",
-            "--auth-key",
-            f"{server.key},{server.secret}",
-            "--addr",
-            f"127.0.0.1:{server.port}",
-            "--config",
-            "/dev/null",
-            "--dir-cache-time",
-            "1s",
-            str(folder),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    log.close()
-    try:
-        wait_for_port(server.port, 30, "rclone serve s3", server.proc)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    argv = [
+        str(binary), "serve", "s3", "--auth-key", f"{server.key},{server.secret}",
+        "--addr", f"127.0.0.1:{server.port}", "--config", "/dev/null",
+        "--dir-cache-time", "1s", str(folder),
+    ]  # fmt: skip
+    return _serve(server, argv, base / "rclone.log", "rclone serve s3")
 
 
 @dataclass
@@ -474,13 +475,7 @@ class ContainerRegistry:
         return f"127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(15)
+        _terminate(self.proc)
         self.proc = None
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -499,20 +494,8 @@ def start_registry() -> ContainerRegistry:
     server = ContainerRegistry(base, free_port())
     config = base / "config.yml"
     config.write_text(REGISTRY_CONFIG.format(root=base / "storage", port=server.port))
-    log = open(base / "registry.log", "wb")  # noqa: SIM115 (handed to the server process)
-    server.proc = subprocess.Popen(
-        ["docker-registry", "serve", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    log.close()
-    try:
-        wait_for_port(server.port, 30, "docker-registry", server.proc)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    argv = ["docker-registry", "serve", str(config)]
+    return _serve(server, argv, base / "registry.log", "docker-registry")
 
 
 def init_swarm(engine: PrivateDockerd) -> None:

@@ -368,12 +368,7 @@ class DockerBuilder(Builder):
 
     @staticmethod
     def _follow(container: Any, log: BuildLog) -> None:
-        try:
-            for raw in container.logs(stream=True, follow=True):
-                for line in raw.decode("utf-8", errors="replace").splitlines():
-                    log(line)
-        except Exception:  # the container went away: the waiter reports why
-            return
+        follow_lines(lambda: container.logs(stream=True, follow=True), log)
 
     @staticmethod
     def _exited(container: Any) -> bool:
@@ -389,6 +384,16 @@ class DockerBuilder(Builder):
     def _remove(container: Any) -> None:
         with contextlib.suppress(Exception):
             container.remove(force=True)
+
+
+def follow_lines(stream: Callable[[], Any], log: BuildLog) -> None:
+    """Log every line of a container's or service's log stream until it ends."""
+    try:
+        for raw in stream():
+            for line in raw.decode("utf-8", errors="replace").splitlines():
+                log(line)
+    except Exception:  # the container or service went away: the waiter reports why
+        return
 
 
 def _engine_host(client: Any) -> str:

@@ -33,6 +33,7 @@ from core.builders.docker import (
     WORK,
     DockerBuilder,
     docker_client,
+    follow_lines,
     image_facts,
     input_archive,
     read_output_archive,
@@ -358,12 +359,7 @@ class SwarmBuilder(DockerBuilder):
 
     @staticmethod
     def _follow(service: Any, log: BuildLog) -> None:
-        try:
-            for raw in service.logs(stdout=True, stderr=True, follow=True):
-                for line in raw.decode("utf-8", errors="replace").splitlines():
-                    log(line)
-        except Exception:  # the service went away: the waiter reports why
-            return
+        follow_lines(lambda: service.logs(stdout=True, stderr=True, follow=True), log)
 
     @staticmethod
     def _remove_service(service: Any) -> None:
