@@ -14,11 +14,15 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from core import packing
 
 QUEUED, RUNNING, READY, FAILED, CANCELLED = "queued", "running", "ready", "failed", "cancelled"
 STATUSES = (QUEUED, RUNNING, READY, FAILED, CANCELLED)
@@ -37,6 +41,33 @@ def aware(value: datetime) -> datetime:
 
 class Base(DeclarativeBase):
     pass
+
+
+class _Packed(TypeDecorator):
+    """A Python list stored as compact bytes (`core.packing`)."""
+
+    impl = LargeBinary
+    cache_ok = True
+    pack: Any = None
+    unpack: Any = None
+
+    def process_bind_param(self, value: Any, dialect: Any) -> bytes | None:
+        return None if value is None else type(self).pack(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> list | None:
+        return None if value is None else type(self).unpack(bytes(value))
+
+
+class PackedFloats(_Packed):
+    pack, unpack = staticmethod(packing.pack_floats), staticmethod(packing.unpack_floats)
+
+
+class PackedLabels(_Packed):
+    pack, unpack = staticmethod(packing.pack_labels), staticmethod(packing.unpack_labels)
+
+
+class PackedStrings(_Packed):
+    pack, unpack = staticmethod(packing.pack_strings), staticmethod(packing.unpack_strings)
 
 
 class Model(Base):
@@ -101,16 +132,19 @@ class ModelVersion(Base):
 
 
 class VersionDetail(Base):
-    """Bulky per-version results kept out of listings: curves and every test prediction."""
+    """Bulky per-version results kept out of listings: curves and every test (or, for a
+    cross-validated version, out-of-fold) prediction, packed (`core.packing`)."""
 
     __tablename__ = "version_details"
     version_id: Mapped[int] = mapped_column(
         ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
     )
     curves: Mapped[dict[str, Any]] = mapped_column(JSON)
-    test_ids: Mapped[list[str]] = mapped_column(JSON)
-    test_labels: Mapped[list[int]] = mapped_column(JSON)
-    test_probabilities: Mapped[list[float]] = mapped_column(JSON)
+    test_ids: Mapped[list[str]] = mapped_column("test_ids_packed", PackedStrings)
+    test_labels: Mapped[list[int]] = mapped_column("test_labels_packed", PackedLabels)
+    test_probabilities: Mapped[list[float]] = mapped_column(
+        "test_probabilities_packed", PackedFloats
+    )
 
 
 class Alias(Base):

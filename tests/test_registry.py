@@ -160,7 +160,12 @@ def test_migration_from_0001_keeps_rows(registry_backend):
     # rows of the tables hanging off model_versions survive the table rebuild too
     assert upgraded.resolve("champion").id == row.id
     assert [t.name for t in row.tags] == ["baseline"]
-    assert upgraded.details(row.id).test_probabilities == [0.9]
+    details = upgraded.details(row.id)  # JSON lists packed by 0005, values unchanged
+    assert (details.test_ids, details.test_labels, details.test_probabilities) == (
+        ["x"],
+        [1],
+        [0.9],
+    )
     if registry_backend == "sqlite":
         with upgraded.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -299,3 +304,35 @@ def test_complete_and_fail_record_results(registry):
     failed = registry.fail(row.id, "boom", log_tail="last lines")
     assert (failed.status, failed.error, failed.log_tail) == (FAILED, "boom", "last lines")
     assert failed.finished_at is not None
+
+
+def test_per_request_results_are_stored_packed_and_exact(registry):
+    """Ids, labels and probabilities go in compact binary columns and come back exactly."""
+    from core import packing
+    from core.schema import VersionDetail
+
+    row = add_version(registry)
+    ids = [f"t3_{i:05x}é" for i in range(3245)]
+    labels = [i % 4 == 0 for i in range(3245)]
+    probabilities = [i / 3245 + 1e-12 for i in range(3245)]
+    with registry.session(write=True) as session:
+        session.merge(
+            VersionDetail(
+                version_id=row.id, curves={}, test_ids=ids, test_labels=labels,
+                test_probabilities=probabilities,
+            )
+        )  # fmt: skip
+    details = registry.details(row.id)
+    assert details.test_ids == ids and details.test_probabilities == probabilities
+    assert details.test_labels == [int(v) for v in labels]
+    with registry.engine.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT test_ids_packed, test_labels_packed, test_probabilities_packed"
+            " FROM version_details"
+        ).one()
+    as_json = len(json.dumps(ids)) + len(json.dumps(labels)) + len(json.dumps(probabilities))
+    packed = sum(len(bytes(blob)) for blob in stored)
+    assert packed < as_json / 2, (packed, as_json)
+    assert bytes(stored[2]) == packing.pack_floats(probabilities)
+    with pytest.raises(ValueError, match="not a packed"):
+        packing.unpack_floats(packing.pack_labels([1, 0]))
