@@ -6,7 +6,8 @@ Run from the repository root (on this machine the engine has no bridge network):
     BUILD_NETWORK=host .venv/bin/python bench/build_bench.py [--runs 3] [--no-write]
     BUILD_NETWORK=host .venv/bin/python bench/build_bench.py --sweep [local,docker,swarm]
 
-`--sweep` measures a 12-build sweep on each builder instead (bench/sweep.py, its own section).
+`--sweep` measures a 12-build sweep on each builder instead (bench/sweep.py), then the archive-API
+Docker transfer against the old bind-mount one (bench/transfer.py), in a section of its own.
 
 Everything runs against a temporary REGISTRY_URL / ARTIFACT_ROOT / LOG_ROOT / DATA_DIR (never
 the checkout's registry.db or artifacts/). The table is printed as markdown and, unless
@@ -56,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import common, sweep  # noqa: E402
+from bench import common, sweep, transfer  # noqa: E402
 
 DEFAULT_DATA = (ROOT / ".." / "shared" / "data" / "raop" / "train.json.zip").resolve()
 DOC = common.DOC
@@ -65,6 +66,7 @@ RECIPE = "tfidf-meta-logreg"
 TARGET_WARM_OVER_LOCAL_S = 3.0
 TARGET_LOCAL_OVER_BARE_S = 2.0
 TARGET_REBUILD_S = 15.0
+TRANSFER_PAIRS = 5  # --sweep: archive API vs bind-mount builds, interleaved
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -428,10 +430,12 @@ def sweep_main(args: argparse.Namespace, data: Path, data_note: str, home: Path)
     registry = Registry()
     try:
         results = sweep.measure(data, registry, backends, say)
+        say("archive API vs bind mounts ...")
+        moved = transfer.measure(data, registry, TRANSFER_PAIRS, end_to_end, say)
     finally:
         registry.engine.dispose()
         shutil.rmtree(home, ignore_errors=True)
-    section = sweep.report(results, info, data_note)
+    section = sweep.report(results, info, data_note) + "\n" + transfer.report(moved)
     print(section)
     if not args.no_write:
         common.write_section(sweep.SECTION, section, args.doc)

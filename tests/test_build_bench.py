@@ -59,3 +59,12 @@ def test_write_section_replaces_only_its_own_section(tmp_path: Path) -> None:
     assert "second" in text and "first" not in text
     assert text.count(build_bench.SECTION) == 1
     assert other in text
+
+
+def test_transfer_report_gives_the_paired_difference() -> None:
+    from bench import transfer
+
+    text = transfer.report({"archive": [2.0, 2.5, 3.0], "bind mount": [1.9, 2.6, 2.7]})
+    assert "archive 2.50 s (2.00–3.00)" in text
+    assert "bind mount 2.60 s (1.90–2.70)" in text
+    assert "median +0.10 s (-0.10 to +0.30)" in text
