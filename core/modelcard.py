@@ -103,6 +103,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"- python {prov.get('python')} on {prov.get('platform')}",
         f"- packages: {json.dumps(prov.get('packages'))}",
         *([f"- docker image: `{prov['docker'].get('image_id')}`"] if "docker" in prov else []),
+        *(_swarm_lines(prov["swarm"]) if isinstance(prov.get("swarm"), dict) else []),
         f"- built {prov.get('started_at')} to {prov.get('finished_at')}",
         "",
         "## Artifact",
@@ -117,3 +118,13 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     if card["note"]:
         lines += ["", "## Note", card["note"]]
     return "\n".join(lines) + "\n"
+
+
+def _swarm_lines(swarm: dict[str, Any]) -> list[str]:
+    """Where a swarm build ran: cluster, node, service and the images by digest."""
+    return [
+        f"- swarm `{swarm.get('swarm_id')}`, node {swarm.get('node_hostname')} "
+        f"(`{swarm.get('node_id')}`), service `{swarm.get('service_name')}`",
+        f"- trainer image: `{swarm.get('trainer_image')}` (id `{swarm.get('image_id')}`)",
+        f"- job image digest: `{swarm.get('job_image_digest')}`",
+    ]

@@ -21,6 +21,7 @@ import pytest
 
 from core import builds
 from core.maintenance import check, gc
+from core.modelcard import model_card, model_card_markdown
 from core.registry import Registry
 from core.schema import ModelVersion
 from tests.helpers import artifact_files, log_of, run_cli, wait_until
@@ -81,8 +82,11 @@ def test_swarm_build_is_a_one_off_job_whose_artifact_matches_the_docker_builder(
     assert _registry_tags(image_registry.address, "altruism-lab/trainer")
     assert _registry_tags(image_registry.address, "altruism-lab/job") == []
     assert engine.docker("images", "-q", "*/altruism-lab/job").stdout.strip() == ""
-    text = Registry().log_text(built["id"])
+    registry = Registry()
+    text = registry.log_text(built["id"])
     assert "task complete" in text and "fit done" in text  # task states and `service logs`
+    card = model_card_markdown(model_card(registry.get_by_id(built["id"]), registry))
+    assert f"service `{prov['service_name']}`" in card and prov["trainer_image"] in card
 
     again = _json(run_cli("reproduce", str(built["version"]), "--json", "--quiet"))
     assert again["identical"] is True
