@@ -278,7 +278,7 @@ def populate(url: str, count: int, template: Template) -> float:
             raise RuntimeError(f"{url}: {len(ids)} versions after the insert, expected {count}")
         # the newest (the page's default selection) has its details, like a real version
         session.execute(
-            insert(VersionDetail.__table__),
+            insert(VersionDetail),  # the ORM's insert: attribute names, packed columns
             [{"version_id": ids[count], **template.complete["details"]}],
         )
         tags = [{"version_id": ids[v], "name": "baseline"} for v in range(7, count + 1, 97)]
