@@ -668,7 +668,14 @@ def launcher_log(registry: Registry, version_id: int) -> Path:
 
 def launch(version_id: int, registry: Registry) -> int:
     """Run `execute()` for a queued version in a detached process; returns its pid."""
-    log_file = launcher_log(registry, version_id)
+    return detach(
+        ["run-build", str(version_id)], [version_id], registry, launcher_log(registry, version_id)
+    )
+
+
+def detach(verb: list[str], version_ids: list[int], registry: Registry, log_file: Path) -> int:
+    """Start `python -m core VERB --quiet` in its own session against this registry (output
+    to `log_file`), claim `version_ids` for it, and return its pid."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     env = dict(
         os.environ,
@@ -677,7 +684,7 @@ def launch(version_id: int, registry: Registry) -> int:
     )
     with open(log_file, "a") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "core", "run-build", str(version_id), "--quiet"],
+            [sys.executable, "-m", "core", *verb, "--quiet"],
             cwd=PROJECT_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -685,7 +692,8 @@ def launch(version_id: int, registry: Registry) -> int:
             stderr=handle,
             start_new_session=True,
         )
-    registry.claim_for(version_id, process.pid)
+    for version_id in version_ids:
+        registry.claim_for(version_id, process.pid)
     return process.pid
 
 

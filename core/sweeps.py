@@ -13,8 +13,6 @@ import itertools
 import os
 import re
 import secrets
-import subprocess
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -22,7 +20,7 @@ from typing import Any
 
 from core import builds
 from core.artifacts import ArtifactStore, open_store
-from core.config import PROJECT_ROOT, settings
+from core.config import settings
 from core.errors import BadInput
 from core.registry import Registry
 from core.schema import ACTIVE_STATUSES, READY, ModelVersion
@@ -167,26 +165,8 @@ def run_versions(
 def launch_sweep(sweep: Sweep, registry: Registry) -> int:
     """Run a sweep's queued builds in one detached process (`run-sweep`); returns its pid."""
     log_file = settings().log_root / f"sweep-{registry.identity}-{sweep.sweep_id}.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(
-        os.environ,
-        REGISTRY_URL=registry.url,
-        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
-    )
-    ids = [str(s.version.id) for s in sweep.submissions if not s.reused]
-    with open(log_file, "a") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "core", "run-sweep", *ids, "--quiet"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=handle,
-            start_new_session=True,
-        )
-    for version_id in ids:
-        registry.claim_for(int(version_id), process.pid)
-    return process.pid
+    ids = [s.version.id for s in sweep.submissions if not s.reused]
+    return builds.detach(["run-sweep", *map(str, ids)], ids, registry, log_file)
 
 
 def sweeps_of(rows: list[Any]) -> list[str]:
