@@ -26,11 +26,10 @@ from core.builders.base import (
     wait_until,
 )
 from core.builders.docker import (
-    CONTAINER_LABEL,
-    REGISTRY_LABEL,
     WORK,
     DockerBuilder,
     docker_client,
+    version_labels,
     worker_environment,
 )
 from core.workfiles import DATA_NAME, JOB_NAME, OUT_DIR, TRAINER_UID
@@ -57,7 +56,7 @@ class BindMountBuilder(DockerBuilder):
             image.id,
             command=[f"{WORK}/{JOB_NAME}", f"{WORK}/{OUT_DIR}"],
             network_mode="none",
-            labels={CONTAINER_LABEL: str(job.version_id), REGISTRY_LABEL: job.registry_id},
+            labels=version_labels(job),
             mem_limit=job.limits.memory or None,
             environment=worker_environment(),
             volumes={

@@ -201,13 +201,10 @@ def _still_there(container: Any) -> bool:
 
 def _services(registry: Registry) -> Iterator[tuple[Any, int]]:
     """This registry's swarm build services, when the engine is a swarm manager."""
-    from core.builders.docker import CONTAINER_LABEL, docker_client
-    from core.builders.swarm import registry_services, swarm_status
+    from core.builders.docker import CONTAINER_LABEL
+    from core.builders.swarm import registry_services
 
-    ok, _ = swarm_status()
-    if not ok:
-        return
-    for service in registry_services(docker_client(), registry.identity):
+    for service in registry_services(registry.identity):
         raw = (service.attrs.get("Spec", {}).get("Labels") or {}).get(CONTAINER_LABEL, "")
         yield service, (int(raw) if raw.isdigit() else -1)
 

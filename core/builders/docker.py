@@ -78,11 +78,22 @@ def engine_status() -> tuple[bool, str]:
         return False, f"no Docker Engine answered ({type(exc).__name__})"
 
 
+def version_labels(job: BuildJob) -> dict[str, str]:
+    """The labels naming a build's registry and version (on containers and services)."""
+    return {CONTAINER_LABEL: str(job.version_id), REGISTRY_LABEL: job.registry_id}
+
+
+def label_filter(registry_id: str, version_id: int | None = None) -> list[str]:
+    """A `label` filter for what this registry started (all, or one version's)."""
+    version = f"{CONTAINER_LABEL}={version_id}" if version_id is not None else CONTAINER_LABEL
+    return [f"{REGISTRY_LABEL}={registry_id}", version]
+
+
 def registry_containers(client: Any, registry_id: str, version_id: int | None = None) -> list:
     """Trainer containers this registry started (all, or one version's)."""
-    labels = [f"{REGISTRY_LABEL}={registry_id}"]
-    labels.append(f"{CONTAINER_LABEL}={version_id}" if version_id is not None else CONTAINER_LABEL)
-    return client.containers.list(all=True, filters={"label": labels})
+    return client.containers.list(
+        all=True, filters={"label": label_filter(registry_id, version_id)}
+    )
 
 
 def remove_containers(registry_id: str, version_id: int) -> int:
@@ -161,16 +172,21 @@ def _tar_entry(tar: tarfile.TarFile, name: str, data: IO[bytes] | None, size: in
         tar.addfile(info, data)
 
 
-def input_archive(job: BuildJob, spool: IO[bytes]) -> IO[bytes]:
+def add_work(tar: tarfile.TarFile, job: BuildJob) -> None:
     """`work/` (private to the trainer user) with job.json, the dataset and an empty out/."""
+    _tar_entry(tar, "work", None, 0, 0o700)
+    _tar_entry(tar, f"work/{OUT_DIR}", None, 0, 0o700)
+    spec = job_json(job, f"{WORK}/{DATA_NAME}")
+    _tar_entry(tar, f"work/{JOB_NAME}", io.BytesIO(spec), len(spec), 0o600)
+    with open(job.data_file, "rb") as data:
+        size = os.fstat(data.fileno()).st_size
+        _tar_entry(tar, f"work/{DATA_NAME}", data, size, 0o400)
+
+
+def input_archive(job: BuildJob, spool: IO[bytes]) -> IO[bytes]:
+    """A tar of `add_work`, for `put_archive` at /."""
     with tarfile.open(fileobj=spool, mode="w") as tar:
-        _tar_entry(tar, "work", None, 0, 0o700)
-        _tar_entry(tar, f"work/{OUT_DIR}", None, 0, 0o700)
-        spec = job_json(job, f"{WORK}/{DATA_NAME}")
-        _tar_entry(tar, f"work/{JOB_NAME}", io.BytesIO(spec), len(spec), 0o600)
-        with open(job.data_file, "rb") as data:
-            size = os.fstat(data.fileno()).st_size
-            _tar_entry(tar, f"work/{DATA_NAME}", data, size, 0o400)
+        add_work(tar, job)
     spool.seek(0)
     return spool
 
@@ -319,7 +335,7 @@ class DockerBuilder(Builder):
             image.id,
             command=[f"{WORK}/{JOB_NAME}", f"{WORK}/{OUT_DIR}"],
             network_mode="none",
-            labels={CONTAINER_LABEL: str(job.version_id), REGISTRY_LABEL: job.registry_id},
+            labels=version_labels(job),
             mem_limit=limits.memory or None,
             memswap_limit=limits.memory or None,
             nano_cpus=int(limits.cpus * 1e9) if limits.cpus else None,

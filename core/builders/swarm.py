@@ -26,17 +26,17 @@ from typing import IO, Any
 
 from core.builders.base import BuildJob, BuildLog, BuildOutcome, collect, wait_until
 from core.builders.docker import (
-    CONTAINER_LABEL,
     IMAGE_REPOSITORY,
     LABEL_PREFIX,
-    REGISTRY_LABEL,
     WORK,
     DockerBuilder,
+    add_work,
     docker_client,
     follow_lines,
     image_facts,
-    input_archive,
+    label_filter,
     read_output_archive,
+    version_labels,
     worker_environment,
 )
 from core.config import settings
@@ -63,36 +63,41 @@ def image_registry() -> str:
     return address
 
 
+def manager_problem(swarm: dict[str, Any]) -> str | None:
+    """Why an engine whose `info()["Swarm"]` is `swarm` cannot take builds (None: it can)."""
+    if swarm.get("LocalNodeState") != "active":
+        return "the Docker Engine is not part of a swarm (docker swarm init)"
+    if not swarm.get("ControlAvailable"):
+        return "the Docker Engine is a swarm worker; point DOCKER_HOST at a manager"
+    return None
+
+
 def swarm_status() -> tuple[bool, str]:
     """Whether the engine DOCKER_HOST names is a Swarm manager, and a one-line reason."""
     try:
-        info = docker_client(timeout=5).info()
+        swarm = docker_client(timeout=5).info().get("Swarm") or {}
     except Exception as exc:  # the SDK raises many kinds when no engine answers
         return False, f"no Docker Engine answered ({type(exc).__name__})"
-    swarm = info.get("Swarm") or {}
-    if swarm.get("LocalNodeState") != "active":
-        return False, "the Docker Engine is not part of a swarm (docker swarm init)"
-    if not swarm.get("ControlAvailable"):
-        return False, "the Docker Engine is a swarm worker; point DOCKER_HOST at a manager"
+    problem = manager_problem(swarm)
+    if problem:
+        return False, problem
     return True, f"swarm {swarm.get('Cluster', {}).get('ID', '?')[:12]} manager reachable"
 
 
-def registry_services(client: Any, registry_id: str, version_id: int | None = None) -> list:
-    """Build services this registry started (all, or one version's)."""
-    labels = [f"{REGISTRY_LABEL}={registry_id}"]
-    labels.append(f"{CONTAINER_LABEL}={version_id}" if version_id is not None else CONTAINER_LABEL)
-    return client.services.list(filters={"label": labels})
+def registry_services(registry_id: str, version_id: int | None = None) -> list:
+    """Build services this registry started (all, or one version's); none when no swarm
+    manager answers (one request: an engine outside a swarm refuses the listing)."""
+    try:
+        client = docker_client(timeout=10)
+        return client.services.list(filters={"label": label_filter(registry_id, version_id)})
+    except Exception:  # no engine, or not a manager
+        return []
 
 
 def remove_services(registry_id: str, version_id: int) -> int:
-    """Remove the build services of one version (after its driver died); how many."""
-    try:
-        client = docker_client(timeout=30)
-        if not client.info().get("Swarm", {}).get("ControlAvailable"):
-            return 0
-        services = registry_services(client, registry_id, version_id)
-    except Exception:  # no manager now: `gc` removes them later
-        return 0
+    """Remove the build services of one version (after its driver died); how many. With no
+    manager answering now, `gc` removes them later."""
+    services = registry_services(registry_id, version_id)
     for service in services:
         with contextlib.suppress(Exception):
             service.remove()
@@ -146,17 +151,11 @@ def _job_context(job: BuildJob, trainer_ref: str, spool: IO[bytes]) -> IO[bytes]
     """A build context: a Dockerfile FROM the trainer image plus the job's `work/` folder."""
     owner = f"{TRAINER_UID}:{TRAINER_UID}"
     dockerfile = f"FROM {trainer_ref}\nCOPY --chown={owner} work {WORK}\n".encode()
-    with tempfile.TemporaryFile() as inputs:
-        input_archive(job, inputs)
-        with (
-            tarfile.open(fileobj=inputs, mode="r") as source,
-            tarfile.open(fileobj=spool, mode="w") as tar,
-        ):
-            info = tarfile.TarInfo("Dockerfile")
-            info.size, info.mtime = len(dockerfile), int(time.time())
-            tar.addfile(info, io.BytesIO(dockerfile))
-            for member in source:
-                tar.addfile(member, source.extractfile(member) if member.isfile() else None)
+    with tarfile.open(fileobj=spool, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size, info.mtime = len(dockerfile), int(time.time())
+        tar.addfile(info, io.BytesIO(dockerfile))
+        add_work(tar, job)
     spool.seek(0)
     return spool
 
@@ -171,10 +170,10 @@ class SwarmBuilder(DockerBuilder):
     ) -> BuildOutcome:
         address = image_registry()
         client = docker_client()
-        ok, reason = swarm_status()
-        if not ok:
-            raise BuildFailed(reason)
-        swarm = client.info()["Swarm"]
+        swarm = client.info().get("Swarm") or {}
+        problem = manager_problem(swarm)
+        if problem:
+            raise BuildFailed(problem)
         image, reused, build_seconds = self.ensure_image(log, should_cancel, job.image_id)
         trainer_repo = f"{address}/{IMAGE_REPOSITORY}"
         trainer_digest = self._publish_trainer(client, image, trainer_repo, log)
@@ -198,11 +197,11 @@ class SwarmBuilder(DockerBuilder):
                 return task.get("Status", {}).get("State") in DONE_STATES
 
             wait_until(finished, job, should_cancel, lambda: self._remove_service(service))
-            files, exit_code, node = self._outputs(client, task, log)
+            files, exit_code, node = self._outputs(client, swarm["NodeID"], task)
         finally:
             if service is not None:
                 self._remove_service(service)  # also ends the log stream
-                self._remove_task_container(client, task)
+                self._remove_task_container(client, swarm["NodeID"], task)
             self._drop_job_image(client, job_repo, job_tag, job_digest, address, log)
         follower.join(timeout=0.5)  # a service's log stream may outlive the service
         if exit_code in (137, 143) and ERROR_NAME not in files:
@@ -269,7 +268,7 @@ class SwarmBuilder(DockerBuilder):
         from docker.types import Resources, RestartPolicy, ServiceMode
 
         limits = job.limits
-        labels = {CONTAINER_LABEL: str(job.version_id), REGISTRY_LABEL: job.registry_id}
+        labels = version_labels(job)
         return client.services.create(
             image,
             args=[f"{WORK}/{JOB_NAME}", f"{WORK}/{OUT_DIR}"],
@@ -314,7 +313,7 @@ class SwarmBuilder(DockerBuilder):
         return task
 
     def _outputs(
-        self, client: Any, task: dict[str, Any], log: BuildLog
+        self, client: Any, own_node: str, task: dict[str, Any]
     ) -> tuple[dict[str, bytes], int | None, str | None]:
         """The worker's output files from the task's container, its exit code, its node."""
         status = task.get("Status", {})
@@ -325,16 +324,17 @@ class SwarmBuilder(DockerBuilder):
         exit_code = status["ContainerStatus"].get("ExitCode")
         node = client.nodes.get(task["NodeID"])
         hostname = node.attrs.get("Description", {}).get("Hostname")
-        engine = self._node_engine(client, task["NodeID"], hostname)
+        engine = self._node_engine(client, own_node, task["NodeID"], hostname)
         container = engine.containers.get(container_id)
         if container.attrs.get("State", {}).get("OOMKilled"):
             raise BuildFailed("training was killed: out of memory")
         chunks, _ = container.get_archive(f"{WORK}/{OUT_DIR}")
         return read_output_archive(chunks), exit_code, hostname
 
-    def _node_engine(self, client: Any, node_id: str, hostname: str | None) -> Any:
-        """The engine of the node that ran the task: ours, or one SWARM_NODE_HOSTS names."""
-        if client.info().get("Swarm", {}).get("NodeID") == node_id:
+    def _node_engine(self, client: Any, own_node: str, node_id: str, hostname: str | None) -> Any:
+        """The engine of the node that ran the task: ours (`own_node`), or one
+        SWARM_NODE_HOSTS names."""
+        if node_id == own_node:
             return client
         hosts = self.settings.swarm_node_hosts
         url = hosts.get(node_id) or hosts.get(hostname or "")
@@ -347,14 +347,14 @@ class SwarmBuilder(DockerBuilder):
 
         return docker.DockerClient(base_url=url, timeout=120)
 
-    def _remove_task_container(self, client: Any, task: dict[str, Any]) -> None:
+    def _remove_task_container(self, client: Any, own_node: str, task: dict[str, Any]) -> None:
         """Remove the task's container: a finished job's stays on its node after the
         service is gone (a running one is removed with the service)."""
         container_id = (task.get("Status", {}).get("ContainerStatus") or {}).get("ContainerID")
         if not container_id:
             return
         with contextlib.suppress(Exception):  # gone already, or its node unreachable: gc
-            engine = self._node_engine(client, task["NodeID"], None)
+            engine = self._node_engine(client, own_node, task["NodeID"], None)
             engine.containers.get(container_id).remove(force=True)
 
     @staticmethod
