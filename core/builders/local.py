@@ -69,9 +69,7 @@ class SpareWorker:
             process.stdin.write(json.dumps([str(job_file), str(out)]) + "\n")
             process.stdin.close()
         except OSError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            _kill(process)
             return None
         return process
 
@@ -80,12 +78,17 @@ class SpareWorker:
         was refused): it holds nothing yet, so it is killed rather than waited for."""
         process, self.process = self.process, None
         if process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            for pipe in (process.stdin, process.stdout):
-                with contextlib.suppress(OSError):
-                    pipe.close()
+            _kill(process)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    """SIGKILL a worker's process group, reap it and close our ends of its pipes."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    for pipe in (process.stdin, process.stdout):
+        with contextlib.suppress(OSError):
+            pipe.close()
 
 
 class LocalBuilder(Builder):
