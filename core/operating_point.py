@@ -62,18 +62,25 @@ class ThresholdPolicy:
 
     def meaning(self) -> str:
         """One sentence a data scientist reads next to the threshold."""
-        return {
-            "f1": "the threshold with the best F1 on the training data",
-            "balanced-accuracy": "the threshold with the best balanced accuracy on the "
-            "training data",
-            "cost": f"the threshold with the lowest cost on the training data, a missed pizza "
-            f"costing {self.cost_fn:g} and a false promise {self.cost_fp:g}",
-            "recall": f"the most precise threshold that still finds {self.value:.0%} of the "
-            "pizzas on the training data",
-            "precision": f"the threshold that finds the most pizzas while {self.value:.0%} of "
-            "its predicted pizzas are right on the training data",
-            "fixed": f"a fixed threshold of {self.value:g}, not tuned",
-        }[self.kind]
+        if self.kind == "cost":
+            return (
+                f"the threshold with the lowest cost on the training data, a missed pizza "
+                f"costing {self.cost_fn:g} and a false promise {self.cost_fp:g}"
+            )
+        if self.kind == "recall":
+            return (
+                f"the most precise threshold that still finds {self.value:.0%} of the pizzas "
+                "on the training data"
+            )
+        if self.kind == "precision":
+            return (
+                f"the threshold that finds the most pizzas while {self.value:.0%} of its "
+                "predicted pizzas are right on the training data"
+            )
+        if self.kind == "fixed":
+            return f"a fixed threshold of {self.value:g}, not tuned"
+        metric = "F1" if self.kind == "f1" else "balanced accuracy"
+        return f"the threshold with the best {metric} on the training data"
 
 
 def _number(text: str, what: str, low: float, high: float) -> float:
