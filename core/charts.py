@@ -36,9 +36,10 @@ def confusion_frame(label: str, matrix: dict[str, int], normalize: bool) -> pd.D
 
 
 def confusion_heatmap(
-    label: str, matrix: dict[str, int], normalize: bool = False
+    label: str, matrix: dict[str, int], normalize: bool = False, subtitle: str | None = None
 ) -> alt.LayerChart:
-    """One version's confusion matrix as a heatmap with the numbers written in."""
+    """One version's confusion matrix as a heatmap with the numbers written in; `subtitle`
+    says at which threshold its decisions were taken."""
     frame = confusion_frame(label, matrix, normalize)
     base = alt.Chart(frame).encode(
         x=alt.X(
@@ -59,7 +60,8 @@ def confusion_heatmap(
         text=alt.Text("value:Q", format=fmt),
         color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("black")),
     )
-    return (heat + text).properties(title=label, height=200)
+    title = alt.TitleParams(label, subtitle=subtitle) if subtitle else label
+    return (heat + text).properties(title=title, height=200)
 
 
 def rates_bars(rows: list[dict[str, Any]]) -> alt.Chart:

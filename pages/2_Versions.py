@@ -234,8 +234,8 @@ with overview:
             st.warning(warning)
         left, right = st.columns([1, 1])
         normalize = left.toggle("Row-normalised", key="cm-normalize")
-        title = f"v{row.version} at threshold {row.threshold:.3g} ({policy})"
-        chart(left, charts.confusion_heatmap(title, m["confusion_matrix"], normalize))
+        title, at = f"v{row.version}", f"at threshold {row.threshold:.3g} ({policy})"
+        chart(left, charts.confusion_heatmap(title, m["confusion_matrix"], normalize, at))
         right.markdown("**Parameters**")
         right.json(row.params)
         details = registry.details(row.id)

@@ -249,8 +249,8 @@ for start in range(0, len(rows), 2):  # two per row: axis labels never overlap
     for col, row, at, matrix in zip(
         cols, rows[start : start + 2], shown_points, matrices, strict=False
     ):
-        title = f"{label(row, aliases)} at {at['threshold_label']}"
-        chart(col, charts.confusion_heatmap(title[:90], matrix, normalize))
+        at_words = f"at {at['threshold_label']}"
+        chart(col, charts.confusion_heatmap(label(row, aliases), matrix, normalize, at_words))
 
 left, middle, right, far = st.columns(4)
 left.markdown("**False positive and false negative rates**")

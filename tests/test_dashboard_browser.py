@@ -270,17 +270,23 @@ def test_a_new_user_goes_from_the_sample_to_real_data(
     assert "train.json.zip (data folder)" in main
     screenshot(page, shots / "home.png")
 
-    # Compare the two real-data versions: a verdict in plain words
-    open_page(page, f"{server}/Compare?v={first.version},{second.version}", "Who won")
+    # Compare the two real-data versions at equal false positive rate (from the address):
+    # a verdict in plain words that names the point, both matrices taken there
+    pair = f"v={first.version},{second.version}"
+    open_page(page, f"{server}/Compare?{pair}&at=fpr%3D0.2", "Who won")
     verdict = page.get_by_text(re.compile(r"is better than|No clear difference")).first
     verdict.wait_for()
     said = verdict.inner_text()
     assert f"v{first.version}" in said and f"v{second.version}" in said, said
     assert f"of {first.metrics['n']} requests, McNemar p =" in said, said
+    assert "at equal false positive rate 0.2 (thresholds " in said, said
+    page.get_by_text("Equal false positive rate").first.wait_for()
     shown = f"v{first.version} by held-out 20% split, {first.metrics['n']:,} requests"
     page.get_by_text(shown).first.wait_for()
     charts = page.locator('[data-testid="stVegaLiteChart"]')
     charts.nth(5).locator("svg, canvas").first.wait_for()
+    matrices = " ".join(charts.nth(i).text_content() or "" for i in range(2))
+    assert matrices.count("(not its own") == 2, matrices  # each matrix names its threshold
     screenshot(page, shots / "compare.png")
 
     # Try: the explanation adds up to the probability shown

@@ -39,7 +39,7 @@ from tests.test_dashboard_apptest import (
     HOME,
     VERSIONS,
     by_label,
-    chart_titles,
+    charts,
     page,
     run,
     texts,
@@ -381,8 +381,8 @@ def test_versions_home_and_compare_show_operating_points(three: list[dict]) -> N
     run(at)
     assert at.query_params["at"] == "fpr=0.2"
     assert any("equal false positive rate 0.2" in m for m in texts(at.markdown))
-    titles = [t for t in chart_titles(at) if t and t.startswith("v")]
-    assert len(titles) == 2 and all("(not its own" in t for t in titles), titles
+    subtitles = [s["title"]["subtitle"] for s in charts(at) if isinstance(s.get("title"), dict)]
+    assert len(subtitles) == 2 and all("(not its own" in s for s in subtitles), subtitles
     metrics = at.dataframe[0].value
     fprs = metrics.loc[metrics["metric"] == "False positive rate", ["v1", "v2"]].iloc[0]
     assert all(0.15 < f <= 0.2 for f in fprs)
