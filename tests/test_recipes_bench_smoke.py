@@ -18,6 +18,8 @@ def test_the_recipes_table_has_every_recipe_and_the_cost_of_cross_validation() -
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert re.fullmatch(r"0\.\d{3} ± 0\.\d{3}", cells[1]), line
         assert 0.0 < float(cells[4]) < 0.5  # Brier of real probabilities
+        tuned, at_half = (tuple(map(float, cells[i].split(" / "))) for i in (6, 7))
+        assert all(0.0 <= v <= 1.0 for v in (*tuned, *at_half)), line
         expected = r"— \(baseline\)" if name == "nb-bow" else r"[+-]0\.\d{3} \(.+ to .+\): .+"
         assert re.fullmatch(expected, cells[-1]), line
     assert "over all 400 requests" in done.stdout
