@@ -177,7 +177,7 @@ def bare_fit(data: Path, single_thread: bool = True) -> tuple[float, float, floa
     cpu = time.process_time()
     with threadpool_limits(limits=1) if single_thread else contextlib.nullcontext():
         fit_seconds, _ = timed(
-            lambda: fit_and_evaluate(dataset, RECIPE, params, 42, 0.2, 0.5, log=lambda _: None)
+            lambda: fit_and_evaluate(dataset, RECIPE, params, 42, 0.2, "f1", log=lambda _: None)
         )
     return load_seconds, fit_seconds, time.process_time() - cpu
 

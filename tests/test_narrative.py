@@ -60,7 +60,7 @@ EDGE_RECORDS = {
 @pytest.fixture(scope="module")
 def fitted() -> object:
     dataset = load_dataset(SAMPLE_DATA)
-    return fit_and_evaluate(dataset, "narrative-vote", {}, 0, 0.25, 0.5, log=lambda _: None)
+    return fit_and_evaluate(dataset, "narrative-vote", {}, 0, 0.25, "fixed:0.5", log=lambda _: None)
 
 
 @pytest.mark.parametrize("name", list(EDGE_RECORDS))
@@ -90,7 +90,7 @@ def test_narrative_vote_is_a_soft_vote_that_rebuilds_byte_identically(fitted) ->
     # fresh fits, as a build dumps its pipeline before any prediction
     fits = [
         fit_and_evaluate(
-            load_dataset(SAMPLE_DATA), "narrative-vote", {}, 0, 0.25, 0.5, log=lambda _: None
+            load_dataset(SAMPLE_DATA), "narrative-vote", {}, 0, 0.25, "f1", log=lambda _: None
         )
         for _ in range(2)
     ]

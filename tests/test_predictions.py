@@ -38,7 +38,7 @@ def fitted() -> dict[str, Any]:
     """Every recipe fitted once on the bundled sample (no registry needed)."""
     dataset = load_dataset(SAMPLE)
     return {
-        name: fit_and_evaluate(dataset, name, {}, 42, 0.2, 0.5, log=lambda _: None).pipeline
+        name: fit_and_evaluate(dataset, name, {}, 42, 0.2, "fixed:0.5", log=lambda _: None).pipeline
         for name in RECIPES
     }
 

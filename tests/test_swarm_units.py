@@ -54,7 +54,7 @@ def test_the_job_image_context_holds_the_job_and_the_dataset(tmp_path: Path) -> 
     data.write_bytes(b'{"request_id": "t3_1"}\n')
     job = BuildJob(
         version_id=7, recipe="nb-bow", params={"alpha": 1.0}, data_file=data,
-        data_sha256="ab" * 32, seed=1, test_size=0.2, threshold=0.5,
+        data_sha256="ab" * 32, seed=1, test_size=0.2, threshold_policy="f1",
     )  # fmt: skip
     trainer = "127.0.0.1:5000/altruism-lab/trainer@sha256:" + "0" * 64
     context = _job_context(job, trainer, io.BytesIO())
