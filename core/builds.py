@@ -54,6 +54,7 @@ class TrainRequest:
 
     recipe: str
     params: dict[str, Any] = field(default_factory=dict)
+    recipe_file: dict[str, Any] | None = None  # a team recipe's recorded source (refit)
     data_path: str | Path = SAMPLE_DATA
     seed: int = 42
     test_size: float = 0.2
@@ -144,14 +145,20 @@ def _check_numbers(request: TrainRequest) -> None:
 
 
 def fingerprint(
-    request: TrainRequest, params: dict[str, Any], data_sha256: str, builder: str
+    request: TrainRequest,
+    params: dict[str, Any],
+    data_sha256: str,
+    builder: str,
+    recipe_sha256: str | None = None,
 ) -> str:
     """What makes two builds the same: recipe, params, data, split, code, packages, builder.
 
     "Code" is the content hash of the training code (`core/`, Dockerfile, requirements), not
     the git commit: a commit that only touches docs or tests does not change what a build
     produces, while uncommitted edits to `core/` do. The commit is kept in provenance.
+    A team recipe's source counts by its sha256 (`recipe_sha256`).
     """
+    team = {"recipe_sha256": recipe_sha256} if recipe_sha256 else {}
     refit = {"refit": True} if request.refit_of is not None else {}
     cv = {"cv": request.cv()} if request.cv() else {}
     return version_fingerprint(
@@ -167,6 +174,7 @@ def fingerprint(
         builder=builder,
         **refit,
         **cv,
+        **team,
     )
 
 
@@ -232,17 +240,20 @@ def submitting(
     """`submit`, yielding the submission and the canonical dataset file (until the block
     ends). Without `keep_dataset_now` the caller stores the dataset (`execute` does it
     while the worker trains)."""
-    from core.recipes import get_recipe
+    from core.recipe_files import resolve_request
 
-    recipe = get_recipe(request.recipe)
-    params = recipe.resolve(request.params)
+    recipe, params, recipe_file = resolve_request(
+        request.recipe, request.params, request.recipe_file
+    )
     _check_numbers(request)
     if request.data_kind is not None and request.data_kind not in DATA_KINDS:
         raise BadInput(f"data kind must be one of {', '.join(DATA_KINDS)}")
     data_path = resolve_data_path(request.data_path)
     with scanned(data_path) as (dataset, canonical):
         builder, reason = resolve_backend(request.backend)
-        key = fingerprint(request, params, dataset.sha256, builder)
+        key = fingerprint(
+            request, params, dataset.sha256, builder, recipe_file and recipe_file["sha256"]
+        )
         registry.mark_orphans()  # a dead build is not "in flight": never hand it out
         version, reused = registry.create_or_reuse(
             request.model,
@@ -267,7 +278,8 @@ def submitting(
                     "builder_reason": reason,
                     **({"refit_of": request.refit_of} if request.refit_of is not None else {}),
                     **({"cv": request.cv()} if request.cv() else {}),
-                }
+                },
+                **({"recipe_file": recipe_file} if recipe_file else {}),
             },
         )
         if not reused and keep_dataset_now:  # the version now pins the dataset's digest: store it
@@ -308,6 +320,7 @@ def _job(row: ModelVersion, registry: Registry, data_file: Path) -> BuildJob:
         limits=_limits(row),
         fault=row.provenance.get("request", {}).get("fault"),
         cv=cv_of(row),
+        recipe_file=(row.provenance or {}).get("recipe_file"),
     )
 
 
@@ -409,6 +422,7 @@ def _provenance(
         "evaluate_seconds": round(result["evaluate_seconds"], 4),
         "artifact_store": store.location,
         "request": row.provenance.get("request", {}),
+        **{k: v for k, v in row.provenance.items() if k == "recipe_file"},
         **({"worker": extra} if row.builder == "local" else {row.builder: extra}),
     }
 
@@ -592,6 +606,7 @@ def submit_refit(
         request = TrainRequest(
             recipe=parent.recipe,
             params=dict(parent.params),
+            recipe_file=(parent.provenance or {}).get("recipe_file"),
             data_path=dataset_file(parent, store, Path(tmp)),
             seed=parent.split_seed,
             test_size=parent.split_test_size,
