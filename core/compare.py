@@ -8,6 +8,7 @@ import numpy as np
 
 from core.errors import BadInput
 from core.evaluate import paired_comparison
+from core.recipe_files import source_diffs
 from core.registry import Registry
 from core.schema import READY, ModelVersion
 
@@ -53,6 +54,7 @@ def _get(mapping: dict[str, Any] | None, dotted: str) -> Any:
 
 PROVENANCE_FIELDS = {
     "recipe": lambda v: v.recipe,
+    "recipe_sha256": lambda v: _get(v.provenance, "recipe_file.sha256"),
     "params": lambda v: v.params,
     "threshold": lambda v: v.threshold,
     "builder": lambda v: v.builder,
@@ -211,6 +213,7 @@ def compare(
         "not_comparable": not_comparable,
         "notes": refit_notes(rows),
         "provenance_diff": provenance_diff(rows),
+        "recipe_diffs": source_diffs(rows),
     }
 
 

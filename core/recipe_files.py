@@ -247,10 +247,10 @@ def recipe_of(source: RecipeSource) -> Recipe:
     build = getattr(module, "pipeline", None)
     if not callable(build):
         raise BadInput(f"recipe {source.filename}: defines no function pipeline(params)")
-    doc = (module.__doc__ or "").strip().splitlines()
+    doc = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
     recipe = Recipe(
         source.name,
-        doc[0] if doc else f"team recipe ({Path(source.path).name})",
+        doc or f"team recipe ({Path(source.path).name})",
         declared_params(source, module),
         _checked(source, build),
         linear=False,
@@ -363,3 +363,25 @@ def resolve_request(
         return recipe, resolved, None
     recipe.pipeline(resolved)
     return recipe, resolved, recipe.source.record(list(recipe.requirements))
+
+
+def source_diffs(rows: list[Any]) -> list[dict[str, Any]]:
+    """Unified diffs of the recipe sources of versions that differ from the first (the
+    baseline), for versions where either is a team recipe."""
+    import difflib
+
+    def recorded(row: Any) -> dict[str, Any]:
+        return (row.provenance or {}).get("recipe_file") or {}
+
+    first, out = rows[0], []
+    for other in rows[1:]:
+        a, b = recorded(first), recorded(other)
+        if (a or b) and a.get("sha256") != b.get("sha256"):
+            lines = difflib.unified_diff(
+                (a.get("source") or "").splitlines(keepends=True),
+                (b.get("source") or "").splitlines(keepends=True),
+                fromfile=f"v{first.version} {first.recipe}",
+                tofile=f"v{other.version} {other.recipe}",
+            )
+            out.append({"first": first.version, "second": other.version, "diff": "".join(lines)})
+    return out
