@@ -334,7 +334,9 @@ def listing() -> list[dict[str, Any]]:
             entry["error"] = f"{path.name} has the name of a built-in recipe and is ignored"
         else:
             try:
-                entry["recipe"] = recipe_of(read_source(path))
+                recipe = recipe_of(read_source(path))
+                recipe.pipeline(recipe.resolve({}))  # with its defaults: predict_proba?
+                entry["recipe"] = recipe
             except BadInput as exc:
                 entry["error"] = str(exc)
         out.append(entry)
