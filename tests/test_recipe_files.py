@@ -249,3 +249,26 @@ def test_recipe_requirements_are_checked_and_key_the_image(recipe_dir: Path) -> 
         (recipe_dir / "evil.py").write_text(RECIPE + f"\nrequirements = [{bad!r}]\n")
         with pytest.raises(BadInput, match="not a plain specifier"):
             team_recipe("evil")
+
+
+def test_export_and_import_carry_the_source(
+    recipe_dir: Path, registry: Registry, tmp_path: Path
+) -> None:
+    (recipe_dir / "good.py").write_text(RECIPE)
+    row, _ = train(registry, "good")
+    archive = tmp_path / "good.zip"
+    done = run_cli("export", str(row.version), "-o", str(archive))
+    assert done.returncode == 0, done.stderr
+    (recipe_dir / "good.py").unlink()
+    other = tmp_path / "other"
+    env = {
+        "REGISTRY_URL": f"sqlite:///{other / 'registry.db'}",
+        "ARTIFACT_ROOT": str(other / "artifacts"),
+    }
+    done = run_cli("import", str(archive), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    done = run_cli("show", "latest", "--json", env=env)
+    recorded = json.loads(done.stdout)["provenance"]["recipe_file"]
+    assert recorded["sha256"] == sha256(RECIPE) and recorded["source"] == RECIPE
+    done = run_cli("predict", "latest", "--title", TITLE, "--text", TEXT, "--json", env=env)
+    assert done.returncode == 0, done.stderr
