@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core import builds
+from core.artifacts import open_store
 from core.errors import BadInput
 from core.predict import load_model, make_request, predict_proba
 from core.registry import Registry
@@ -147,6 +148,10 @@ def test_notebook_recipe_tagged_cells_edit_reuse_and_reproduce_after_delete(
     path.unlink()
     result = builds.reproduce(registry.get_by_id(first.id), registry)
     assert result["identical"], result
+    refit = builds.submit_refit(registry.get_by_id(first.id), registry, backend="local")
+    refitted = builds.run_submission(refit, registry, open_store())
+    assert refitted.status == READY, refitted.error
+    assert refitted.provenance["recipe_file"]["sha256"] == recorded["sha256"]
     # a fresh process, the file gone: the pickled custom class loads from the recorded source
     done = run_cli("predict", str(first.version), "--title", TITLE, "--text", TEXT, "--json")
     assert done.returncode == 0, done.stderr
@@ -272,3 +277,35 @@ def test_export_and_import_carry_the_source(
     assert recorded["sha256"] == sha256(RECIPE) and recorded["source"] == RECIPE
     done = run_cli("predict", "latest", "--title", TITLE, "--text", TEXT, "--json", env=env)
     assert done.returncode == 0, done.stderr
+
+
+def test_dashboard_lists_team_recipes_shows_source_and_diff(
+    recipe_dir: Path, registry: Registry
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    def page(path: str, **query: str) -> AppTest:
+        at = AppTest.from_file(str(ROOT / path), default_timeout=60)
+        at.query_params.update(query)
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        return at
+
+    (recipe_dir / "good.py").write_text(RECIPE)
+    (recipe_dir / "broken.py").write_text(BAD["syntax"][0])
+    at = page("pages/1_Build.py")
+    recipe = next(w for w in at.selectbox if w.label == "Recipe")
+    assert "good" in recipe.options[-1] and "team" in recipe.options[-1]
+    assert "broken" not in " ".join(recipe.options)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "broken" in warnings and "line 23" in warnings and "Traceback" not in warnings
+
+    first, _ = train(registry, "good")
+    (recipe_dir / "good.py").write_text(RECIPE.replace("/ 1000.0", "/ 10.0"))
+    second, _ = train(registry, "good")
+    at = page("pages/2_Versions.py", v=str(first.version))
+    assert any(c.value.strip() == RECIPE.strip() for c in at.code)
+    at = page("pages/3_Compare.py", v=f"{first.version},{second.version}")
+    diffs = [c.value for c in at.code if c.language == "diff"]
+    assert diffs and "-        return np.array([[len(str(t)) / 1000.0]" in diffs[0]
+    assert "+        return np.array([[len(str(t)) / 10.0]" in diffs[0]
