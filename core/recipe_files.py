@@ -181,7 +181,7 @@ def load_module(recipe: RecipeSource) -> ModuleType:
         raise BadInput(
             f"recipe {recipe.filename}, line {exc.lineno}: syntax error: {exc.msg}"
         ) from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a recipe calling exit() is broken too
         sys.modules.pop(recipe.module_name, None)
         raise BadInput(f"recipe {recipe.filename}: {blame(exc, recipe)}") from None
     return module
@@ -308,7 +308,7 @@ def _checked(source: RecipeSource, build: Any) -> Any:
     def pipeline(params: dict[str, Any]) -> Any:
         try:
             estimator = build(dict(params))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise BadInput(
                 f"recipe {source.filename}: pipeline(params) failed at {blame(exc, source)}"
             ) from None

@@ -6,6 +6,7 @@ bad-recipe tests use the local builder (the same worker, and the same job carryi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -168,6 +169,11 @@ def test_example_recipe_builds_and_lists_as_team(
     assert row.provenance["recipe_file"]["sha256"] == sha256(source)
     assert 0.0 < predicts(row) < 1.0
     assert type(load_model(row).steps[0][1].transformers_[1][1]).__name__ == "CueCounts"
+    from core.modelcard import model_card, model_card_markdown
+
+    card = model_card(row, registry)
+    assert card["recipe_file"]["source"] == source
+    assert sha256(source) in model_card_markdown(card) and "class CueCounts" in str(card)
     done = run_cli("recipes", "--json")
     kinds = {r["name"]: r["kind"] for r in json.loads(done.stdout)}
     assert kinds["sgd-words"] == "team" and kinds["nb-bow"] == "built-in"
@@ -309,3 +315,32 @@ def test_dashboard_lists_team_recipes_shows_source_and_diff(
     diffs = [c.value for c in at.code if c.language == "diff"]
     assert diffs and "-        return np.array([[len(str(t)) / 1000.0]" in diffs[0]
     assert "+        return np.array([[len(str(t)) / 10.0]" in diffs[0]
+
+
+@pytest.mark.docker
+def test_recipe_requirements_build_one_image_reused_until_they_change(
+    recipe_dir: Path, registry: Registry
+) -> None:
+    import docker
+
+    pin = next(
+        line.strip()
+        for line in (ROOT / "requirements-trainer.txt").read_text().splitlines()
+        if line.startswith("joblib==")
+    )  # already in the trainer: pip needs nothing from the index
+    path = recipe_dir / "needs.py"
+    path.write_text(RECIPE + f"\nrequirements = [{pin!r}]\n")
+    first, _ = train(registry, "needs", backend="docker")
+    image_id = first.provenance["docker"]["image_id"]
+    try:
+        assert first.status == READY, first.error
+        assert first.provenance["recipe_file"]["requirements"] == [pin]
+        assert first.provenance["docker"]["recipe_requirements"] == pin
+        path.write_text(RECIPE.replace("1000.0", "999.0") + f"\nrequirements = [{pin!r}]\n")
+        second, _ = train(registry, "needs", backend="docker")
+        assert second.status == READY and second.id != first.id
+        assert second.provenance["docker"]["image_id"] == image_id  # same requirements
+        assert second.provenance["docker"]["image_reused"] is True
+    finally:
+        with contextlib.suppress(Exception):
+            docker.from_env().images.remove(image_id, force=True)
