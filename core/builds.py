@@ -35,6 +35,7 @@ from core.builders import Builder, BuildJob, BuildLimits, BuildLog, get_builder,
 from core.config import DEFAULT_MODEL, PROJECT_ROOT, SAMPLE_DATA, settings
 from core.dataset import Dataset, scan_dataset
 from core.errors import AltruismError, BadInput, BuildCancelled, NotFound
+from core.operating_point import DEFAULT_POLICY, parse_policy, policy_label
 from core.provenance import code_fingerprint, environment, git_state
 from core.registry import Registry
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY, ModelVersion
@@ -58,7 +59,7 @@ class TrainRequest:
     data_path: str | Path = SAMPLE_DATA
     seed: int = 42
     test_size: float = 0.2
-    threshold: float = 0.5
+    threshold_policy: str = DEFAULT_POLICY  # how the decision threshold is chosen
     model: str = DEFAULT_MODEL
     backend: str = "auto"
     force: bool = False
@@ -129,7 +130,6 @@ def _check_numbers(request: TrainRequest) -> None:
         raise BadInput(f"seed must be an integer in [0, 2^32), got {request.seed!r}")
     checks = (
         ("test size", request.test_size, 0.05, 0.5),
-        ("threshold", request.threshold, 1e-6, 1 - 1e-6),
         ("timeout (seconds)", request.timeout_s, 1, 86_400),
         ("cpus", request.cpus, 0.1, 64),
     )
@@ -144,11 +144,22 @@ def _check_numbers(request: TrainRequest) -> None:
         parse_memory(request.memory)
 
 
+def operating_choice(request: TrainRequest, registry: Registry) -> tuple[float, str]:
+    """(threshold until the build says, policy label) of a request. A refit keeps its
+    parent's threshold and policy: it carries the parent's evaluation."""
+    if request.refit_of is not None:
+        parent = registry.get_by_id(request.refit_of)
+        return parent.threshold, policy_label(parent.metrics, parent.threshold)
+    policy = parse_policy(request.threshold_policy)
+    return (policy.value if policy.kind == "fixed" else 0.5), policy.label
+
+
 def fingerprint(
     request: TrainRequest,
     params: dict[str, Any],
     data_sha256: str,
     builder: str,
+    operating: tuple[float, str] | None = None,
     recipe_sha256: str | None = None,
 ) -> str:
     """What makes two builds the same: recipe, params, data, split, code, packages, builder.
@@ -159,7 +170,8 @@ def fingerprint(
     A team recipe's source counts by its sha256 (`recipe_sha256`).
     """
     team = {"recipe_sha256": recipe_sha256} if recipe_sha256 else {}
-    refit = {"refit": True} if request.refit_of is not None else {}
+    threshold, label = operating or (0.5, parse_policy(request.threshold_policy).label)
+    refit = {"refit": True, "threshold": threshold} if request.refit_of is not None else {}
     cv = {"cv": request.cv()} if request.cv() else {}
     return version_fingerprint(
         model=request.model,
@@ -168,7 +180,7 @@ def fingerprint(
         data_sha256=data_sha256,
         seed=request.seed,
         test_size=float(request.test_size),
-        threshold=float(request.threshold),
+        threshold_policy=label,
         code=code_fingerprint(),
         packages=environment()["packages"],
         builder=builder,
@@ -246,13 +258,19 @@ def submitting(
         request.recipe, request.params, request.recipe_file
     )
     _check_numbers(request)
+    operating = operating_choice(request, registry)
     if request.data_kind is not None and request.data_kind not in DATA_KINDS:
         raise BadInput(f"data kind must be one of {', '.join(DATA_KINDS)}")
     data_path = resolve_data_path(request.data_path)
     with scanned(data_path) as (dataset, canonical):
         builder, reason = resolve_backend(request.backend)
         key = fingerprint(
-            request, params, dataset.sha256, builder, recipe_file and recipe_file["sha256"]
+            request,
+            params,
+            dataset.sha256,
+            builder,
+            operating,
+            recipe_sha256=recipe_file and recipe_file["sha256"],
         )
         registry.mark_orphans()  # a dead build is not "in flight": never hand it out
         version, reused = registry.create_or_reuse(
@@ -260,7 +278,8 @@ def submitting(
             in_flight_only=request.force,  # even a forced rebuild joins an identical one running
             recipe=recipe.name,
             params=params,
-            threshold=float(request.threshold),
+            threshold=operating[0],  # a tuned policy's threshold is set when the build ends
+            threshold_policy=operating[1],
             builder=builder,
             fingerprint=key,
             data_path=str(data_path),
@@ -316,7 +335,7 @@ def _job(row: ModelVersion, registry: Registry, data_file: Path) -> BuildJob:
         data_sha256=row.data_sha256,
         seed=row.split_seed,
         test_size=0.0 if refit_parent_id(row) else row.split_test_size,
-        threshold=row.threshold,
+        threshold_policy=row.threshold_policy or DEFAULT_POLICY,
         limits=_limits(row),
         fault=row.provenance.get("request", {}).get("fault"),
         cv=cv_of(row),
@@ -411,7 +430,8 @@ def _provenance(
         },
         "recipe": row.recipe,
         "params": row.params,
-        "threshold": row.threshold,
+        "threshold": result["metrics"].get("threshold", row.threshold),
+        "threshold_policy": row.threshold_policy,
         "python": env["python"],
         "platform": env["platform"],
         "packages": env["packages"],
@@ -610,7 +630,6 @@ def submit_refit(
             data_path=dataset_file(parent, store, Path(tmp)),
             seed=parent.split_seed,
             test_size=parent.split_test_size,
-            threshold=parent.threshold,
             model=parent.model.name,
             backend=backend,
             data_name=parent.data_name,

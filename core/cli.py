@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import DEFAULT_MODEL, SAMPLE_DATA
 from core.errors import AltruismError, BadInput
+from core.operating_point import DEFAULT_POLICY, POLICY_HELP
 
 if TYPE_CHECKING:
     from core.registry import Registry
@@ -86,9 +87,11 @@ LIST_HEADERS = [
     "roc_auc",
     "fpr",
     "fnr",
+    "threshold",
     "builder",
     "data",
     "aliases",
+    "flags",
 ]
 
 
@@ -101,10 +104,20 @@ def _version_row(v: dict[str, Any]) -> list[Any]:
         m.get("roc_auc"),
         m.get("fpr"),
         m.get("fnr"),
+        _operating_point(v),
         v["builder"],
         v.get("data_name") or (v.get("data_sha256") or "")[:10],
         ",".join(v.get("aliases") or []),
+        ",".join(v.get("flags") or []),
     ]
+
+
+def _operating_point(v: dict[str, Any]) -> str:
+    """`0.27 (f1)`: the threshold and its policy; only the policy until a build sets it."""
+    policy = v.get("threshold_policy") or ""
+    if v.get("status") in ("queued", "running") and not policy.startswith("fixed"):
+        return policy
+    return f"{v.get('threshold', 0.5):g} ({policy.replace(' (before operating points)', '*')})"
 
 
 def _version_rows(versions: Iterable[dict[str, Any]]) -> str:
@@ -156,7 +169,7 @@ def _train_request(args: argparse.Namespace) -> Any:
         data_path=args.data,
         seed=args.seed,
         test_size=args.test_size,
-        threshold=args.threshold,
+        threshold_policy=_threshold_policy(args),
         model=args.model,
         backend=args.backend,
         force=args.force,
@@ -166,6 +179,17 @@ def _train_request(args: argparse.Namespace) -> Any:
         cv_folds=args.cv,
         cv_repeats=args.cv_repeats,
     )
+
+
+def _threshold_policy(args: argparse.Namespace) -> str:
+    """--threshold-policy, or --threshold T as a short form of fixed:T (not both)."""
+    if args.threshold is None:
+        return args.threshold_policy or DEFAULT_POLICY
+    if args.threshold_policy is not None:
+        raise BadInput("give --threshold-policy or --threshold (= fixed:T), not both")
+    if not 0 < args.threshold < 1:
+        raise BadInput(f"threshold must be between 0 and 1 (exclusive), got {args.threshold:g}")
+    return f"fixed:{args.threshold!r}"
 
 
 def _sweep(args: argparse.Namespace) -> Any:
@@ -354,14 +378,22 @@ def cmd_show(args: argparse.Namespace) -> Any:
     return out
 
 
+def _flag_warnings(v: dict[str, Any]) -> list[str]:
+    from core.operating_point import flag_warning
+
+    warning = flag_warning(v["version"], v.get("metrics")) if v.get("flags") else None
+    return [warning] if warning else []
+
+
 def render_show(v: dict[str, Any]) -> str:
     lines = [_version_rows([v]), "", f"params:     {json.dumps(v['params'])}"]
     if v["metrics"]:
         cm = v["metrics"]["confusion_matrix"]
         lines.append(
             f"confusion:  tn {cm['tn']}  fp {cm['fp']}  fn {cm['fn']}  tp {cm['tp']} "
-            f"(threshold {v['threshold']})"
+            f"(threshold {v['threshold']:g}, policy {v['threshold_policy']})"
         )
+    lines += [f"warning:    {w}" for w in _flag_warnings(v)]
     lines.append(f"data:       {v.get('data_name')} ({v.get('data_kind')}) {v['data_sha256']}")
     if v.get("imported"):
         lines.append("imported:   yes (from an archive; never reused for a train request)")
@@ -412,10 +444,12 @@ def _ascii_float(text: str) -> float:
 
 def cmd_compare(args: argparse.Namespace) -> Any:
     from core import compare
+    from core.operating_point import parse_at
 
     registry = open_registry()
+    point = parse_at(args.at)
     rows = [registry.resolve(ref, args.model) for ref in args.versions]
-    result = compare.compare(rows, registry, n_resamples=args.resamples)
+    result = compare.compare(rows, registry, n_resamples=args.resamples, at=point)
     if not result["paired"]:
         raise BadInput(
             f"refused: not comparable: {result['reason']}; train both with the same data, "
@@ -431,8 +465,13 @@ def render_compare(result: dict[str, Any]) -> str:
         *(f"Δ v{n}" for n in result["versions"][1:]),
     ]
     rows = [[m["metric"], *m["values"], *m["deltas"][1:]] for m in result["metrics"]]
-    lines = [table(headers, rows), ""]
-    lines += [f"v{e['version']}: {e['label']}" for e in result["evaluations"]]
+    point = result["operating_point"]
+    lines = [f"at {point['label']}:", table(headers, rows), ""]
+    lines += [
+        f"v{e['version']}: {e['label']}; threshold {t['threshold_label']}"
+        for e, t in zip(result["evaluations"], point["versions"], strict=True)
+    ]
+    lines += result["warnings"]
     for p in result["paired"]:
         lines.append(f"{p['verdict']} ({p['bootstrap_resamples']} paired bootstrap resamples)")
     if result["not_comparable"]:
@@ -514,17 +553,25 @@ def cmd_evaluate(args: argparse.Namespace) -> Any:
     from core import predict
     from core.dataset import load_dataset
     from core.evaluate import classification_metrics
+    from core.operating_point import flags_of, policy_label
 
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise BadInput(f"threshold must be between 0 and 1 (exclusive), got {args.threshold:g}")
     registry = open_registry()
     row = registry.resolve(args.version, args.model)
     dataset = load_dataset(args.data, for_training=False)  # one-class files can be scored
     model = predict.load_model(row, _store())
     probabilities = predict.predict_proba(model, dataset.records)
     labels = [int(r["requester_received_pizza"]) for r in dataset.records]
+    given = args.threshold is not None
+    threshold = args.threshold if given else row.threshold
+    policy = "given with --threshold" if given else policy_label(row.metrics, row.threshold)
+    metrics = classification_metrics(labels, probabilities, threshold)
     return {
         "version": row.version,
         "data": dataset.summary(),
-        "metrics": classification_metrics(labels, probabilities, row.threshold),
+        "metrics": metrics | {"threshold_policy": policy},
+        "flags": flags_of(metrics),
     }
 
 
@@ -688,7 +735,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--cv-repeats", type=_bounded_int(1, 10), default=1, metavar="R", help="repeat the K folds"
     )
-    train.add_argument("--threshold", type=_ascii_float, default=0.5)
+    train.add_argument(
+        "--threshold-policy", metavar="POLICY", help=POLICY_HELP + "; see docs/design.md"
+    )
+    train.add_argument(
+        "--threshold", type=_ascii_float, metavar="T", help="short for --threshold-policy fixed:T"
+    )
     train.add_argument("--backend", default="auto", help="auto (default), docker, local or swarm")
     train.add_argument("--force", action="store_true", help="retrain even if identical")
     train.add_argument("--detach", action="store_true", help="build in the background")
@@ -747,6 +799,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=2000,
         help="bootstrap resamples (100-100,000)",
     )
+    comp.add_argument(
+        "--at",
+        metavar="POINT",
+        help="where threshold-dependent figures are taken: own (each version's threshold, "
+        "the default), fpr=0.2 (equal false positive rate), flagged=0.3 (equal share of "
+        "requests predicted to get a pizza) or threshold=0.4",
+    )
 
     pred = verb("predict", cmd_predict, render_predict, "score requests with a version")
     pred.add_argument("version")
@@ -768,6 +827,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = verb("evaluate", cmd_evaluate, render_metrics, "metrics on another labelled file")
     ev.add_argument("version")
     ev.add_argument("--data", required=True)
+    ev.add_argument(
+        "--threshold",
+        type=_ascii_float,
+        metavar="T",
+        help="decide at T instead of the version's own threshold (its operating point)",
+    )
 
     rep = verb("reproduce", cmd_reproduce, None, "rebuild a version and compare")
     rep.add_argument("version")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from core.errors import BadInput
-from core.evaluate import paired_comparison
+from core.evaluate import classification_metrics, paired_comparison
+from core.operating_point import (
+    CommonPoint,
+    flag_warning,
+    flags_of,
+    policy_label,
+    row_thresholds,
+    threshold_for,
+    threshold_words,
+)
 from core.recipe_files import source_diffs
 from core.registry import Registry
 from core.schema import READY, ModelVersion
@@ -57,6 +67,7 @@ PROVENANCE_FIELDS = {
     "recipe_sha256": lambda v: _get(v.provenance, "recipe_file.sha256"),
     "params": lambda v: v.params,
     "threshold": lambda v: v.threshold,
+    "threshold_policy": lambda v: policy_label(v.metrics, v.threshold),
     "builder": lambda v: v.builder,
     "data_sha256": lambda v: v.data_sha256,
     "data_rows": lambda v: _get(v.provenance, "data_rows"),
@@ -119,12 +130,13 @@ def fold_spread_of(row: ModelVersion, metric: str = "roc_auc") -> tuple[float, f
     return (spread["mean"], spread["sd"]) if spread else None
 
 
-def metrics_table(rows: list[ModelVersion]) -> list[dict[str, Any]]:
-    """One row per metric: each version's value and its delta against the first version."""
+def metrics_table(metrics: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """One row per metric: each version's value and its delta against the first version
+    (None where either is undefined)."""
     table = []
     for name in METRICS + CONFUSION:
         key = f"confusion_matrix.{name}" if name in CONFUSION else name
-        values = [_get(v.metrics, key) for v in rows]
+        values = [_get(m, key) for m in metrics]
         base = values[0]
         deltas = [None if base is None or value is None else value - base for value in values]
         table.append(
@@ -153,19 +165,75 @@ def provenance_diff(rows: list[ModelVersion]) -> list[dict[str, Any]]:
     return out
 
 
-def _aligned(registry: Registry, first: ModelVersion, other: ModelVersion):
-    a, b = registry.details(first.id), registry.details(other.id)
+def _aligned(first: VersionPoint, other: VersionPoint):
+    """Labels, both versions' probabilities and decision thresholds on the first's order."""
+    a, b = first.details, other.details
     index_b = {rid: i for i, rid in enumerate(b.test_ids)}
     order = [index_b[rid] for rid in a.test_ids]
     return (
         np.asarray(a.test_labels),
         np.asarray(a.test_probabilities),
         np.asarray(b.test_probabilities)[order],
+        first.cut,
+        other.cut[order],
     )
 
 
+@dataclass
+class VersionPoint:
+    """One version at the compared operating point: its stored predictions, the threshold
+    each was decided at, and the threshold-dependent metrics there."""
+
+    row: ModelVersion
+    details: Any
+    cut: np.ndarray  # per stored prediction
+    metrics: dict[str, Any]
+    threshold_label: str
+
+    def describe(self) -> dict[str, Any]:
+        cut = np.unique(self.cut)
+        return {
+            "version": self.row.version,
+            "threshold": float(cut[0]) if len(cut) == 1 else None,
+            "threshold_label": self.threshold_label,
+            "policy": policy_label(self.row.metrics, self.row.threshold),
+            "flags": flags_of(self.metrics),
+        }
+
+
+def _version_point(row: ModelVersion, registry: Registry, point: CommonPoint) -> VersionPoint:
+    details = registry.details(row.id)
+    if details is None or not details.test_ids:
+        raise BadInput(f"version {row.version} has no stored test predictions to compare")
+    if point.mode == "own":
+        cut = row_thresholds(row, details)
+        return VersionPoint(row, details, cut, dict(row.metrics or {}), threshold_words(row))
+    labels, probabilities = details.test_labels, details.test_probabilities
+    threshold = threshold_for(point, labels, probabilities)
+    metrics = classification_metrics(labels, probabilities, threshold)
+    own = f"its own {row.threshold:g}"
+    return VersionPoint(
+        row, details, np.full(len(labels), threshold), metrics, f"{threshold:g} (not {own})"
+    )
+
+
+def _warnings(points: list[VersionPoint]) -> list[str]:
+    return [
+        warning
+        for p in points
+        if (
+            warning := flag_warning(
+                p.row.version, p.metrics | {"threshold": p.describe()["threshold"]}
+            )
+        )
+    ]
+
+
 def compare(
-    rows: list[ModelVersion], registry: Registry, n_resamples: int = 2000
+    rows: list[ModelVersion],
+    registry: Registry,
+    n_resamples: int = 2000,
+    at: CommonPoint | None = None,
 ) -> dict[str, Any]:
     """Everything the CLI and the Compare page show for these versions."""
     if not 2 <= len(rows) <= 4:
@@ -185,22 +253,22 @@ def compare(
         for b in rows[i + 1 :]
         if not can_pair(a, b)
     ]
+    point = at or CommonPoint()
+    points = [_version_point(row, registry, point) for row in rows]
     paired = []
-    for j, other in enumerate(rows[1:], start=1):
+    for j, other in enumerate(points[1:], start=1):
         # against the baseline; else against the first earlier version sharing its test set
-        first = next((a for a in rows[:j] if can_pair(a, other)), None)
+        first = next((a for a in points[:j] if can_pair(a.row, other.row)), None)
         if first is None:
             continue
-        y, p_first, p_other = _aligned(registry, first, other)
-        pair = {"first": first.version, "second": other.version}
+        y, p_first, p_other, cut_first, cut_other = _aligned(first, other)
+        pair = {"first": first.row.version, "second": other.row.version}
         pair.update(
-            paired_comparison(
-                y, p_first, p_other, first.threshold, other.threshold, n_resamples=n_resamples
-            ),
+            paired_comparison(y, p_first, p_other, cut_first, cut_other, n_resamples=n_resamples),
             n=len(y),
             positives=int(np.sum(y)),
         )
-        pair["verdict"] = pair_verdict(pair, first.threshold, other.threshold)
+        pair["verdict"] = pair_verdict(pair, _at_words(point, first, other))
         paired.append(pair)
     comparable = not not_comparable
     return {
@@ -208,7 +276,15 @@ def compare(
         "comparable": comparable,
         "reason": None if comparable else _reason(rows),
         "evaluations": [evaluation_of(v) | {"version": v.version} for v in rows],
-        "metrics": metrics_table(rows),
+        "operating_point": {
+            "mode": point.mode,
+            "value": point.value,
+            "label": point.label(),
+            "versions": [p.describe() for p in points],
+        },
+        "warnings": _warnings(points),
+        "confusion_matrices": [p.metrics.get("confusion_matrix") for p in points],
+        "metrics": metrics_table([p.metrics for p in points]),
         "paired": paired,
         "not_comparable": not_comparable,
         "notes": refit_notes(rows),
@@ -240,9 +316,21 @@ def _reason(rows: list[ModelVersion]) -> str:
     return "a refit carries its parent's evaluation, so the two cannot be told apart"
 
 
-def pair_verdict(pair: dict[str, Any], first_threshold: float, second_threshold: float) -> str:
+def _at_words(point: CommonPoint, first: VersionPoint, other: VersionPoint) -> str:
+    """Where the pair's decisions were taken, e.g. `equal false positive rate 0.2
+    (thresholds 0.31 and 0.28)`."""
+
+    def shown(p: VersionPoint) -> str:
+        cut = np.unique(p.cut)
+        return f"{cut[0]:g}" if len(cut) == 1 else "per-fold thresholds"
+
+    a, b = shown(first), shown(other)
+    return f"{point.label()} ({f'threshold {a}' if a == b else f'thresholds {a} and {b}'})"
+
+
+def pair_verdict(pair: dict[str, Any], at: str) -> str:
     """The pair's result in plain words: who is better by ROC AUC, if anyone, and how often
-    the two disagree at their thresholds."""
+    the two disagree at the compared operating point `at`."""
     a, b = f"v{pair['first']}", f"v{pair['second']}"
     diff = pair["auc_difference"]  # second - first
     low, high = pair["auc_difference_ci95"]
@@ -255,11 +343,6 @@ def pair_verdict(pair: dict[str, Any], first_threshold: float, second_threshold:
             f"No clear difference between {a} and {b}: ROC AUC {b} − {a} {diff:+.3f} "
             f"(95% CI {low:+.3f} to {high:+.3f} includes zero)"
         )
-    at = (
-        f"the {first_threshold:g} threshold"
-        if first_threshold == second_threshold
-        else f"thresholds {first_threshold:g} and {second_threshold:g}"
-    )
     mcnemar = pair["mcnemar"]
     disagree = mcnemar["only_first_correct"] + mcnemar["only_second_correct"]
     return (

@@ -119,24 +119,32 @@ def curves(y_true: np.ndarray, proba: np.ndarray) -> dict[str, Any]:
     }
 
 
-def classification_metrics(y_true: Any, proba: Any, threshold: float = 0.5) -> dict[str, Any]:
-    """Confusion matrix at `threshold`, FPR/FNR and the usual threshold-free scores."""
+def _defined(value: float) -> float | None:
+    """A rate or score, or None where its denominator is zero (never a made-up 0)."""
+    return None if value != value else float(value)
+
+
+def classification_metrics(y_true: Any, proba: Any, threshold: Any = 0.5) -> dict[str, Any]:
+    """Confusion matrix at `threshold` (one number, or one per request: a cross-validated
+    version decides each request at its fold's threshold), FPR/FNR and the usual
+    threshold-free scores. A metric whose denominator is zero is None."""
     y = np.asarray(y_true, dtype=int)
     p = np.clip(np.asarray(proba, dtype=float), 0.0, 1.0)
-    pred = (p >= threshold).astype(int)
+    pred = (p >= np.asarray(threshold, dtype=float)).astype(int)
     tn, fp, fn, tp = (int(v) for v in skm.confusion_matrix(y, pred, labels=[0, 1]).ravel())
     both = len(np.unique(y)) == 2
+    undefined = {"zero_division": np.nan}
     out: dict[str, Any] = {
-        "threshold": threshold,
+        "threshold": float(threshold) if np.ndim(threshold) == 0 else None,
         "n": len(y),
         "positives": int(y.sum()),
         "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
         "fpr": fp / (fp + tn) if fp + tn else None,
         "fnr": fn / (fn + tp) if fn + tp else None,
-        "precision": float(skm.precision_score(y, pred, zero_division=0)),
-        "recall": float(skm.recall_score(y, pred, zero_division=0)),
-        "f1": float(skm.f1_score(y, pred, zero_division=0)),
-        "accuracy": float(skm.accuracy_score(y, pred)),
+        "precision": _defined(skm.precision_score(y, pred, **undefined)),
+        "recall": _defined(skm.recall_score(y, pred, **undefined)),
+        "f1": _defined(skm.f1_score(y, pred, **undefined)),
+        "accuracy": float(skm.accuracy_score(y, pred)) if len(y) else None,
         "roc_auc": float(skm.roc_auc_score(y, p)) if both else None,
         "average_precision": float(skm.average_precision_score(y, p)) if both else None,
         "brier": float(skm.brier_score_loss(y, p)),

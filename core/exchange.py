@@ -26,6 +26,7 @@ from typing import Any
 
 from core.artifacts import ArtifactStore
 from core.errors import BadInput
+from core.operating_point import LEGACY_SUFFIX
 from core.registry import Registry, version_dict
 from core.schema import READY, ModelVersion
 
@@ -44,8 +45,8 @@ MEMBER_LIMITS = {
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 BUILDERS = ("local", "docker", "swarm")
-UNIT_METRICS = ("precision", "recall", "f1", "accuracy", "brier")
-OPTIONAL_UNIT_METRICS = ("fpr", "fnr", "roc_auc", "average_precision")
+UNIT_METRICS = ("accuracy", "brier")
+OPTIONAL_UNIT_METRICS = ("precision", "recall", "f1", "fpr", "fnr", "roc_auc", "average_precision")
 TEXT_LIMIT = 300
 MAX_DETAIL_OBJECTS = 64  # details.json holds a few lists: parse no flood of tiny objects
 
@@ -261,7 +262,7 @@ def plain_text(value: Any, where: str, limit: int = TEXT_LIMIT) -> str:
 def validate_metrics(metrics: Any, threshold: float) -> dict[str, Any]:
     if not isinstance(metrics, dict):
         raise _fail("metrics", "are missing")
-    known = {"threshold", "n", "positives", "confusion_matrix", "log_loss"}
+    known = {"threshold", "threshold_policy", "n", "positives", "confusion_matrix", "log_loss"}
     known |= set(UNIT_METRICS) | set(OPTIONAL_UNIT_METRICS)
     extra = sorted(set(metrics) - known)
     if extra:
@@ -284,7 +285,41 @@ def validate_metrics(metrics: Any, threshold: float) -> dict[str, Any]:
         value = metrics.get(name)
         out[name] = None if value is None else _number(value, f"metric {name}", 0.0, 1.0)
     out["log_loss"] = _number(metrics.get("log_loss"), "metric log_loss", 0.0, 1e3)
+    out["threshold_policy"] = _policy(metrics.get("threshold_policy"), threshold)
     return out
+
+
+def _policy(value: Any, threshold: float) -> str:
+    """A recorded threshold policy: one the CLI accepts, or the label of a version from
+    before operating points (missing in archives of that time)."""
+    from core.operating_point import parse_policy, policy_label
+
+    if value is None or value == policy_label(None, threshold):
+        return policy_label(None, threshold)
+    try:
+        return parse_policy(plain_text(value, "threshold policy", 100)).label
+    except BadInput:
+        raise _fail("threshold policy", "is not one this version could have used") from None
+
+
+def check_metrics_against_predictions(metrics: dict[str, Any], details: dict[str, Any]) -> None:
+    """Refuse metrics that the archive's own test predictions do not give."""
+    from core.evaluate import classification_metrics
+
+    labels, probabilities = details["test_labels"], details["test_probabilities"]
+    recomputed = classification_metrics(labels, probabilities, metrics["threshold"])
+    for name, claimed in metrics.items():
+        if name in ("threshold", "threshold_policy"):
+            continue
+        actual = recomputed.get(name)
+        if claimed is None or actual is None or isinstance(claimed, dict):
+            if claimed != actual:
+                raise _fail(f"metric {name}", "does not follow from the test predictions")
+        elif abs(claimed - actual) > 1e-6:
+            raise _fail(
+                f"metric {name}",
+                f"is {claimed:g} but the archive's own test predictions give {actual:g}",
+            )
 
 
 def validate_details(details: Any, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -457,6 +492,7 @@ def validate_version(source: dict[str, Any], details: Any, model: str) -> dict[s
         raise _fail("status", "must be ready")
     metrics = validate_metrics(source.get("metrics"), threshold)
     clean_details = validate_details(details, metrics)
+    check_metrics_against_predictions(metrics, clean_details)
     provenance = validate_provenance(source.get("provenance"), builder)
     if team is not None:
         provenance["recipe_file"] = team
@@ -469,6 +505,14 @@ def validate_version(source: dict[str, Any], details: Any, model: str) -> dict[s
     if hash_of_ids(clean_details["test_ids"]) != split_hash:
         raise _fail("split hash", "does not match its test request ids")
     host = provenance.get("host_environment", {}).get("packages") or provenance.get("packages")
+    policy = metrics["threshold_policy"]
+    refit = "refit_of" in provenance
+    if policy.endswith(LEGACY_SUFFIX):  # built before operating points: the fingerprint then
+        point = {"threshold": threshold}
+        refit_facts = {"refit": True} if refit else {}
+    else:
+        point = {"threshold_policy": policy}
+        refit_facts = {"refit": True, "threshold": threshold} if refit else {}
     fingerprint = version_fingerprint(
         model=model,
         recipe=recipe,
@@ -476,11 +520,11 @@ def validate_version(source: dict[str, Any], details: Any, model: str) -> dict[s
         data_sha256=data_sha256,
         seed=provenance["split"]["seed"],
         test_size=provenance["split"]["test_size"],
-        threshold=threshold,
+        **point,
         code=provenance["code_fingerprint"],
         packages=host,
         builder=builder,
-        **({"refit": True} if "refit_of" in provenance else {}),
+        **refit_facts,
         **({"recipe_sha256": team["sha256"]} if team else {}),
     )
     name = source.get("data_name") or provenance.get("data_name") or "imported dataset"
@@ -561,6 +605,7 @@ def import_version(
         recipe=clean["recipe"],
         params=clean["params"],
         threshold=clean["threshold"],
+        threshold_policy=clean["metrics"]["threshold_policy"],
         builder=clean["builder"],
         fingerprint=clean["fingerprint"],
         data_path="",

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from core.compare import METRICS, evaluation_of
+from core.operating_point import LEGACY_SUFFIX, flag_warning, parse_policy, policy_label
 from core.recipes import RECIPES
 from core.registry import Registry, version_dict
 from core.schema import ModelVersion
@@ -28,6 +29,9 @@ def model_card(row: ModelVersion, registry: Registry) -> dict[str, Any]:
         "recipe": row.recipe,
         "params": row.params,
         "threshold": row.threshold,
+        "threshold_policy": version["threshold_policy"],
+        "operating_point": _operating_point_words(row),
+        "flags": version["flags"],
         "data": {
             "name": row.data_name,
             "kind": row.data_kind,
@@ -51,6 +55,21 @@ def model_card(row: ModelVersion, registry: Registry) -> dict[str, Any]:
     }
 
 
+def _operating_point_words(row: ModelVersion) -> str:
+    """How the version turns probabilities into decisions, in one sentence."""
+    label = policy_label(row.metrics, row.threshold)
+    if label.endswith(LEGACY_SUFFIX):
+        return (
+            f"A request is predicted to get a pizza when its probability is at least "
+            f"{row.threshold:g}, a threshold fixed by hand before operating points were chosen."
+        )
+    return (
+        f"A request is predicted to get a pizza when its probability is at least "
+        f"{row.threshold:g}: {parse_policy(label).meaning()} (policy {label}). Every "
+        "threshold-dependent metric below is taken there."
+    )
+
+
 def _how_to_load(row: ModelVersion) -> str:
     return (
         f"python -m core predict {row.version} --title '...' --text '...'  # verified load\n"
@@ -61,6 +80,8 @@ def _how_to_load(row: ModelVersion) -> str:
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "— (undefined: nothing to divide by)"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
@@ -90,7 +111,11 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"- rows: {card['data']['rows']}, positives: {card['data']['positives']}",
         f"- split: {json.dumps(card['data']['split'])}",
         "",
-        f"## Metrics ({card['evaluation']}, threshold {card['threshold']})",
+        f"## Metrics ({card['evaluation']}, threshold {card['threshold']:g}, "
+        f"policy {card['threshold_policy']})",
+        card["operating_point"],
+        *([f"**Warning:** {w}"] if (w := flag_warning(card["version"], metrics)) else []),
+        "",
         "| metric | value |",
         "| --- | --- |",
         *(f"| {name} | {_fmt(metrics.get(name))} |" for name in METRICS),

@@ -124,6 +124,9 @@ class ModelVersion(Base):
     imported: Mapped[bool] = mapped_column(Boolean, default=False)
     data_name: Mapped[str | None] = mapped_column(String(300))
     data_kind: Mapped[str | None] = mapped_column(String(20))
+    # operating points (migration 0006): how the threshold was chosen, warnings on decisions
+    threshold_policy: Mapped[str | None] = mapped_column(String(100))
+    flags: Mapped[list[str] | None] = mapped_column(JSON)
 
     model: Mapped[Model] = relationship(lazy="joined")
     tags: Mapped[list[Tag]] = relationship(

@@ -22,6 +22,7 @@ from core import builds
 from core.artifacts import ArtifactStore, open_store
 from core.config import settings
 from core.errors import BadInput
+from core.operating_point import SINGLE_CLASS
 from core.registry import Registry
 from core.schema import ACTIVE_STATUSES, READY, ModelVersion
 
@@ -181,15 +182,24 @@ def sweeps_of(rows: list[Any]) -> list[str]:
     return sorted(newest, key=lambda name: -newest[name])
 
 
+RANKING_METRIC = "roc_auc"  # what "best of a sweep" means (declared wherever it is shown)
+RANKING_WORDS = (
+    "the highest ROC AUC, leaving out versions whose decisions are all one class "
+    "(flag single-class)"
+)
+
+
 def best_of_sweep(rows: list[Any], sweep_id: str, like: Any | None = None) -> Any | None:
-    """The ready version of a sweep with the highest ROC AUC, among those evaluated like
-    `like` (same split or fold hash, so that the two compare), or None."""
+    """The ready version of a sweep ranked first by `RANKING_METRIC`, among those evaluated
+    like `like` (same split or fold hash, so that the two compare), never a single-class
+    one (its decisions say nothing), or None."""
     candidates = [
         row
         for row in rows
         if row.status == READY
         and sweep_id in [getattr(t, "name", t) for t in row.tags]
-        and (row.metrics or {}).get("roc_auc") is not None
+        and (row.metrics or {}).get(RANKING_METRIC) is not None
+        and SINGLE_CLASS not in (getattr(row, "flags", None) or [])
         and (like is None or (row.split_hash == like.split_hash and row.id != like.id))
     ]
-    return max(candidates, key=lambda r: r.metrics["roc_auc"], default=None)
+    return max(candidates, key=lambda r: r.metrics[RANKING_METRIC], default=None)

@@ -23,6 +23,7 @@ from core.evaluate import (
     make_split,
 )
 from core.features import input_ranges, to_frame
+from core.operating_point import ThresholdPolicy, inner_folds, parse_policy, tune_threshold
 from core.provenance import environment
 from core.recipes import get_recipe
 
@@ -119,12 +120,13 @@ def fit_and_evaluate(
     params: dict[str, Any],
     seed: int,
     test_size: float,
-    threshold: float,
+    policy: str,
     log: Log = print,
+    jobs: int = 1,
 ) -> TrainResult:
-    """Split, fit the recipe's pipeline on the training part, score the held-out part.
-    `test_size` 0 fits on every request and scores nothing (a refit: its evaluation is its
-    parent's)."""
+    """Split, choose the operating point and fit on the training part, score the held-out
+    part at that point. `test_size` 0 fits on every request and scores nothing (a refit:
+    its evaluation and threshold are its parent's)."""
     recipe = get_recipe(recipe_name)
     params = recipe.resolve(params)
     frame = to_frame(dataset.records)
@@ -132,23 +134,29 @@ def fit_and_evaluate(
     ids = [r[REQUEST_ID] for r in dataset.records]
     if test_size == 0:
         return _fit_all(recipe.pipeline(params), recipe_name, frame, labels, log)
+    threshold_policy = parse_policy(policy)
     split = make_split(ids, labels.tolist(), seed, test_size)
     log(
         f"split: {len(split.train_index)} train / {len(split.test_index)} test "
         f"(seed {seed}, test size {test_size}, hash {split.hash[:12]})"
     )
     pipeline = recipe.pipeline(params)
+    threshold = _operating_point(
+        pipeline, frame, labels, ids, split.train_index, threshold_policy, seed, jobs, log
+    )
     log(f"fitting {recipe_name} ...")
     fit_seconds = _fit(pipeline, frame.iloc[split.train_index], labels[split.train_index], log)
     started = time.perf_counter()
     y_test = labels[split.test_index].astype(int)
     proba = pipeline.predict_proba(frame.iloc[split.test_index])[:, 1]
-    metrics = classification_metrics(y_test, proba, threshold)
+    metrics = classification_metrics(y_test, proba, threshold) | {
+        "threshold_policy": threshold_policy.label
+    }
     result_curves = curves(y_test, proba)
     evaluate_seconds = time.perf_counter() - started
     log(
-        f"evaluated in {evaluate_seconds:.2f}s: ROC AUC {metrics['roc_auc']:.4f}, "
-        f"FPR {metrics['fpr']:.3f}, FNR {metrics['fnr']:.3f}"
+        f"evaluated in {evaluate_seconds:.2f}s: ROC AUC {metrics['roc_auc']:.4f}; at threshold "
+        f"{threshold:g}: FPR {_rate(metrics['fpr'])}, FNR {_rate(metrics['fnr'])}"
     )
     return TrainResult(
         pipeline=strip_volatile_state(pipeline),
@@ -162,6 +170,44 @@ def fit_and_evaluate(
         evaluate_seconds=evaluate_seconds,
         environment=environment(),
     )
+
+
+def _rate(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
+
+
+def _operating_point(
+    pipeline: Any,
+    frame: Any,
+    labels: Any,
+    ids: list[str],
+    rows: Any,
+    policy: ThresholdPolicy,
+    seed: int,
+    jobs: int,
+    log: Log,
+) -> float:
+    """The policy's threshold for a model fitted on `rows`: tuned on out-of-fold
+    probabilities of those rows only (never on the rows it will be scored on)."""
+    if not policy.tuned:
+        log(f"operating point: {policy.label} (not tuned)")
+        return float(policy.value)
+    tasks = inner_folds(ids, labels, rows, seed)
+    started = time.perf_counter()
+    scores = _run_folds(pipeline, frame, labels, tasks, jobs)
+    threshold = _tuned(labels, tasks, scores, policy)
+    log(
+        f"operating point: threshold {threshold:g} by policy {policy.label}, from out-of-fold "
+        f"probabilities of the {len(rows)} training requests ({len(tasks)} folds, "
+        f"{time.perf_counter() - started:.2f}s)"
+    )
+    return threshold
+
+
+def _tuned(labels: Any, tasks: list, scores: list, policy: ThresholdPolicy) -> float:
+    """The policy's threshold over the pooled validation probabilities of `tasks`."""
+    valid = np.concatenate([test for _, test in tasks])
+    return tune_threshold(labels[valid], np.concatenate(scores), policy)
 
 
 def _fold_scores(pipeline: Any, frame: Any, labels: Any, train: Any, test: Any) -> Any:
@@ -204,48 +250,69 @@ def cross_validate(
     seed: int,
     folds: int,
     repeats: int,
-    threshold: float,
+    policy: str,
     jobs: int = 1,
     log: Log = print,
 ) -> TrainResult:
     """Repeated stratified K-fold: out-of-fold probabilities for every request (averaged over
-    repeats), the pooled metrics on them, each fold's metrics as mean ± sd, and the pipeline
-    refitted on all the data. `jobs` folds run at once (forked processes)."""
+    repeats), each decided at a threshold chosen inside its training fold; the pooled metrics
+    on them, each fold's metrics as mean ± sd, and the pipeline refitted on all the data with
+    a threshold chosen on the out-of-fold probabilities. `jobs` fits run at once (forked
+    processes)."""
     recipe = get_recipe(recipe_name)
     params = recipe.resolve(params)
+    threshold_policy = parse_policy(policy)
     frame = to_frame(dataset.records)
     labels = np.array([bool(r[LABEL]) for r in dataset.records])
     ids = [r[REQUEST_ID] for r in dataset.records]
     plan = make_folds(ids, labels.tolist(), seed, folds, repeats, dataset.sha256)
     everything = np.arange(len(labels))
     tasks = [(np.setdiff1d(everything, test), test) for rep in plan.test_indices for test in rep]
+    inner = [
+        inner_folds(ids, labels, train, seed) if threshold_policy.tuned else []
+        for train, _ in tasks
+    ]
+    fits = len(tasks) + sum(len(i) for i in inner)
     log(
-        f"cross-validation: {folds} folds x {repeats} repeat(s) = {len(tasks)} fits on "
-        f"{len(labels)} requests, {jobs} at a time (seed {seed}, hash {plan.hash[:12]})"
+        f"cross-validation: {folds} folds x {repeats} repeat(s) on {len(labels)} requests, "
+        f"each fold's threshold by policy {threshold_policy.label} inside its training part: "
+        f"{fits} fits, {jobs} at a time (seed {seed}, hash {plan.hash[:12]})"
     )
     started = time.perf_counter()
     pipeline = recipe.pipeline(params)
-    scores = _run_folds(pipeline, frame, labels, tasks, jobs)
+    scores = _run_folds(pipeline, frame, labels, tasks + [t for i in inner for t in i], jobs)
     cv_seconds = time.perf_counter() - started
+    fold_thresholds = _fold_thresholds(labels, inner, scores[len(tasks) :], threshold_policy)
     oof = np.zeros((repeats, len(labels)))
+    cut = np.zeros((repeats, len(labels)))
     per_fold = []
-    for number, ((_, test), proba) in enumerate(zip(tasks, scores, strict=True)):
-        oof[number // folds, test] = proba
-        per_fold.append(classification_metrics(labels[test].astype(int), proba, threshold))
+    for number, ((_, test), proba, t) in enumerate(
+        zip(tasks, scores, fold_thresholds, strict=False)
+    ):
+        oof[number // folds, test], cut[number // folds, test] = proba, t
+        per_fold.append(classification_metrics(labels[test].astype(int), proba, t))
     proba = np.round(oof.mean(axis=0), ROUND_DIGITS)  # stored per request: 6 digits suffice
     y = labels.astype(int)
-    metrics = classification_metrics(y, proba, threshold)
+    threshold = tune_threshold(y, proba, threshold_policy)
+    metrics = classification_metrics(y, proba, cut.mean(axis=0)) | {
+        "threshold": threshold,
+        "threshold_policy": threshold_policy.label,
+    }
     metrics["evaluation"] = {
         "kind": "cv",
         **plan.describe(),
         "hash": plan.hash,
         "fold_metrics": fold_spread(per_fold),
+        "fold_thresholds": [fold_thresholds[r * folds : (r + 1) * folds] for r in range(repeats)],
         "seconds": round(cv_seconds, 4),
     }
     spread = metrics["evaluation"]["fold_metrics"].get("roc_auc")
     log(
         f"cross-validated in {cv_seconds:.2f}s: pooled ROC AUC {metrics['roc_auc']:.4f}"
         + (f", per fold {spread['mean']:.4f} ± {spread['sd']:.4f}" if spread else "")
+        + f"; fold thresholds {', '.join(f'{t:g}' for t in fold_thresholds)}; the final "
+        f"model's threshold {threshold:g} (policy {threshold_policy.label}, chosen on the "
+        "out-of-fold probabilities)"
     )
     final = _fit_all(recipe.pipeline(params), recipe_name, frame, labels, log)
     return TrainResult(
@@ -260,3 +327,16 @@ def cross_validate(
         evaluate_seconds=cv_seconds,
         environment=final.environment,
     )
+
+
+def _fold_thresholds(
+    labels: Any, inner: list[list], scores: list, policy: ThresholdPolicy
+) -> list[float]:
+    """Each outer fold's threshold, tuned on its own inner folds' probabilities."""
+    if not policy.tuned:
+        return [float(policy.value)] * len(inner)
+    out, at = [], 0
+    for tasks in inner:
+        out.append(_tuned(labels, tasks, scores[at : at + len(tasks)], policy))
+        at += len(tasks)
+    return out

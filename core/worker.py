@@ -73,18 +73,17 @@ def dump_artifact(pipeline: Any) -> bytes:
 
 
 def fold_jobs(job: dict[str, Any]) -> int:
-    """How many folds to fit at once: the build's CPU limit, else the CPUs this process
-    may use, never more than there are fits."""
-    cv = job["cv"]
+    """How many fits to run at once (cross-validation folds, and the folds that choose the
+    threshold): the build's CPU limit, else the CPUs this process may use."""
     budget = job.get("cpus") or len(os.sched_getaffinity(0))
-    return max(1, min(int(budget), cv["folds"] * cv["repeats"]))
+    return max(1, int(budget))
 
 
 def _evaluate(job: dict[str, Any], dataset: Any) -> Any:
     """Cross-validate when the job asks for it, else fit and score one held-out split."""
     from core.train import cross_validate, fit_and_evaluate
 
-    seed, threshold = int(job["seed"]), float(job["threshold"])
+    seed, policy = int(job["seed"]), str(job["threshold_policy"])
     if job.get("cv"):
         cv = job["cv"]
         return cross_validate(
@@ -94,12 +93,13 @@ def _evaluate(job: dict[str, Any], dataset: Any) -> Any:
             seed,
             cv["folds"],
             cv["repeats"],
-            threshold,
+            policy,
             jobs=fold_jobs(job),
             log=log,
         )
+    test_size = float(job["test_size"])
     return fit_and_evaluate(
-        dataset, job["recipe"], job["params"], seed, float(job["test_size"]), threshold, log=log
+        dataset, job["recipe"], job["params"], seed, test_size, policy, log=log, jobs=fold_jobs(job)
     )
 
 

@@ -356,8 +356,17 @@ def test_evaluate_prints_metrics_and_registers_nothing(trained, tmp_path, lab):
     assert out["data"]["sha256"] == load_dataset(path).sha256
     labels = [int(r[LABEL]) for r in records]
     probabilities = in_process_probabilities(1, records)
-    expected = classification_metrics(labels, probabilities, 0.5)
+    version = ok_json("show", "1", "--json")
+    assert version["threshold"] != 0.5  # tuned on its training data (policy f1)
+    expected = classification_metrics(labels, probabilities, version["threshold"])
+    assert out["metrics"]["threshold"] == version["threshold"]
+    assert out["metrics"]["threshold_policy"] == version["threshold_policy"] == "f1"
     assert out["metrics"]["confusion_matrix"] == expected["confusion_matrix"]
+    # --threshold overrides the version's own operating point
+    given = ok_json("evaluate", "1", "--data", str(path), "--threshold", "0.9", "--json")
+    at_09 = classification_metrics(labels, probabilities, 0.9)["confusion_matrix"]
+    assert given["metrics"]["confusion_matrix"] == at_09 != expected["confusion_matrix"]
+    assert given["metrics"]["threshold_policy"] == "given with --threshold"
     assert out["metrics"]["roc_auc"] == pytest.approx(skm.roc_auc_score(labels, probabilities))
     assert out["metrics"]["fpr"] == pytest.approx(expected["fpr"])
     assert count_versions() == len(TRAINED)

@@ -67,8 +67,8 @@ def test_too_few_of_a_class_for_the_folds_is_a_clear_error() -> None:
 def test_out_of_fold_predictions_cover_every_request_and_do_not_depend_on_parallelism() -> None:
     dataset = load_dataset(SAMPLE_DATA)
     quiet = {"log": lambda _: None}
-    one = cross_validate(dataset, "tfidf-logreg", {}, 3, 4, 2, 0.5, jobs=1, **quiet)
-    two = cross_validate(dataset, "tfidf-logreg", {}, 3, 4, 2, 0.5, jobs=2, **quiet)
+    one = cross_validate(dataset, "tfidf-logreg", {}, 3, 4, 2, "f1", jobs=1, **quiet)
+    two = cross_validate(dataset, "tfidf-logreg", {}, 3, 4, 2, "f1", jobs=2, **quiet)
     ids = [r["request_id"] for r in dataset.records]
     assert one.test_ids == ids and len(one.test_probabilities) == dataset.rows
     assert one.test_probabilities == two.test_probabilities
@@ -78,6 +78,9 @@ def test_out_of_fold_predictions_cover_every_request_and_do_not_depend_on_parall
     spread = evaluation["fold_metrics"]["roc_auc"]
     assert 0 < spread["sd"] < 0.3 and 0.3 < spread["mean"] < 1
     assert one.metrics["n"] == dataset.rows and one.split_hash == evaluation["hash"]
+    assert evaluation["fold_thresholds"] == two.metrics["evaluation"]["fold_thresholds"]
+    assert [len(r) for r in evaluation["fold_thresholds"]] == [4, 4]
+    assert one.metrics["threshold"] == two.metrics["threshold"]
     # pooled metrics are those of the out-of-fold probabilities
     from sklearn.metrics import roc_auc_score
 

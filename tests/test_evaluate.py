@@ -215,9 +215,9 @@ def test_pair_verdict_names_the_winner_only_when_the_interval_excludes_zero(ci, 
         "n": 649,
         "mcnemar": {"only_first_correct": 120, "only_second_correct": 87, "p_value": 0.58},
     }
-    said = pair_verdict(pair, 0.5, 0.5)
+    said = pair_verdict(pair, "equal false positive rate 0.2 (thresholds 0.31 and 0.29)")
     assert said.startswith(start), said
     assert said.endswith(
-        "at the 0.5 threshold they disagree on 207 of 649 requests, McNemar p = 0.58."
+        "at equal false positive rate 0.2 (thresholds 0.31 and 0.29) they disagree on 207 of "
+        "649 requests, McNemar p = 0.58."
     )
-    assert "thresholds 0.5 and 0.3" in pair_verdict(pair, 0.5, 0.3)

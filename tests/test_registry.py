@@ -155,7 +155,10 @@ def test_migration_from_0001_keeps_rows(registry_backend):
     assert columns >= NEW_COLUMNS
     row = upgraded.resolve(1)
     assert (row.recipe, row.params, row.note) == ("nb-bow", {"alpha": 0.5}, "from 0001")
-    assert row.metrics == {"roc_auc": 0.71}
+    # 0006: the old version keeps its threshold, labelled as chosen before operating points
+    legacy = "fixed:0.5 (before operating points)"
+    assert row.metrics == {"roc_auc": 0.71, "threshold_policy": legacy}
+    assert (row.threshold, row.threshold_policy, row.flags) == (0.5, legacy, [])
     assert row.cancel_requested is False and row.worker_pid is None
     # rows of the tables hanging off model_versions survive the table rebuild too
     assert upgraded.resolve("champion").id == row.id

@@ -55,7 +55,7 @@ class BuildJob:
     data_sha256: str
     seed: int
     test_size: float
-    threshold: float
+    threshold_policy: str
     data_name: str = "dataset"
     limits: BuildLimits = field(default_factory=BuildLimits)
     fault: str | None = None
@@ -80,10 +80,10 @@ class BuildJob:
             "data_sha256": self.data_sha256,
             "seed": self.seed,
             "test_size": self.test_size,
-            "threshold": self.threshold,
+            "threshold_policy": self.threshold_policy,
             "fault": self.fault,
-            # only a cross-validated job names it: older jobs (and their images) stay the same
-            **({"cv": self.cv, "cpus": self.limits.cpus} if self.cv else {}),
+            "cpus": self.limits.cpus,
+            **({"cv": self.cv} if self.cv else {}),
             **({"recipe_file": self.recipe_file} if self.recipe_file else {}),
         }
 

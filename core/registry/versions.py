@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.config import DEFAULT_MODEL
 from core.errors import BadInput, NotFound
+from core.operating_point import flags_of, policy_label
 from core.registry.database import Database
 from core.schema import (
     ACTIVE_STATUSES,
@@ -49,6 +50,8 @@ def version_dict(row: ModelVersion, aliases: list[str] | None = None) -> dict[st
         "recipe": row.recipe,
         "params": row.params,
         "threshold": row.threshold,
+        "threshold_policy": row.threshold_policy or policy_label(row.metrics, row.threshold),
+        "flags": list(row.flags or []),
         "builder": row.builder,
         "metrics": row.metrics,
         "split_hash": row.split_hash,
@@ -121,6 +124,9 @@ class VersionSummary:
     metrics: dict[str, Any] | None
     note: str | None
     error: str | None
+    threshold: float
+    threshold_policy: str | None
+    flags: list[str] | None
     tags: list[str]
 
 
@@ -143,6 +149,8 @@ LIST_COLUMNS = [
     "recipe",
     "builder",
     "threshold",
+    "threshold_policy",
+    "flags",
     "data_name",
     "data_kind",
     "data_sha256",
@@ -538,6 +546,9 @@ class VersionQueries:
                 raise BadInput(f"version {row.version} is already {row.status}")
             row.status, row.stage, row.finished_at = READY, None, utcnow()
             row.metrics, row.provenance, row.split_hash = metrics, provenance, split_hash
+            if isinstance(metrics.get("threshold"), int | float):  # the tuned operating point
+                row.threshold = float(metrics["threshold"])
+            row.flags = flags_of(metrics)
             row.artifact_sha256, row.artifact_size = artifact_sha256, artifact_size
             row.log_tail, row.worker_pid = log_tail[-LOG_TAIL_CHARS:] or None, None
             session.merge(VersionDetail(version_id=version_id, **details))
