@@ -191,7 +191,7 @@ def blame(exc: BaseException, recipe: RecipeSource | None = None) -> str:
     """`line N: Type: message`, N the deepest line of recipe code in the traceback (of
     `recipe`, or of any loaded recipe; with the file named then); else `Type: message`."""
     what = f"{type(exc).__name__}: {exc}"
-    frame = _deepest_recipe_frame(exc.__traceback__, recipe)
+    frame = _deepest_recipe_frame(exc.__traceback__, recipe) or _remote_frame(exc, recipe)
     if frame is None:
         return what
     filename, line = frame
@@ -210,6 +210,32 @@ def _deepest_recipe_frame(
             found = (code.co_filename, tb.tb_lineno)
         tb = tb.tb_next
     return found
+
+
+REMOTE_FRAME = re.compile(r'File "(.+?)", line (\d+)')
+
+
+def _remote_frame(exc: BaseException, recipe: RecipeSource | None) -> tuple[str, int] | None:
+    """The deepest recipe line in the text of a traceback raised in another process (a
+    forked fold's, which concurrent.futures attaches as the exception's cause)."""
+    known = {recipe.filename} if recipe else _loaded_filenames()
+    cause, found = exc.__cause__, None
+    for _ in range(5):
+        if cause is None:
+            break
+        for filename, line in REMOTE_FRAME.findall(str(getattr(cause, "tb", cause))):
+            if filename in known:
+                found = (filename, int(line))
+        cause = cause.__cause__
+    return found
+
+
+def _loaded_filenames() -> set[str]:
+    return {
+        module.__spec__.origin
+        for name, module in list(sys.modules.items())
+        if name.startswith(MODULE_PREFIX) and getattr(module, "__spec__", None)
+    }
 
 
 # --- recipes -------------------------------------------------------------------------------
