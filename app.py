@@ -12,6 +12,7 @@ import streamlit as st
 from core import builds, charts
 from core.config import settings
 from core.errors import AltruismError, NotFound
+from core.operating_point import flag_warning, policy_label
 from core.schema import ACTIVE_STATUSES, READY
 from ui.common import (
     builder_status,
@@ -82,6 +83,13 @@ def champion_panel(aliases: dict[int, list[str]]) -> None:
     cols[1].metric("False positive rate", fmt(m.get("fpr")))
     cols[2].metric("False negative rate", fmt(m.get("fnr")))
     cols[3].metric("F1", fmt(m.get("f1")))
+    st.caption(
+        f"Rates and F1 at its threshold {champion.threshold:.3g} "
+        f"(policy {md(policy_label(m, champion.threshold))}): a request at or above it is "
+        "predicted to get a pizza."
+    )
+    if warning := flag_warning(champion.version, m):
+        st.warning(md(warning))
 
 
 def registry_panel(counts: dict[str, int], builder: str, reason: str) -> None:

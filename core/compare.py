@@ -211,9 +211,9 @@ def _version_point(row: ModelVersion, registry: Registry, point: CommonPoint) ->
     labels, probabilities = details.test_labels, details.test_probabilities
     threshold = threshold_for(point, labels, probabilities)
     metrics = classification_metrics(labels, probabilities, threshold)
-    own = f"its own {row.threshold:g}"
+    own = f"its own {row.threshold:.3g}"
     return VersionPoint(
-        row, details, np.full(len(labels), threshold), metrics, f"{threshold:g} (not {own})"
+        row, details, np.full(len(labels), threshold), metrics, f"{threshold:.3g} (not {own})"
     )
 
 
@@ -322,7 +322,7 @@ def _at_words(point: CommonPoint, first: VersionPoint, other: VersionPoint) -> s
 
     def shown(p: VersionPoint) -> str:
         cut = np.unique(p.cut)
-        return f"{cut[0]:g}" if len(cut) == 1 else "per-fold thresholds"
+        return f"{cut[0]:.3g}" if len(cut) == 1 else "per-fold thresholds"
 
     a, b = shown(first), shown(other)
     return f"{point.label()} ({f'threshold {a}' if a == b else f'thresholds {a} and {b}'})"

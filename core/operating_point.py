@@ -246,7 +246,7 @@ def flag_warning(version: int, metrics: dict[str, Any] | None) -> str | None:
     matrix = metrics["confusion_matrix"]
     everyone = "a pizza" if matrix.get("tn", 0) + matrix.get("fn", 0) == 0 else "no pizza"
     threshold = metrics.get("threshold")
-    at = f" at its threshold {threshold:g}" if isinstance(threshold, int | float) else ""
+    at = f" at its threshold {threshold:.3g}" if isinstance(threshold, int | float) else ""
     return (
         f"v{version} predicts {everyone} for every test request{at}: its precision, recall "
         "and F1 say nothing about it (flag single-class)."
@@ -348,11 +348,11 @@ def threshold_words(row: Any) -> str:
     """`0.27 (policy f1)`, and for a cross-validated version how its folds were decided."""
     evaluation = (row.metrics or {}).get("evaluation")
     chosen = evaluation.get("fold_thresholds") if isinstance(evaluation, dict) else None
-    words = f"{row.threshold:g} (policy {policy_label(row.metrics, row.threshold)})"
+    words = f"{row.threshold:.3g} (policy {policy_label(row.metrics, row.threshold)})"
     if chosen:
         flat = [t for repeat in chosen for t in repeat]
         words += (
             f"; its out-of-fold figures use each fold's own threshold "
-            f"({min(flat):g} to {max(flat):g}, chosen inside the fold's training part)"
+            f"({min(flat):.3g} to {max(flat):.3g}, chosen inside the fold's training part)"
         )
     return words

@@ -13,6 +13,7 @@ from core.builds import MAX_FOLDS, MAX_REPEATS
 from core.config import SAMPLE_DATA
 from core.datafiles import list_data_files, resolve_data_file, save_upload
 from core.errors import AltruismError
+from core.operating_point import DEFAULT_POLICY, POLICY_EXAMPLES
 from core.recipes import Param
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY
 from ui.common import (
@@ -26,6 +27,7 @@ from ui.common import (
     show_error,
 )
 
+CUSTOM_POLICY = "other (type it below)"
 page_setup("Build")
 registry = get_registry()
 st.title("Build a candidate model")
@@ -210,7 +212,21 @@ with left:
             test_size = 0.2
         else:
             test_size = cols[1].number_input("Test fraction", 0.05, 0.5, 0.2, step=0.05)
-        threshold = cols[-1].number_input("Threshold", 0.01, 0.99, 0.5, step=0.05)
+        policy = cols[-1].selectbox(
+            "Decision threshold",
+            (*POLICY_EXAMPLES, "fixed:0.5", CUSTOM_POLICY),
+            key="threshold_policy",
+            help="How the threshold that turns probabilities into decisions (the confusion "
+            "matrix, FPR, FNR, precision, recall, F1) is chosen, on the training data only: "
+            "f1 (default), balanced-accuracy, cost:FN=3,FP=1 (a missed pizza costs 3, a false "
+            "promise 1), recall>=0.6, precision>=0.5, or fixed:T. Pick 'other' to type your "
+            "own numbers.",
+        )
+        custom_policy = st.text_input(
+            "Other threshold policy (when 'other' is picked)",
+            key="custom_policy",
+            placeholder="e.g. cost:FN=5,FP=1, recall>=0.7, precision>=0.4 or fixed:0.3",
+        )
         cols = st.columns(3)
         backend = cols[0].selectbox(
             "Builder",
@@ -242,7 +258,8 @@ with left:
                 data_path=data_path,
                 seed=int(seed),
                 test_size=float(test_size),
-                threshold=float(threshold),
+                threshold_policy=(custom_policy if policy == CUSTOM_POLICY else policy)
+                or DEFAULT_POLICY,
                 model=model_name(),
                 backend=backend,
                 force=force,
@@ -314,9 +331,12 @@ def build_panel() -> None:
         )
         detail = row.stage or row.status
         auc = (row.metrics or {}).get("roc_auc")
+        f1 = (row.metrics or {}).get("f1")
         title = (
             f"v{row.version} · {md(row.recipe)} · {md(row.builder)} · {detail}"
             + (f" · ROC AUC {auc:.4f}" if auc is not None else "")
+            + (f" · F1 {f1:.3f} at threshold {row.threshold:.3g}" if f1 is not None else "")
+            + (" · ⚠ single-class" if row.flags else "")
             + f" · {md(dataset_label(row))}"
         )
         expanded = state == "running" or row.id in mine  # this session's: open, with links

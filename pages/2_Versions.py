@@ -12,6 +12,7 @@ from core.compare import evaluation_of, fold_spread_of
 from core.errors import AltruismError
 from core.evaluate import calibration_points
 from core.modelcard import model_card, model_card_markdown
+from core.operating_point import LEGACY_SUFFIX, flag_warning, parse_policy, policy_label
 from core.recipe_files import recipe_paths
 from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES
@@ -76,6 +77,14 @@ def matches(row) -> bool:
     return True
 
 
+def threshold_cell(row) -> str:
+    """`0.238 (f1)`; a queued tuned build shows only its policy until the build sets it."""
+    policy = row.threshold_policy or policy_label(None, row.threshold)
+    if row.status != READY and not policy.startswith("fixed"):
+        return policy
+    return f"{row.threshold:.3g} ({policy.replace(LEGACY_SUFFIX, ', before operating points')})"
+
+
 shown = [r for r in rows if matches(r)]
 if not rows:
     st.info("No versions yet. Start a build on **Build**.")
@@ -91,6 +100,8 @@ table = pd.DataFrame(
             "F1": (r.metrics or {}).get("f1"),
             "FPR": (r.metrics or {}).get("fpr"),
             "FNR": (r.metrics or {}).get("fnr"),
+            "threshold": threshold_cell(r),
+            "flags": "⚠ " + ", ".join(r.flags) if r.flags else "",
             "data": r.data_sha256[:10],
             "dataset": dataset_label(r),
             "builder": r.builder + (" · imported" if r.imported else ""),
@@ -101,14 +112,18 @@ table = pd.DataFrame(
         for r in shown
     ]
 )
-st.caption(f"{len(shown)} of {len(rows)} versions. Click a column header to sort.")
-number = st.column_config.NumberColumn(format="%.4f")
+st.caption(
+    f"{len(shown)} of {len(rows)} versions. Click a column header to sort. F1, FPR and FNR "
+    "are taken at each version's own threshold (its operating point, chosen on its training "
+    "data by the policy in brackets); — means undefined. ⚠ single-class: every test request "
+    "got the same decision."
+)
+numbers = ["ROC AUC", "F1", "FPR", "FNR"]
 st.dataframe(
-    table,
+    table.style.format({n: "{:.4f}" for n in numbers}, na_rep="—"),
     hide_index=True,
     width="stretch",
     height=320,
-    column_config={"ROC AUC": number, "F1": number, "FPR": number, "FNR": number},
 )
 
 if not shown:
@@ -208,9 +223,21 @@ with overview:
             )
             + "."
         )
+        policy = policy_label(m, row.threshold)
+        st.markdown(
+            f"**Decisions at threshold {row.threshold:.3g}**, policy `{md(policy)}`: "
+            + (
+                "fixed by hand before operating points were chosen."
+                if policy.endswith(LEGACY_SUFFIX)
+                else parse_policy(policy).meaning() + "."
+            )
+            + " The confusion matrix, F1, FPR and FNR are taken there."
+        )
+        if warning := flag_warning(row.version, m):
+            st.warning(warning)
         left, right = st.columns([1, 1])
         normalize = left.toggle("Row-normalised", key="cm-normalize")
-        title = f"v{row.version} at threshold {row.threshold}"
+        title = f"v{row.version} at threshold {row.threshold:.3g} ({policy})"
         chart(left, charts.confusion_heatmap(title, m["confusion_matrix"], normalize))
         right.markdown("**Parameters**")
         right.json(row.params)

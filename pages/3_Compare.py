@@ -12,8 +12,9 @@ from core import charts
 from core.compare import METRIC_HELP, compare, fold_spread_of
 from core.errors import AltruismError, NotFound
 from core.evaluate import calibration_points
+from core.operating_point import CommonPoint, parse_at
 from core.schema import READY
-from core.sweeps import best_of_sweep, sweeps_of
+from core.sweeps import RANKING_WORDS, best_of_sweep, sweeps_of
 from ui.common import (
     chart,
     get_registry,
@@ -77,7 +78,13 @@ def best_of_sweep_control() -> None:
     if not names or champion is None:
         return
     left, right = st.columns([3, 1])
-    sweep = left.selectbox("Best of a sweep against the champion", names)
+    sweep = left.selectbox(
+        "Best of a sweep against the champion",
+        names,
+        help=f"The sweep's best version is the one with {RANKING_WORDS}, among those evaluated "
+        "like the champion.",
+    )
+    left.caption(f"Best means {RANKING_WORDS}.")
     if right.button("Compare best of sweep vs champion"):
         best = best_of_sweep(ready, sweep, like=champion)
         if best is None:
@@ -103,15 +110,55 @@ if len(chosen) < 2:
     st.info("Pick at least two versions.")
     st.stop()
 rows = [registry.get_by_id(by_version[v].id) for v in chosen]
+AT_LABELS = {
+    "own": "Each version's own threshold",
+    "fpr": "Equal false positive rate",
+    "flagged": "Equal share flagged",
+    "threshold": "One threshold for all",
+}
+
+
+def operating_point_control() -> CommonPoint:
+    """Where the confusion matrices, rates and McNemar are taken (kept in the URL, ?at=)."""
+    try:
+        start = parse_at(st.query_params.get("at"))
+    except AltruismError:
+        start = CommonPoint()
+    left, right = st.columns([3, 2])
+    mode = left.radio(
+        "Operating point",
+        list(AT_LABELS),
+        index=list(AT_LABELS).index(start.mode),
+        format_func=AT_LABELS.get,
+        horizontal=True,
+        key="at-mode",
+        help="Threshold-dependent figures are only fair at comparable points: each version's "
+        "own threshold (chosen on its training data), the thresholds giving every version the "
+        "same false positive rate or the same share of requests predicted to get a pizza, or "
+        "one threshold for all.",
+    )
+    if mode == "own":
+        st.query_params.pop("at", None)
+        return CommonPoint()
+    words = {"fpr": "False positive rate", "flagged": "Share flagged", "threshold": "Threshold"}
+    default = start.value if start.mode == mode else {"fpr": 0.2, "flagged": 0.3}.get(mode, 0.3)
+    value = right.slider(words[mode], 0.01, 0.99, float(default), 0.01, key=f"at-{mode}")
+    st.query_params["at"] = f"{mode}={value:g}"
+    return CommonPoint(mode, float(value))
 
 
 @st.cache_data(show_spinner="Computing paired statistics ...", max_entries=64)
-def comparison(ids: tuple[int, ...], digests: tuple[str, ...]) -> dict[str, Any]:
-    return compare([registry.get_by_id(i) for i in ids], registry)
+def comparison(
+    ids: tuple[int, ...], digests: tuple[str, ...], mode: str, value: float | None
+) -> dict[str, Any]:
+    return compare([registry.get_by_id(i) for i in ids], registry, at=CommonPoint(mode, value))
 
 
+point = operating_point_control()
 try:
-    result = comparison(tuple(r.id for r in rows), tuple(r.artifact_sha256 for r in rows))
+    result = comparison(
+        tuple(r.id for r in rows), tuple(r.artifact_sha256 for r in rows), point.mode, point.value
+    )
 except AltruismError as exc:
     show_error(exc)
     st.stop()
@@ -126,6 +173,8 @@ if result["not_comparable"]:
     )
 for note in result["notes"]:
     st.info(md(note))
+for warning in result["warnings"]:
+    st.warning(md(warning))
 
 st.subheader("Metrics")
 st.caption(
@@ -138,31 +187,46 @@ st.caption(
         for spread in [fold_spread_of(r)]
     )
 )
+st.caption(
+    f"Threshold-dependent figures (F1, precision, recall, accuracy, FPR, FNR, the confusion "
+    f"matrices and McNemar) at **{md(result['operating_point']['label'])}**: "
+    + "; ".join(
+        f"v{p['version']} at {md(p['threshold_label'])}"
+        for p in result["operating_point"]["versions"]
+    )
+    + ". — means undefined (nothing to divide by)."
+)
+comparable = {(p["first"], p["second"]) for p in result["paired"]}
 table = []
 for m in result["metrics"]:
     readable, meaning = METRIC_HELP[m["metric"]]
     entry = {"metric": readable}
     for name, value in zip(names, m["values"], strict=True):
         entry[name] = value
-    for name, delta in zip(names[1:], m["deltas"][1:], strict=True):
+    for name, delta, version in zip(
+        names[1:], m["deltas"][1:], result["versions"][1:], strict=True
+    ):
         if delta is None:
-            entry[f"Δ {name}"] = "–"
+            entry[f"Δ {name}"] = "—"
             continue
         better = delta < 0 if m["lower_is_better"] else delta > 0
+        judged = (result["versions"][0], version) in comparable  # same requests: a fair call
         arrow = (
             ""
-            if delta == 0 or m["metric"] in ("tn", "fp", "fn", "tp")
+            if delta == 0 or m["metric"] in ("tn", "fp", "fn", "tp") or not judged
             else (" ▲ better" if better else " ▼ worse")
         )
         entry[f"Δ {name}"] = f"{delta:+.4f}{arrow}" if isinstance(delta, float) else (f"{delta:+d}")
     entry["what it means"] = meaning
     table.append(entry)
+frame = pd.DataFrame(table)
 st.dataframe(
-    pd.DataFrame(table),
+    frame.style.format({n: "{:.4f}" for n in names}, na_rep="—"),
     hide_index=True,
     width="stretch",
-    column_config={n: st.column_config.NumberColumn(format="%.4f") for n in names},
 )
+if len(comparable) < len(rows) - 1:
+    st.caption("Δ without ▲/▼: the two were measured on different requests, so no better/worse.")
 
 st.subheader("Who won")
 for pair in result["paired"]:
@@ -180,15 +244,20 @@ st.subheader("Confusion matrices")
 normalize = st.toggle("Row-normalised (share of each actual class)", key="normalize")
 for start in range(0, len(rows), 2):  # two per row: axis labels never overlap
     cols = st.columns(2)
-    for col, row in zip(cols, rows[start : start + 2], strict=False):
-        matrix = row.metrics["confusion_matrix"]
-        chart(col, charts.confusion_heatmap(label(row, aliases), matrix, normalize))
+    shown_points = result["operating_point"]["versions"][start : start + 2]
+    matrices = result["confusion_matrices"][start : start + 2]
+    for col, row, at, matrix in zip(
+        cols, rows[start : start + 2], shown_points, matrices, strict=False
+    ):
+        title = f"{label(row, aliases)} at {at['threshold_label']}"
+        chart(col, charts.confusion_heatmap(title[:90], matrix, normalize))
 
 left, middle, right, far = st.columns(4)
 left.markdown("**False positive and false negative rates**")
+at_point = {m["metric"]: m["values"] for m in result["metrics"]}
 rates = [
-    {"version": n, "fpr": r.metrics["fpr"], "fnr": r.metrics["fnr"]}
-    for n, r in zip(names, rows, strict=True)
+    {"version": n, "fpr": fpr, "fnr": fnr}
+    for n, fpr, fnr in zip(names, at_point["fpr"], at_point["fnr"], strict=True)
 ]
 chart(left, charts.rates_bars(rates))
 details = {n: registry.details(r.id) for n, r in zip(names, rows, strict=True)}

@@ -232,7 +232,9 @@ def test_versions_table_lists_every_version(populated: Registry) -> None:
     assert table["version"].tolist() == [4, 3, 2, 1]
     assert table["status"].tolist() == ["failed", "ready", "ready", "ready"]
     assert table["recipe"].tolist() == ["nb-bow", "nb-bow", "tfidf-logreg", "nb-bow"]
-    assert "4 of 4 versions. Click a column header to sort." in texts(at.caption)
+    assert any(
+        t.startswith("4 of 4 versions. Click a column header to sort.") for t in texts(at.caption)
+    )
     # filter by status
     by_label(at.multiselect, "Status").select("failed")
     run(at)
@@ -253,8 +255,8 @@ def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
     )
     titles = chart_titles(at)
     # confusion matrices, titled with the dataset
-    assert "v1 · nb-bow · synthetic sample" in titles
-    assert "v2 · tfidf-logreg · synthetic sample" in titles
+    assert any(t.startswith("v1 · nb-bow · synthetic sample at ") for t in titles if t)
+    assert any(t.startswith("v2 · tfidf-logreg · synthetic sample at ") for t in titles if t)
     assert "ROC curve" in titles and "Precision-recall curve" in titles
     assert "Calibration" in titles
     # two heatmaps, the FPR/FNR bars, two curve overlays, the reliability diagram

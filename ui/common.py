@@ -175,7 +175,7 @@ def chart(container: Any, spec: Any) -> None:
 
 def fmt(value: Any, digits: int = 3) -> str:
     if value is None:
-        return "–"
+        return "—"  # undefined (nothing to divide by) or not measured: never a made-up 0
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
