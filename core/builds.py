@@ -55,6 +55,7 @@ class TrainRequest:
 
     recipe: str
     params: dict[str, Any] = field(default_factory=dict)
+    recipe_file: dict[str, Any] | None = None  # a team recipe's recorded source (refit)
     data_path: str | Path = SAMPLE_DATA
     seed: int = 42
     test_size: float = 0.2
@@ -159,13 +160,16 @@ def fingerprint(
     data_sha256: str,
     builder: str,
     operating: tuple[float, str] | None = None,
+    recipe_sha256: str | None = None,
 ) -> str:
     """What makes two builds the same: recipe, params, data, split, code, packages, builder.
 
     "Code" is the content hash of the training code (`core/`, Dockerfile, requirements), not
     the git commit: a commit that only touches docs or tests does not change what a build
     produces, while uncommitted edits to `core/` do. The commit is kept in provenance.
+    A team recipe's source counts by its sha256 (`recipe_sha256`).
     """
+    team = {"recipe_sha256": recipe_sha256} if recipe_sha256 else {}
     threshold, label = operating or (0.5, parse_policy(request.threshold_policy).label)
     refit = {"refit": True, "threshold": threshold} if request.refit_of is not None else {}
     cv = {"cv": request.cv()} if request.cv() else {}
@@ -182,6 +186,7 @@ def fingerprint(
         builder=builder,
         **refit,
         **cv,
+        **team,
     )
 
 
@@ -247,10 +252,11 @@ def submitting(
     """`submit`, yielding the submission and the canonical dataset file (until the block
     ends). Without `keep_dataset_now` the caller stores the dataset (`execute` does it
     while the worker trains)."""
-    from core.recipes import get_recipe
+    from core.recipe_files import resolve_request
 
-    recipe = get_recipe(request.recipe)
-    params = recipe.resolve(request.params)
+    recipe, params, recipe_file = resolve_request(
+        request.recipe, request.params, request.recipe_file
+    )
     _check_numbers(request)
     operating = operating_choice(request, registry)
     if request.data_kind is not None and request.data_kind not in DATA_KINDS:
@@ -258,7 +264,14 @@ def submitting(
     data_path = resolve_data_path(request.data_path)
     with scanned(data_path) as (dataset, canonical):
         builder, reason = resolve_backend(request.backend)
-        key = fingerprint(request, params, dataset.sha256, builder, operating)
+        key = fingerprint(
+            request,
+            params,
+            dataset.sha256,
+            builder,
+            operating,
+            recipe_sha256=recipe_file and recipe_file["sha256"],
+        )
         registry.mark_orphans()  # a dead build is not "in flight": never hand it out
         version, reused = registry.create_or_reuse(
             request.model,
@@ -284,7 +297,8 @@ def submitting(
                     "builder_reason": reason,
                     **({"refit_of": request.refit_of} if request.refit_of is not None else {}),
                     **({"cv": request.cv()} if request.cv() else {}),
-                }
+                },
+                **({"recipe_file": recipe_file} if recipe_file else {}),
             },
         )
         if not reused and keep_dataset_now:  # the version now pins the dataset's digest: store it
@@ -325,6 +339,7 @@ def _job(row: ModelVersion, registry: Registry, data_file: Path) -> BuildJob:
         limits=_limits(row),
         fault=row.provenance.get("request", {}).get("fault"),
         cv=cv_of(row),
+        recipe_file=(row.provenance or {}).get("recipe_file"),
     )
 
 
@@ -427,6 +442,7 @@ def _provenance(
         "evaluate_seconds": round(result["evaluate_seconds"], 4),
         "artifact_store": store.location,
         "request": row.provenance.get("request", {}),
+        **{k: v for k, v in row.provenance.items() if k == "recipe_file"},
         **({"worker": extra} if row.builder == "local" else {row.builder: extra}),
     }
 
@@ -610,6 +626,7 @@ def submit_refit(
         request = TrainRequest(
             recipe=parent.recipe,
             params=dict(parent.params),
+            recipe_file=(parent.provenance or {}).get("recipe_file"),
             data_path=dataset_file(parent, store, Path(tmp)),
             seed=parent.split_seed,
             test_size=parent.split_test_size,

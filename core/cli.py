@@ -594,17 +594,34 @@ def cmd_reproduce(args: argparse.Namespace) -> Any:
 
 
 def cmd_recipes(args: argparse.Namespace) -> Any:
+    from core.recipe_files import listing
     from core.recipes import RECIPES
 
-    return [
-        {"name": r.name, "summary": r.summary, "params": [p.describe() for p in r.params]}
-        for r in RECIPES.values()
+    def describe(r: Any) -> dict[str, Any]:
+        return {
+            "name": r.name,
+            "kind": r.origin,
+            "summary": r.summary,
+            "params": [p.describe() for p in r.params],
+            **({"path": r.source.path, "sha256": r.source.sha256} if r.source else {}),
+            **({"requirements": list(r.requirements)} if r.source else {}),
+        }
+
+    team = [
+        describe(e["recipe"])
+        if e["recipe"]
+        else {"name": e["name"], "kind": "team", "path": e["path"], "error": e["error"]}
+        for e in listing()
     ]
+    return [describe(r) for r in RECIPES.values()] + team
 
 
 def render_recipes(out: list[dict[str, Any]]) -> str:
     blocks = []
     for r in out:
+        if r.get("error"):
+            blocks.append(f"{r['name']} [team, unusable]: {r['error']}")
+            continue
         rows = [
             [
                 p["name"],
@@ -620,7 +637,7 @@ def render_recipes(out: list[dict[str, Any]]) -> str:
             for p in r["params"]
         ]
         blocks.append(
-            f"{r['name']}: {r['summary']}\n"
+            f"{r['name']} [{r['kind']}]: {r['summary']}\n"
             + table(["param", "type", "default", "valid", "help"], rows)
         )
     return "\n\n".join(blocks)

@@ -18,6 +18,7 @@ from core.operating_point import (
     threshold_for,
     threshold_words,
 )
+from core.recipe_files import source_diffs
 from core.registry import Registry
 from core.schema import READY, ModelVersion
 
@@ -63,6 +64,7 @@ def _get(mapping: dict[str, Any] | None, dotted: str) -> Any:
 
 PROVENANCE_FIELDS = {
     "recipe": lambda v: v.recipe,
+    "recipe_sha256": lambda v: _get(v.provenance, "recipe_file.sha256"),
     "params": lambda v: v.params,
     "threshold": lambda v: v.threshold,
     "threshold_policy": lambda v: policy_label(v.metrics, v.threshold),
@@ -287,6 +289,7 @@ def compare(
         "not_comparable": not_comparable,
         "notes": refit_notes(rows),
         "provenance_diff": provenance_diff(rows),
+        "recipe_diffs": source_diffs(rows),
     }
 
 

@@ -426,21 +426,62 @@ def validate_provenance(prov: Any, builder: str) -> dict[str, Any]:
     return out
 
 
+def validate_recipe_file(prov: Any, recipe: Any) -> dict[str, Any] | None:
+    """A team recipe's recorded source, rebuilt from checked values (its text must hash to
+    its sha256 and carry the version's recipe name); None for a built-in recipe."""
+    from core import recipe_files
+
+    record = prov.get("recipe_file") if isinstance(prov, dict) else None
+    if record is None:
+        return None
+    try:
+        checked = recipe_files.from_record(record)
+    except BadInput:
+        raise _fail("recipe source", "is incomplete or does not match its sha256") from None
+    if checked.name != recipe or not recipe_files.NAME.match(checked.name):
+        raise _fail("recipe source", "names another recipe")
+    if len(checked.source) > recipe_files.MAX_SOURCE_CHARS:
+        raise _fail("recipe source", "is too large")
+    requirements = record.get("requirements") or []
+    if not isinstance(requirements, list) or not all(
+        isinstance(r, str) and len(r) <= 200 and recipe_files.REQUIREMENT.match(r)
+        for r in requirements
+    ):
+        raise _fail("recipe source", "has requirements that are not plain specifiers")
+    return checked.record(requirements[: recipe_files.MAX_REQUIREMENTS])
+
+
+def _plain_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A team recipe's parameters: identifiers mapped to plain finite values."""
+    for key, value in params.items():
+        finite = not isinstance(value, float) or math.isfinite(value)
+        plain = isinstance(value, bool | int | float) or (
+            isinstance(value, str) and len(value) <= 1000
+        )
+        if not (isinstance(key, str) and key.isidentifier() and plain and finite):
+            raise _fail("parameters", f"are invalid ({str(key)[:40]!r})")
+    return dict(params)
+
+
 def validate_version(source: dict[str, Any], details: Any, model: str) -> dict[str, Any]:
     """The values to register for an imported version, each validated; Invalid otherwise."""
     from core.builds import version_fingerprint
     from core.recipes import RECIPES
 
     recipe = source.get("recipe")
-    if not isinstance(recipe, str) or recipe not in RECIPES:
-        raise _fail("recipe", f"must be one of {', '.join(RECIPES)}")
+    team = validate_recipe_file(source.get("provenance"), recipe)
+    if team is None and (not isinstance(recipe, str) or recipe not in RECIPES):
+        raise _fail("recipe", f"must be one of {', '.join(RECIPES)} or carry its source")
     params = source.get("params")
     if not isinstance(params, dict):
         raise _fail("parameters", "are missing")
-    try:
-        resolved = RECIPES[recipe].resolve(params)
-    except BadInput as exc:
-        raise _fail("parameters", f"are invalid ({exc})") from None
+    if team is not None:  # its source is not run to import it: plain values only
+        resolved = _plain_params(params)
+    else:
+        try:
+            resolved = RECIPES[recipe].resolve(params)
+        except BadInput as exc:
+            raise _fail("parameters", f"are invalid ({exc})") from None
     if resolved != params:
         raise _fail("parameters", f"are not the complete resolved set of {recipe}")
     builder = source.get("builder")
@@ -453,6 +494,8 @@ def validate_version(source: dict[str, Any], details: Any, model: str) -> dict[s
     clean_details = validate_details(details, metrics)
     check_metrics_against_predictions(metrics, clean_details)
     provenance = validate_provenance(source.get("provenance"), builder)
+    if team is not None:
+        provenance["recipe_file"] = team
     data_sha256 = _digest(source.get("data_sha256"), "dataset digest")
     split_hash = _digest(source.get("split_hash"), "split hash")
     if split_hash != provenance["split"]["hash"]:
@@ -482,6 +525,7 @@ def validate_version(source: dict[str, Any], details: Any, model: str) -> dict[s
         packages=host,
         builder=builder,
         **refit_facts,
+        **({"recipe_sha256": team["sha256"]} if team else {}),
     )
     name = source.get("data_name") or provenance.get("data_name") or "imported dataset"
     return {

@@ -95,8 +95,12 @@ def cyclic_names(_transformer: Any, names: Any) -> np.ndarray:
 
 
 def read_columns(pipeline: Any) -> list[str]:
-    """Input columns a fitted pipeline's ColumnTransformer reads."""
-    features = pipeline.steps[0][1]
+    """Input columns a fitted pipeline's ColumnTransformer reads (none known for a
+    team recipe's estimator that is not a Pipeline)."""
+    steps = getattr(pipeline, "steps", None)
+    if not steps:
+        return []
+    features = steps[0][1]
     columns: list[str] = []
     for name, transformer, selected in getattr(features, "transformers_", []):
         if name == "remainder" or transformer == "drop":

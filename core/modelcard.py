@@ -48,6 +48,7 @@ def model_card(row: ModelVersion, registry: Registry) -> dict[str, Any]:
             "size": row.artifact_size,
             "format": "joblib (sklearn Pipeline)",
         },
+        "recipe_file": prov.get("recipe_file"),  # a team recipe's source and sha256
         "how_to_load": _how_to_load(row),
         "tags": version["tags"],
         "note": row.note,
@@ -131,6 +132,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         *(_swarm_lines(prov["swarm"]) if isinstance(prov.get("swarm"), dict) else []),
         f"- built {prov.get('started_at')} to {prov.get('finished_at')}",
         "",
+        *_recipe_lines(card.get("recipe_file")),
         "## Artifact",
         f"`{card['artifact']['sha256']}` ({card['artifact']['size']} bytes, "
         f"{card['artifact']['format']})",
@@ -143,6 +145,23 @@ def model_card_markdown(card: dict[str, Any]) -> str:
     if card["note"]:
         lines += ["", "## Note", card["note"]]
     return "\n".join(lines) + "\n"
+
+
+def _recipe_lines(recorded: Any) -> list[str]:
+    """A team recipe's source, as recorded when the version was built."""
+    if not isinstance(recorded, dict):
+        return []
+    fence = "````"  # the source may hold ``` itself
+    return [
+        f"## Recipe source ({recorded.get('kind')} {recorded.get('path')})",
+        f"sha256 `{recorded.get('sha256')}`; requirements: "
+        f"{', '.join(recorded.get('requirements') or []) or 'none'}",
+        "",
+        f"{fence}python",
+        str(recorded.get("source") or "").rstrip("\n"),
+        fence,
+        "",
+    ]
 
 
 def _swarm_lines(swarm: dict[str, Any]) -> list[str]:

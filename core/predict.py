@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,7 +60,18 @@ def load_model(row: ModelVersion, store: ArtifactStore | None = None) -> Any:
             f"{'; '.join(mismatch)}); its predictions here could differ. Predict with the "
             "pinned requirements (requirements.txt) or retrain it here."
         )
-    return (store or open_store()).load(row.artifact_sha256)
+    recorded = (row.provenance or {}).get("recipe_file")
+    return (store or open_store()).load(row.artifact_sha256, _recipe_loader(recorded))
+
+
+def _recipe_loader(recorded: Any) -> Callable[[], None] | None:
+    """For a team recipe's version: register its recorded source as the module its
+    pickled classes name (after the artifact's sha256 check, before unpickling)."""
+    if not recorded:
+        return None
+    from core.recipe_files import register_for_loading
+
+    return lambda: register_for_loading(recorded)
 
 
 def make_request(title: str, text: str, **meta: Any) -> dict[str, Any]:
@@ -163,7 +175,10 @@ def request_meta(when: float | None, fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def word_weights(pipeline: Any) -> np.ndarray | None:
-    """Per-feature log-odds weights of a linear classifier (LogReg or multinomial NB)."""
+    """Per-feature log-odds weights of a linear classifier (LogReg or multinomial NB)
+    right after the features; None for any other shape (a team recipe's, say)."""
+    if len(getattr(pipeline, "steps", [])) != 2:
+        return None
     classifier = pipeline.steps[-1][1]
     if hasattr(classifier, "coef_"):
         return np.asarray(classifier.coef_[0], dtype=float)
@@ -214,10 +229,12 @@ def explain_groups(pipeline: Any, record: dict[str, Any]) -> dict[str, Any]:
     """Log-odds contribution of every feature group (words, each requester number, time)
     and the base value, so that base + contributions = the score's log-odds; for a model
     that is not linear in its features, `method` says none is shown."""
-    classifier = pipeline.steps[-1][1]
-    features = pipeline.steps[0][1]
-    weights, base = word_weights(pipeline), _base_log_odds(classifier)
-    if weights is None or base is None or not hasattr(features, "output_indices_"):
+    weights = word_weights(pipeline)
+    if weights is None:
+        return {"method": "none: the model is not linear in its features", "groups": []}
+    classifier, features = pipeline.steps[-1][1], pipeline.steps[0][1]
+    base = _base_log_odds(classifier)
+    if base is None or not hasattr(features, "output_indices_"):
         return {"method": "none: the model is not linear in its features", "groups": []}
     row = features.transform(to_frame([record]))
     values = np.asarray(row.toarray() if hasattr(row, "toarray") else row)[0]

@@ -102,6 +102,13 @@ class Recipe:
     build: Callable[[dict[str, Any]], Pipeline]
     input_fields: tuple[str, ...] = field(default=())
     linear: bool = True
+    source: Any = None  # a team recipe's RecipeSource (core.recipe_files); None: built in
+    requirements: tuple[str, ...] = ()  # a team recipe's extra pip requirements
+
+    @property
+    def origin(self) -> str:
+        """'built-in' (core/recipes.py) or 'team' (a file in RECIPE_DIR)."""
+        return "built-in" if self.source is None else "team"
 
     def param(self, name: str) -> Param:
         for param in self.params:
@@ -422,8 +429,14 @@ for _recipe in RECIPES.values():  # the leak guard holds for the recipes themsel
 
 
 def get_recipe(name: str) -> Recipe:
-    """The recipe called `name`, or BadInput listing the known ones."""
-    try:
+    """The recipe called `name` (built in, else a team recipe file), or BadInput listing the
+    known ones; BadInput naming the file and line when a team recipe is broken."""
+    if name in RECIPES:
         return RECIPES[name]
+    from core.recipe_files import recipe_paths, team_recipe
+
+    try:
+        return team_recipe(name)
     except KeyError:
-        raise BadInput(f"unknown recipe '{name}'; choose from {', '.join(RECIPES)}") from None
+        known = [*RECIPES, *(n for n in recipe_paths() if n not in RECIPES)]
+        raise BadInput(f"unknown recipe '{name}'; choose from {', '.join(known)}") from None

@@ -106,6 +106,10 @@ def _evaluate(job: dict[str, Any], dataset: Any) -> Any:
 def run_job(job: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Train as `job` says; write the artifact and the result summary to `out_dir`."""
     log(f"worker pid {os.getpid()}: recipe {job['recipe']}, data {job['data_sha256'][:12]}")
+    if job.get("recipe_file"):  # a team recipe: its recorded source, not any file here
+        from core.recipe_files import pin
+
+        log(f"team recipe source sha256 {pin(job['recipe_file']).sha256[:12]}")
     dataset = load_job_data(job)
     log(
         f"loaded {dataset.rows} requests ({dataset.positives} received a pizza), "
@@ -143,6 +147,15 @@ def _exit_with_parent(poll_s: float = 1.0) -> None:
         os._exit(3)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _blame(exc: Exception) -> str:
+    """`Type: message`, led by the team recipe file and line it came from, if any."""
+    if not any(name.startswith("altruism_recipe_") for name in sys.modules):
+        return f"{type(exc).__name__}: {exc}"
+    from core.recipe_files import blame
+
+    return blame(exc)
 
 
 WAIT_FOR_JOB = "--wait-for-job"
@@ -188,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         code, message = 1, "training ran out of memory"
     except Exception as exc:  # report any training error to the builder, cleanly
         traceback.print_exc(file=sys.stdout)
-        code, message = 1, f"training failed: {type(exc).__name__}: {exc}"
+        code, message = 1, f"training failed: {_blame(exc)}"
     log(f"error: {message}")
     (out_dir / ERROR_NAME).write_text(json.dumps({"error": message, "exit_code": code}))
     return code

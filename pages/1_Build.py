@@ -14,7 +14,7 @@ from core.config import SAMPLE_DATA
 from core.datafiles import list_data_files, resolve_data_file, save_upload
 from core.errors import AltruismError
 from core.operating_point import DEFAULT_POLICY, POLICY_EXAMPLES
-from core.recipes import RECIPES, Param
+from core.recipes import Param
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY
 from ui.common import (
     builder_status,
@@ -23,6 +23,7 @@ from ui.common import (
     md,
     model_name,
     page_setup,
+    recipe_choices,
     show_error,
 )
 
@@ -160,11 +161,18 @@ def choose_dataset(source: str) -> str | None:
 
 left, right = st.columns([3, 2])
 with left:
+    usable, broken = recipe_choices()
     recipe_name = st.selectbox(
-        "Recipe", list(RECIPES), key="recipe", help="Named candidate models (sklearn Pipelines)"
+        "Recipe",
+        list(usable),
+        key="recipe",
+        format_func=lambda name: f"{name} ({usable[name].origin})",
+        help="Built-in recipes and the team's recipe files (RECIPE_DIR)",
     )
-    recipe = RECIPES[recipe_name]
-    st.caption(recipe.summary)
+    recipe = usable[recipe_name]
+    st.caption(md(recipe.summary))
+    for name, error in broken:
+        st.warning(md(f"Team recipe {name} cannot be built: {error}"))
     source = st.radio("Dataset", SOURCES, horizontal=True, key="source")
     data_path = choose_dataset(source)
     evaluation = st.radio(

@@ -13,6 +13,7 @@ from core.errors import AltruismError
 from core.evaluate import calibration_points
 from core.modelcard import model_card, model_card_markdown
 from core.operating_point import LEGACY_SUFFIX, flag_warning, parse_policy, policy_label
+from core.recipe_files import recipe_paths
 from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES
 from core.sweeps import sweeps_of
@@ -38,7 +39,9 @@ st.title("Versions")
 
 cols = st.columns([2, 2, 3, 1])
 statuses = cols[0].multiselect("Status", STATUSES, placeholder="any status")
-recipes = cols[1].multiselect("Recipe", list(RECIPES), placeholder="any recipe")
+recipes = cols[1].multiselect(
+    "Recipe", list(dict.fromkeys([*RECIPES, *recipe_paths()])), placeholder="any recipe"
+)
 search = cols[2].text_input("Search tags, aliases, notes, dataset name or hash", "")
 show_archived = cols[3].checkbox("Archived", help="Include archived versions")
 
@@ -250,6 +253,13 @@ with overview:
             )
 with provenance:
     st.json(row.provenance or {}, expanded=2)
+    recorded = (row.provenance or {}).get("recipe_file")
+    if isinstance(recorded, dict):
+        st.markdown(
+            f"**Recipe source** (team {md(str(recorded.get('kind')))} "
+            f"{md(str(recorded.get('path')))}, sha256 {md(str(recorded.get('sha256'))[:12])})"
+        )
+        st.code(str(recorded.get("source") or ""), language="python")
     if row.reproduction:
         st.markdown("**Last reproduction**")
         st.json(row.reproduction, expanded=False)

@@ -301,3 +301,8 @@ st.dataframe(
     width="stretch",
     column_config={n: st.column_config.TextColumn(width="medium") for n in names},
 )
+for recipe_diff in result.get("recipe_diffs", []):
+    st.markdown(
+        f"**Recipe source, v{recipe_diff['first']} → v{recipe_diff['second']}** (unified diff)"
+    )
+    st.code(recipe_diff["diff"] or "(no source recorded)", language="diff")

@@ -121,6 +121,22 @@ DATA_KINDS_SHOWN = {
 }
 
 
+def recipe_choices() -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Built-in recipes and the usable team recipes by name, and the team recipe files that
+    cannot be used with why (one line each, never a traceback)."""
+    from core.recipe_files import listing
+    from core.recipes import RECIPES
+
+    usable: dict[str, Any] = dict(RECIPES)
+    broken = []
+    for entry in listing():
+        if entry["recipe"] is not None:
+            usable[entry["name"]] = entry["recipe"]
+        else:
+            broken.append((entry["name"], entry["error"]))
+    return usable, broken
+
+
 def dataset_label(row: Any) -> str:
     """`train.json.zip (data folder)`; the bundled sample is called what it is."""
     kind = getattr(row, "data_kind", None)

@@ -20,7 +20,7 @@ import re
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -187,11 +187,16 @@ class ArtifactStore(ABC):
             )
         return data
 
-    def load(self, sha256: str) -> Any:
-        """Unpickle a model only after its bytes hash to the registry's `sha256`."""
+    def load(self, sha256: str, before_unpickle: Callable[[], None] | None = None) -> Any:
+        """Unpickle a model only after its bytes hash to the registry's `sha256`;
+        `before_unpickle` runs between the check and the unpickling (it makes a team
+        recipe's recorded classes importable)."""
         import joblib
 
-        return joblib.load(io.BytesIO(self.read_verified(sha256, "model")))
+        data = self.read_verified(sha256, "model")
+        if before_unpickle is not None:
+            before_unpickle()
+        return joblib.load(io.BytesIO(data))
 
     def fetch_verified(self, sha256: str, kind: str, target: Path) -> Path:
         """Copy a blob to the local file `target`, checking its sha256 on the way."""

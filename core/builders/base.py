@@ -63,6 +63,12 @@ class BuildJob:
     registry_id: str = ""  # which registry the version lives in (labels its container)
     version_label: str = ""  # e.g. "raop v3" (labels, service names)
     cv: dict[str, int] | None = None  # {"folds": K, "repeats": R}: cross-validate instead
+    recipe_file: dict[str, Any] | None = None  # a team recipe's recorded source (recipe_files)
+
+    @property
+    def recipe_requirements(self) -> list[str]:
+        """A team recipe's extra pip requirements (part of the Docker image key)."""
+        return list((self.recipe_file or {}).get("requirements") or [])
 
     def spec(self, data_file: str) -> dict[str, Any]:
         """The worker's job.json, with the dataset path as the worker will see it."""
@@ -78,6 +84,7 @@ class BuildJob:
             "fault": self.fault,
             "cpus": self.limits.cpus,
             **({"cv": self.cv} if self.cv else {}),
+            **({"recipe_file": self.recipe_file} if self.recipe_file else {}),
         }
 
 

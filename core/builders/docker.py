@@ -55,6 +55,7 @@ BASE_IMAGE_LABEL = f"{LABEL_PREFIX}.base-image"
 BASE_IMAGE_ID_LABEL = f"{LABEL_PREFIX}.base-image-id"
 BUILD_NETWORK_LABEL = f"{LABEL_PREFIX}.build-network"
 IMAGE_KEY_LABEL = f"{LABEL_PREFIX}.image-key"
+RECIPE_REQUIREMENTS_LABEL = f"{LABEL_PREFIX}.recipe-requirements"
 ANSI_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 WORK = "/work"
@@ -114,6 +115,30 @@ def image_key(fingerprint: str, base_image_id: str, network: str | None) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def requirements_key(trainer_image_id: str, requirements: list[str]) -> str:
+    """Key of a trainer image plus a team recipe's extra requirements (sorted, deduped):
+    the same trainer and the same requirements reuse one image."""
+    payload = "\n".join([trainer_image_id, *sorted(set(requirements))])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def requirements_context(trainer_image_id: str, requirements: list[str], spool: IO[bytes]):
+    """A build context: the trainer image plus `pip install -r` of the requirements (a
+    file, never a shell string), back to the non-root user."""
+    dockerfile = (
+        f"FROM {trainer_image_id}\nUSER root\n"
+        "COPY recipe-requirements.txt /app/recipe-requirements.txt\n"
+        "RUN python -m pip install --no-cache-dir -r /app/recipe-requirements.txt\n"
+        "USER trainer\n"
+    ).encode()
+    listing = "".join(f"{r}\n" for r in sorted(set(requirements))).encode()
+    with tarfile.open(fileobj=spool, mode="w") as tar:
+        for name, data in (("Dockerfile", dockerfile), ("recipe-requirements.txt", listing)):
+            _tar_entry(tar, name, io.BytesIO(data), len(data), 0o644)
+    spool.seek(0)
+    return spool
+
+
 def image_tag(key: str) -> str:
     return f"{IMAGE_REPOSITORY}:{key[:16]}"
 
@@ -156,6 +181,11 @@ def image_facts(image: Any) -> dict[str, Any]:
         "base_image_id": labels.get(BASE_IMAGE_ID_LABEL),
         "build_network": labels.get(BUILD_NETWORK_LABEL),
         "git_commit": labels.get(f"{LABEL_PREFIX}.git-commit"),
+        **(
+            {"recipe_requirements": labels[RECIPE_REQUIREMENTS_LABEL]}
+            if RECIPE_REQUIREMENTS_LABEL in labels
+            else {}
+        ),
     }
 
 
@@ -291,6 +321,54 @@ class DockerBuilder(Builder):
                 raise BuildCancelled("cancelled by a user during the image build")
         return client.images.get(tag), False, time.perf_counter() - started
 
+    def job_image(
+        self, job: BuildJob, log: BuildLog, should_cancel: Callable[[], bool]
+    ) -> tuple[Any, bool, float]:
+        """The image a job runs in: the trainer image, plus its team recipe's extra
+        requirements when it declares any (its own image, keyed by them)."""
+        image, reused, seconds = self.ensure_image(log, should_cancel, job.image_id)
+        if job.image_id or not job.recipe_requirements:
+            return image, reused, seconds
+        return self._with_requirements(image, job.recipe_requirements, log, should_cancel)
+
+    def _with_requirements(
+        self, trainer: Any, requirements: list[str], log: BuildLog, should_cancel: Callable
+    ) -> tuple[Any, bool, float]:
+        import docker.errors
+
+        client = docker_client()
+        key = requirements_key(trainer.id, requirements)
+        tag = image_tag(key)
+        try:
+            image = client.images.get(tag)
+            log(f"reusing image {tag} with the recipe's requirements")
+            return image, True, 0.0
+        except docker.errors.ImageNotFound:
+            pass
+        log(f"building image {tag}: the trainer plus {', '.join(requirements)}")
+        started = time.perf_counter()
+        with tempfile.TemporaryFile() as spool:
+            stream = client.api.build(
+                fileobj=requirements_context(trainer.id, requirements, spool),
+                custom_context=True,
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                labels={IMAGE_KEY_LABEL: key, RECIPE_REQUIREMENTS_LABEL: " ".join(requirements)},
+                network_mode=self.settings.build_network,
+            )
+            for chunk in stream:
+                if "stream" in chunk and chunk["stream"].strip():
+                    log(ANSI_ESCAPES.sub("", chunk["stream"]).rstrip())
+                if "error" in chunk:
+                    raise BuildFailed(
+                        f"installing the recipe's requirements failed: {chunk['error'].strip()}"
+                    )
+                if should_cancel and should_cancel():
+                    raise BuildCancelled("cancelled by a user during the image build")
+        return client.images.get(tag), False, time.perf_counter() - started
+
     @staticmethod
     def _recorded_image(client: Any, image_id: str, log: BuildLog) -> Any:
         import docker.errors
@@ -329,7 +407,7 @@ class DockerBuilder(Builder):
     ) -> BuildOutcome:
         client = docker_client()
         server = client.version()
-        image, reused, build_seconds = self.ensure_image(log, should_cancel, job.image_id)
+        image, reused, build_seconds = self.job_image(job, log, should_cancel)
         limits = job.limits
         container = client.containers.create(
             image.id,

@@ -104,6 +104,11 @@ class LocalBuilder(Builder):
         self, job: BuildJob, work_dir: Path, log: BuildLog, should_cancel: Callable[[], bool]
     ) -> BuildOutcome:
         job_file, out = write_job(job, work_dir)
+        if job.recipe_requirements:
+            log(
+                "the local builder uses this environment as it is: install the recipe's "
+                f"requirements ({', '.join(job.recipe_requirements)}) into it yourself"
+            )
         process = self.spare.hand_over(job_file, out) if self.spare else None
         process = process or start_worker(str(job_file), str(out))
         reader = threading.Thread(

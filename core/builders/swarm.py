@@ -174,7 +174,7 @@ class SwarmBuilder(DockerBuilder):
         problem = manager_problem(swarm)
         if problem:
             raise BuildFailed(problem)
-        image, reused, build_seconds = self.ensure_image(log, should_cancel, job.image_id)
+        image, reused, build_seconds = self.job_image(job, log, should_cancel)
         trainer_repo = f"{address}/{IMAGE_REPOSITORY}"
         trainer_digest = self._publish_trainer(client, image, trainer_repo, log)
         trainer_ref = f"{trainer_repo}@{trainer_digest}"
