@@ -8,7 +8,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from core.config import settings
+from core.config import SAMPLE_DATA, settings
 from core.dataset import SUFFIXES, Dataset, scan_dataset
 from core.errors import BadInput
 
@@ -21,19 +21,25 @@ def data_dir() -> Path:
 
 
 def list_data_files() -> list[str]:
-    """Dataset files under the data folder, as paths relative to it (no symlinks out)."""
+    """Dataset files under the data folder, as paths relative to it (no symlinks out): the
+    team's own files first, uploads after them. The bundled synthetic sample (`sample.json`
+    at the top, or anything resolving to it) is left out: it has its own choice, so the first
+    file offered is never fake data."""
     root = data_dir()
     if not root.is_dir():
         return []
-    found = []
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix.lower() in SUFFIXES:
-            try:
-                found.append(
-                    str(resolve_data_file(str(path.relative_to(root))).relative_to(root.resolve()))
-                )
-            except BadInput:
-                continue  # a symlink pointing outside the folder is not offered
+    found: list[str] = []
+    for path in sorted(root.rglob("*"), key=lambda p: (UPLOADS in p.parts, str(p))):
+        if not path.is_file() or path.suffix.lower() not in SUFFIXES:
+            continue
+        try:
+            real = resolve_data_file(str(path.relative_to(root)))
+        except BadInput:
+            continue  # a symlink pointing outside the folder is not offered
+        relative = str(real.relative_to(root.resolve()))
+        if relative == SAMPLE_DATA.name or real == SAMPLE_DATA.resolve() or relative in found:
+            continue
+        found.append(relative)
     return found
 
 

@@ -131,7 +131,10 @@ def choose_dataset(source: str) -> str | None:
     if source == SOURCES[1]:
         files = list_data_files()
         if not files:
-            st.info("No .json, .jsonl or .zip files in the data folder yet.")
+            st.info(
+                "No .json, .jsonl or .zip files of yours in the data folder yet (the bundled "
+                "sample is under 'Bundled sample'). Put the Kaggle train.json.zip there."
+            )
             return None
         name = st.selectbox("Dataset file", files)
         try:
@@ -284,7 +287,8 @@ with left:
                     elif submission.reused:
                         st.info(
                             f"Version {row.version} was already built from exactly this "
-                            "recipe, parameters, data, split and code; reusing it. Tick "
+                            f"recipe, parameters, dataset ({md(dataset_label(row))}), "
+                            "evaluation, threshold policy and code; reusing it. Tick "
                             "'Retrain if identical' to build again."
                         )
                     else:
