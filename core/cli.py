@@ -458,13 +458,23 @@ def cmd_compare(args: argparse.Namespace) -> Any:
     return result
 
 
+def _delta(value: Any) -> str:
+    """A difference with its sign always shown (+0.0685, −0.0123, +3); '-' when undefined."""
+    if value is None:
+        return "-"
+    return f"{value:+d}" if isinstance(value, int) else f"{value:+.4f}".replace("-", "−")
+
+
 def render_compare(result: dict[str, Any]) -> str:
     headers = [
         "metric",
         *(f"v{n}" for n in result["versions"]),
         *(f"Δ v{n}" for n in result["versions"][1:]),
     ]
-    rows = [[m["metric"], *m["values"], *m["deltas"][1:]] for m in result["metrics"]]
+    rows = [
+        [m["metric"], *m["values"], *(_delta(d) for d in m["deltas"][1:])]
+        for m in result["metrics"]
+    ]
     point = result["operating_point"]
     lines = [f"at {point['label']}:", table(headers, rows), ""]
     lines += [
@@ -616,6 +626,17 @@ def cmd_recipes(args: argparse.Namespace) -> Any:
     return [describe(r) for r in RECIPES.values()] + team
 
 
+def _shortened(value: Any, width: int = 24, listing: bool = True) -> Any:
+    """A long cell cut to `width` characters (`--json` has the whole value); a long
+    comma-separated `listing` says how many values it holds."""
+    text = str(value)
+    if not isinstance(value, str) or len(text) <= width:
+        return value
+    if listing and "," in text:
+        return f"{text.count(',') + 1} values: {text[: width - 14].rstrip(',')}…"
+    return text[: width - 1] + "…"
+
+
 def render_recipes(out: list[dict[str, Any]]) -> str:
     blocks = []
     for r in out:
@@ -626,13 +647,13 @@ def render_recipes(out: list[dict[str, Any]]) -> str:
             [
                 p["name"],
                 p["type"],
-                p["default"],
+                _shortened(p["default"]),
                 "|".join(map(str, p["choices"]))
                 if p["choices"]
                 else f"[{p['low']}, {p['high']}]"
                 if p["low"] is not None
                 else "-",
-                p["help"],
+                _shortened(p["help"], 70, listing=False),
             ]
             for p in r["params"]
         ]
@@ -708,12 +729,17 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m core", description=__doc__.split("\n")[0])
-    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(
         name: str, handler: Handler, render: Callable[[Any], str] | None = None, help: str = ""
     ) -> argparse.ArgumentParser:
-        sub = verbs.add_parser(name, help=help)
+        # internal verbs (help=SUPPRESS) get no line in --help at all
+        sub = (
+            verbs.add_parser(name)
+            if help == argparse.SUPPRESS
+            else verbs.add_parser(name, help=help)
+        )
         sub.add_argument("--json", action="store_true", help="print one JSON document")
         sub.add_argument("--model", default=DEFAULT_MODEL, help="model name (default raop)")
         sub.set_defaults(handler=handler, render=render)

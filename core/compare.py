@@ -264,7 +264,15 @@ def compare(
         y, p_first, p_other, cut_first, cut_other = _aligned(first, other)
         pair = {"first": first.row.version, "second": other.row.version}
         pair.update(
-            paired_comparison(y, p_first, p_other, cut_first, cut_other, n_resamples=n_resamples),
+            paired_comparison(
+                y,
+                p_first,
+                p_other,
+                cut_first,
+                cut_other,
+                n_resamples=n_resamples,
+                comparisons=len(rows) - 1,
+            ),
             n=len(y),
             positives=int(np.sum(y)),
         )
@@ -328,21 +336,27 @@ def _at_words(point: CommonPoint, first: VersionPoint, other: VersionPoint) -> s
     return f"{point.label()} ({f'threshold {a}' if a == b else f'thresholds {a} and {b}'})"
 
 
+def signed(value: float, digits: int = 3) -> str:
+    """+0.169 or −0.038: one sign convention (a true minus sign) wherever a difference shows."""
+    return f"{value:+.{digits}f}".replace("-", "−")
+
+
 def pair_verdict(pair: dict[str, Any], at: str) -> str:
-    """The pair's result in plain words: who is better by ROC AUC, if anyone, and how often
-    the two disagree at the compared operating point `at`."""
+    """The pair's result in one sentence form: the winner (or none) first, then the
+    difference always as later − earlier version with its interval, then the decisions."""
     a, b = f"v{pair['first']}", f"v{pair['second']}"
     diff = pair["auc_difference"]  # second - first
-    low, high = pair["auc_difference_ci95"]
+    low, high = pair.get("auc_difference_ci") or pair["auc_difference_ci95"]
+    level = pair.get("confidence_level", 0.95)
+    adjusted = " Bonferroni-adjusted" if level > 0.95 + 1e-9 else ""
+    words = f"{100 * level:.4g}%{adjusted} CI {signed(low)} to {signed(high)}"
+    difference = f"ROC AUC {b} − {a} = {signed(diff)} ({words}"
     if low > 0:
-        head = f"{b} is better than {a}: ROC AUC {diff:+.3f} (95% CI {low:+.3f} to {high:+.3f})"
+        head = f"{b} is better than {a}: {difference})"
     elif high < 0:
-        head = f"{a} is better than {b}: ROC AUC {-diff:+.3f} (95% CI {-high:+.3f} to {-low:+.3f})"
+        head = f"{a} is better than {b}: {difference})"
     else:
-        head = (
-            f"No clear difference between {a} and {b}: ROC AUC {b} − {a} {diff:+.3f} "
-            f"(95% CI {low:+.3f} to {high:+.3f} includes zero)"
-        )
+        head = f"No clear difference between {a} and {b}: {difference} includes zero)"
     mcnemar = pair["mcnemar"]
     disagree = mcnemar["only_first_correct"] + mcnemar["only_second_correct"]
     return (

@@ -170,8 +170,13 @@ def paired_comparison(
     threshold_b: float = 0.5,
     n_resamples: int = 2000,
     seed: int = 0,
+    comparisons: int = 1,
 ) -> dict[str, Any]:
-    """Paired bootstrap 95% CI of AUC(b) - AUC(a) and McNemar's exact p at the thresholds."""
+    """Paired bootstrap 95% CI of AUC(b) - AUC(a) and McNemar's exact p at the thresholds.
+
+    With `comparisons` > 1 (several versions against one baseline) the same resamples also
+    give a Bonferroni-adjusted interval at 1 - 0.05/comparisons (`auc_difference_ci`), which
+    the verdict uses, so that calling any one of them better stays a 5% risk in all."""
     y = np.asarray(y, dtype=float)
     p_a, p_b = np.asarray(p_a, dtype=float), np.asarray(p_b, dtype=float)
 
@@ -194,12 +199,15 @@ def paired_comparison(
     only_b = int(np.sum(~correct_a & correct_b))
     discordant = only_a + only_b
     p_value = stats.binomtest(only_a, discordant, 0.5).pvalue if discordant else 1.0
+    level = 1 - 0.05 / max(1, comparisons)
+    tail = 100 * (1 - level) / 2
+    adjusted = np.nanpercentile(boot.bootstrap_distribution, [tail, 100 - tail])
+    ci95 = [float(boot.confidence_interval.low), float(boot.confidence_interval.high)]
     return {
         "auc_difference": float(auc_difference(y, p_a, p_b)),
-        "auc_difference_ci95": [
-            float(boot.confidence_interval.low),
-            float(boot.confidence_interval.high),
-        ],
+        "auc_difference_ci95": ci95,
+        "confidence_level": level,
+        "auc_difference_ci": ci95 if comparisons <= 1 else [float(v) for v in adjusted],
         "bootstrap_resamples": n_resamples,
         "mcnemar": {
             "only_first_correct": only_a,

@@ -157,8 +157,8 @@ CLASS_WEIGHT = Param(
     "class_weight",
     str,
     "none",
-    "'balanced' reweights the rarer success class (better recall at 0.5, inflated "
-    "probabilities); 'none' keeps probabilities calibrated",
+    "'balanced' reweights the rarer success class (inflated probabilities; the tuned "
+    "threshold already balances the decisions); 'none' keeps probabilities calibrated",
     choices=("balanced", "none"),
 )
 MAX_ITER = Param("max_iter", int, 1000, "solver iteration cap", 50, 10_000)

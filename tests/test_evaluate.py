@@ -199,8 +199,16 @@ def test_probability_digest_ignores_noise_below_six_digits():
 @pytest.mark.parametrize(
     ("ci", "diff", "start"),
     [
-        ((0.106, 0.235), 0.169, "v7 is better than v4: ROC AUC +0.169 (95% CI +0.106 to +0.235)"),
-        ((-0.2, -0.05), -0.12, "v4 is better than v7: ROC AUC +0.120 (95% CI +0.050 to +0.200)"),
+        (
+            (0.106, 0.235),
+            0.169,
+            "v7 is better than v4: ROC AUC v7 − v4 = +0.169 (95% CI +0.106 to +0.235)",
+        ),
+        (
+            (-0.2, -0.05),
+            -0.12,
+            "v4 is better than v7: ROC AUC v7 − v4 = −0.120 (95% CI −0.200 to −0.050)",
+        ),
         ((-0.03, 0.04), 0.005, "No clear difference between v4 and v7"),
     ],
 )
@@ -221,3 +229,17 @@ def test_pair_verdict_names_the_winner_only_when_the_interval_excludes_zero(ci, 
         "at equal false positive rate 0.2 (thresholds 0.31 and 0.29) they disagree on 207 of "
         "649 requests, McNemar p = 0.58."
     )
+
+
+def test_several_versions_against_one_baseline_get_a_bonferroni_interval():
+    from core.compare import pair_verdict
+
+    y, p_a = _scores(400, seed=3, signal=0.3)
+    _, p_b = _scores(400, seed=3, signal=0.35)
+    one = paired_comparison(y, p_a, p_b, n_resamples=500)
+    three = paired_comparison(y, p_a, p_b, n_resamples=500, comparisons=3)
+    assert one["auc_difference_ci"] == one["auc_difference_ci95"] == three["auc_difference_ci95"]
+    low, high = three["auc_difference_ci"]
+    assert low < one["auc_difference_ci95"][0] and high > one["auc_difference_ci95"][1]
+    said = pair_verdict(three | {"first": 1, "second": 2, "n": 400}, "each version's own")
+    assert "(98.33% Bonferroni-adjusted CI " in said and "-" not in said.split(":")[1][:40]
