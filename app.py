@@ -24,6 +24,7 @@ from ui.common import (
     md,
     model_name,
     page_setup,
+    registry_where,
     show_error,
 )
 
@@ -55,7 +56,9 @@ def real_data_hint() -> None:
             "model. The real requests are the `train.json` of Kaggle's *Random Acts of Pizza* "
             "competition: 4,040 labelled requests from the Stanford RAOP dataset (`.json`, "
             "`.jsonl` or a `.zip` of one). Download it from "
-            "kaggle.com/c/random-acts-of-pizza/data, put the file in the data folder "
+            "[kaggle.com/c/random-acts-of-pizza/data]"
+            "(https://www.kaggle.com/c/random-acts-of-pizza/data), put the file in the data "
+            "folder "
             f"`{conf.data_dir}` and pick it on **Build** under "
             "*File in the data folder* (or upload it there)."
         )
@@ -104,7 +107,8 @@ def registry_panel(counts: dict[str, int], builder: str, reason: str) -> None:
         st.warning(f"Builder: **local fallback** ({reason})", icon=":material/computer:")
     conf = settings()
     st.caption(
-        f"Registry `{get_registry().display_url}` · artifacts `{conf.artifact_root}` · "
+        f"Registry {registry_where(get_registry().display_url)} · "
+        f"artifacts `{conf.artifact_root}` · "
         f"data folder `{conf.data_dir}`"
     )
 

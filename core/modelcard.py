@@ -138,8 +138,11 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"{card['artifact']['format']})",
         "",
         "## How to load",
+        "```bash",
+        card["how_to_load"].split("\n", 1)[0],
+        "```",
         "```python",
-        card["how_to_load"],
+        card["how_to_load"].split("\n", 1)[1],
         "```",
     ]
     if card["note"]:

@@ -36,6 +36,8 @@ page_setup("Versions")
 registry = get_registry()
 model = model_name()
 st.title("Versions")
+if flash := st.session_state.pop("flash", None):  # said before the page reloaded
+    st.toast(md(flash))
 
 cols = st.columns([2, 2, 3, 1])
 statuses = cols[0].multiselect("Status", STATUSES, placeholder="any status")
@@ -151,7 +153,7 @@ st.caption(
     + (f" · {row.stage}" if row.stage else "")
     + f" · builder {md(row.builder)}"
     + (" · **imported** from an archive (not built here)" if row.imported else "")
-    + f" · dataset {md(row.data_name or '?')} ({md(row.data_kind or 'file')})"
+    + f" · dataset {md(dataset_label(row))}"
     + f" · created {row.created_at:%Y-%m-%d %H:%M} UTC"
 )
 if row.note:
@@ -275,7 +277,7 @@ with actions:
             if st.form_submit_button("Promote to alias", disabled=row.status != READY):
                 try:
                     registry.promote(row.version, alias, model)
-                    st.success(md(f"{alias} → v{row.version}"))
+                    st.session_state["flash"] = f"{alias.strip().lower()} → v{row.version}"
                     st.rerun()
                 except AltruismError as exc:
                     show_error(exc)
@@ -302,8 +304,11 @@ with actions:
                     st.rerun()
                 except AltruismError as exc:
                     show_error(exc)
-        if row.status == READY and not isinstance(parent, dict):
+        cross_validated = evaluation_of(row)["kind"] == "cv"
+        if row.status == READY and not isinstance(parent, dict) and not cross_validated:
             refit_button(row)
+        elif cross_validated:
+            st.caption("Cross-validated: the model is already fitted on all of its data.")
         if row.status in ACTIVE_STATUSES:
             st.caption("Running builds can be cancelled on **Build**.")
         elif st.button("Restore" if row.archived else "Archive", key="archive"):

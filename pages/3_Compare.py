@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
-from core.compare import METRIC_HELP, compare, fold_spread_of
+from core.compare import METRIC_HELP, compare, fold_spread_of, signed
 from core.errors import AltruismError, NotFound
 from core.evaluate import calibration_points
 from core.operating_point import CommonPoint, parse_at
@@ -216,7 +216,9 @@ for m in result["metrics"]:
             if delta == 0 or m["metric"] in ("tn", "fp", "fn", "tp") or not judged
             else (" ▲ better" if better else " ▼ worse")
         )
-        entry[f"Δ {name}"] = f"{delta:+.4f}{arrow}" if isinstance(delta, float) else (f"{delta:+d}")
+        entry[f"Δ {name}"] = (
+            f"{signed(delta, 4)}{arrow}" if isinstance(delta, float) else f"{delta:+d}"
+        )
     entry["what it means"] = meaning
     table.append(entry)
 frame = pd.DataFrame(table)
@@ -236,6 +238,13 @@ if result["paired"]:
         f"ROC AUC intervals from a paired bootstrap over the shared test requests "
         f"({result['paired'][0]['bootstrap_resamples']:,} resamples); McNemar's exact test "
         "counts the requests exactly one of the two classified correctly."
+        + (
+            f" With {len(rows) - 1} versions against one baseline, each interval is "
+            f"Bonferroni-adjusted to {100 * result['paired'][0]['confidence_level']:.4g}% so "
+            "that calling any of them better stays a 5% risk in all."
+            if len(rows) > 2
+            else ""
+        )
     )
 else:
     st.info("No pair of these versions shares a test set, so none can be called better.")

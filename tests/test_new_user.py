@@ -21,3 +21,51 @@ def test_the_data_folder_offers_the_teams_files_first_and_never_the_sample(lab: 
     at.radio(key="source").set_value("File in the data folder")
     run(at)
     assert by_label(at.selectbox, "Dataset file").value == "train.json"
+
+
+def _train(*args: str) -> dict:
+    import json
+
+    from tests.helpers import run_cli
+
+    done = run_cli("train", "--backend", "local", "--json", "--quiet", *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_small_things_a_new_user_noticed(lab: Path) -> None:
+    """Refit hidden for a CV version, promote confirmed by a toast after the reload, the
+    Kaggle address a link, the registry named as a file, one name for the data folder."""
+    from core.registry import Registry
+    from tests.test_dashboard_apptest import HOME, VERSIONS, texts
+
+    home = run(page(HOME))  # an empty registry: where to get the real data, as a link
+    markdown = "\n".join(texts(home.markdown))
+    assert "(https://www.kaggle.com/c/random-acts-of-pizza/data)" in markdown
+    assert any(c.startswith("Registry SQLite file `") for c in texts(home.caption))
+    shutil.copy(SAMPLE_DATA, lab / "data" / "train.json")
+    cv = _train("--recipe", "nb-bow", "--cv", "3", "--data", str(lab / "data" / "train.json"))
+    at = run(page(VERSIONS, v=str(cv["version"])))
+    assert not [b for b in at.button if b.label == "Refit on all data"]
+    assert any("already fitted on all of its data" in c for c in texts(at.caption))
+    assert any("train.json (data folder)" in c for c in texts(at.caption))
+    form_alias = next(t for t in at.text_input if t.label == "Alias")
+    assert form_alias.value == "champion"
+    run(next(b for b in at.button if b.label == "Promote to alias").click())
+    assert texts(at.toast) == ["champion → v1"]
+    assert Registry().resolve("champion").version == cv["version"]
+
+
+def test_the_cli_help_and_tables_stay_readable(lab: Path) -> None:
+    from tests.helpers import run_cli
+
+    helped = run_cli("--help").stdout
+    assert "SUPPRESS" not in helped and "run-build" not in helped and "train" in helped
+    recipes = run_cli("recipes").stdout
+    assert max(len(line) for line in recipes.splitlines() if not line.endswith(".")) < 160
+    _train("--recipe", "nb-bow")
+    _train("--recipe", "tfidf-logreg")
+    compared = run_cli("compare", "1", "2", "--resamples", "200").stdout
+    deltas = [line.split()[-1] for line in compared.splitlines()[3:10]]
+    assert all(d[0] in "+−" for d in deltas), compared
+    assert "ROC AUC v2 − v1 = " in compared

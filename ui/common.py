@@ -137,6 +137,13 @@ def recipe_choices() -> tuple[dict[str, Any], list[tuple[str, str]]]:
     return usable, broken
 
 
+def registry_where(url: str) -> str:
+    """`SQLite file /path/registry.db` rather than `sqlite:////path/registry.db`."""
+    if url.startswith("sqlite:///"):
+        return f"SQLite file `{url[len('sqlite:///'):]}`"
+    return f"`{url}`"
+
+
 def dataset_label(row: Any) -> str:
     """`train.json.zip (data folder)`; the bundled sample is called what it is."""
     kind = getattr(row, "data_kind", None)
