@@ -13,6 +13,7 @@ from core import builds, charts
 from core.config import settings
 from core.errors import AltruismError, NotFound
 from core.operating_point import flag_warning, policy_label
+from core.registry import version_dict
 from core.schema import ACTIVE_STATUSES, READY
 from ui.common import (
     builder_status,
@@ -130,6 +131,7 @@ def latest_builds() -> None:
                 "recipe": r.recipe,
                 "dataset": dataset_label(r),
                 "ROC AUC": (r.metrics or {}).get("roc_auc"),
+                "evaluated": version_dict(r)["evaluated"],
                 "builder": r.builder,
                 "aliases": ", ".join(aliases.get(r.id, [])),
                 "created": r.created_at,
@@ -139,10 +141,9 @@ def latest_builds() -> None:
         ]
     )
     st.dataframe(
-        frame,
+        frame.style.format({"ROC AUC": "{:.4f}"}, na_rep="—"),
         hide_index=True,
         width="stretch",
-        column_config={"ROC AUC": st.column_config.NumberColumn(format="%.4f")},
     )
     ready = [
         r for r in registry.version_summaries(model, include_archived=False) if r.status == READY
@@ -170,6 +171,10 @@ def auc_by_dataset(ready: list, aliases: dict[int, list[str]]) -> None:
                     "recipe": r.recipe,
                     "roc_auc": r.metrics["roc_auc"],
                     "data": dataset_label(r),
+                    "evaluated": r.evaluated,
+                    "kind": charts.EVALUATION_KINDS[
+                        2 if r.refit_of is not None else 1 if r.cv_folds else 0
+                    ],
                 }
                 for r in on_it
             ]
@@ -180,6 +185,10 @@ def auc_by_dataset(ready: list, aliases: dict[int, list[str]]) -> None:
             f"{len(datasets)} datasets; pick one above. Held-out scores on different "
             "data are not comparable."
         )
+    st.caption(
+        "Shapes say how each score was measured: one held-out split, or cross-validation on "
+        "every request (steadier). A hollow mark is a refit: it carries its parent's score."
+    )
 
 
 def home() -> None:

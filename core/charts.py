@@ -176,12 +176,17 @@ def contribution_bars(words: list[dict[str, Any]]) -> alt.Chart:
     )
 
 
+EVALUATION_KINDS = ["held-out split", "cross-validation", "refit (its parent's score)"]
+
+
 def auc_history(rows: list[dict[str, Any]]) -> alt.Chart:
-    """ROC AUC of ready versions over version number, coloured by recipe."""
+    """ROC AUC of ready versions over version number, coloured by recipe, shaped by how
+    each was evaluated (rows carry `kind`, one of EVALUATION_KINDS): a refit is drawn
+    hollow, as its score is its parent's, not a new result."""
     frame = pd.DataFrame(rows)
     return (
         alt.Chart(frame)
-        .mark_circle(size=90)
+        .mark_point(size=90, filled=True)
         .encode(
             x=alt.X(
                 "version:Q",
@@ -194,9 +199,21 @@ def auc_history(rows: list[dict[str, Any]]) -> alt.Chart:
                     zero=False,
                 ),
             ),
-            y=alt.Y("roc_auc:Q", title="ROC AUC (held-out)", scale=alt.Scale(zero=False)),
+            y=alt.Y("roc_auc:Q", title="ROC AUC", scale=alt.Scale(zero=False)),
             color="recipe:N",
-            tooltip=["version", "recipe", alt.Tooltip("roc_auc:Q", format=".4f"), "data"],
+            shape=alt.Shape(
+                "kind:N", title="evaluated by", scale=alt.Scale(domain=EVALUATION_KINDS)
+            ),
+            fillOpacity=alt.condition(
+                alt.datum.kind == EVALUATION_KINDS[2], alt.value(0), alt.value(1)
+            ),
+            tooltip=[
+                "version",
+                "recipe",
+                alt.Tooltip("roc_auc:Q", format=".4f"),
+                alt.Tooltip("evaluated:N", title="evaluated"),
+                "data",
+            ],
         )
         .properties(height=220)
     )

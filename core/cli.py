@@ -88,6 +88,7 @@ LIST_HEADERS = [
     "fpr",
     "fnr",
     "threshold",
+    "evaluated",
     "builder",
     "data",
     "aliases",
@@ -105,6 +106,7 @@ def _version_row(v: dict[str, Any]) -> list[Any]:
         m.get("fpr"),
         m.get("fnr"),
         _operating_point(v),
+        v.get("evaluated", ""),
         v["builder"],
         v.get("data_name") or (v.get("data_sha256") or "")[:10],
         ",".join(v.get("aliases") or []),
@@ -117,7 +119,7 @@ def _operating_point(v: dict[str, Any]) -> str:
     policy = v.get("threshold_policy") or ""
     if v.get("status") in ("queued", "running") and not policy.startswith("fixed"):
         return policy
-    return f"{v.get('threshold', 0.5):g} ({policy.replace(' (before operating points)', '*')})"
+    return f"{v.get('threshold', 0.5):.3g} ({policy.replace(' (before operating points)', '*')})"
 
 
 def _version_rows(versions: Iterable[dict[str, Any]]) -> str:
@@ -387,6 +389,16 @@ def _flag_warnings(v: dict[str, Any]) -> list[str]:
 
 def render_show(v: dict[str, Any]) -> str:
     lines = [_version_rows([v]), "", f"params:     {json.dumps(v['params'])}"]
+    parent = (v.get("provenance") or {}).get("refit_of")
+    lines.append(
+        f"evaluated:  {v['evaluated']}"
+        + (
+            f": the split, confusion matrix and metrics below are v{parent['version']}'s, "
+            "measured before the refit (it has no held-out requests of its own)"
+            if isinstance(parent, dict)
+            else ""
+        )
+    )
     if v["metrics"]:
         cm = v["metrics"]["confusion_matrix"]
         lines.append(

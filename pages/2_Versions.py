@@ -103,6 +103,7 @@ table = pd.DataFrame(
             "FPR": (r.metrics or {}).get("fpr"),
             "FNR": (r.metrics or {}).get("fnr"),
             "threshold": threshold_cell(r),
+            "evaluated": r.evaluated,
             "flags": "⚠ " + ", ".join(r.flags) if r.flags else "",
             "data": r.data_sha256[:10],
             "dataset": dataset_label(r),

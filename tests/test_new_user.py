@@ -69,3 +69,29 @@ def test_the_cli_help_and_tables_stay_readable(lab: Path) -> None:
     deltas = [line.split()[-1] for line in compared.splitlines()[3:10]]
     assert all(d[0] in "+−" for d in deltas), compared
     assert "ROC AUC v2 − v1 = " in compared
+
+
+def test_the_evaluation_kind_is_shown_wherever_a_metric_is(lab: Path) -> None:
+    """list, show, Versions and Home's chart say how each version was evaluated; a refit
+    says its figures are its parent's."""
+    import json
+
+    from tests.helpers import run_cli
+    from tests.test_dashboard_apptest import HOME, VERSIONS, charts
+
+    _train("--recipe", "nb-bow")
+    _train("--recipe", "nb-bow", "--cv", "3")
+    refit = run_cli("refit", "1", "--backend", "local", "--json", "--quiet")
+    assert refit.returncode == 0, refit.stderr
+    listed = {v["version"]: v["evaluated"] for v in json.loads(run_cli("list", "--json").stdout)}
+    assert listed == {1: "20% split", 2: "3-fold CV", 3: "refit of v1"}
+    assert "evaluated" in run_cli("list").stdout.splitlines()[0]
+    shown = run_cli("show", "3").stdout
+    assert (
+        "evaluated:  refit of v1: the split, confusion matrix and metrics below are v1's" in shown
+    )
+    table = run(page(VERSIONS)).dataframe[0].value
+    assert table["evaluated"].tolist() == ["refit of v1", "3-fold CV", "20% split"]
+    (spec,) = [c for c in charts(run(page(HOME))) if "roc_auc" in json.dumps(c)]
+    assert spec["encoding"]["shape"]["field"] == "kind"
+    assert spec["encoding"]["y"]["title"] == "ROC AUC"

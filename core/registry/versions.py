@@ -62,6 +62,12 @@ def version_dict(row: ModelVersion, aliases: list[str] | None = None) -> dict[st
         "artifact_size": row.artifact_size,
         "provenance": row.provenance,
         "fingerprint": row.fingerprint,
+        "evaluated": evaluation_words(
+            (row.metrics or {}).get("evaluation", {}).get("folds"),
+            (row.metrics or {}).get("evaluation", {}).get("repeats"),
+            ((row.provenance or {}).get("refit_of") or {}).get("version"),
+            row.split_test_size,
+        ),
         "imported": row.imported,
         "created_at": _iso(row.created_at),
         "started_at": _iso(row.started_at),
@@ -127,14 +133,46 @@ class VersionSummary:
     threshold: float
     threshold_policy: str | None
     flags: list[str] | None
+    split_test_size: float
     tags: list[str]
+    cv_folds: int | None = None
+    cv_repeats: int | None = None
+    refit_of: int | None = None
+
+    @property
+    def evaluated(self) -> str:
+        return evaluation_words(self.cv_folds, self.cv_repeats, self.refit_of, self.split_test_size)
 
 
-SUMMARY_COLUMNS = [f.name for f in fields(VersionSummary) if f.name != "tags"]
+def evaluation_words(
+    folds: int | None, repeats: int | None, refit_of: int | None, test_size: float | None
+) -> str:
+    """How a version was evaluated, in a few words: `20% split`, `5-fold CV`, `5×3-fold CV`,
+    `refit of v4` (a refit carries its parent's evaluation)."""
+    if refit_of is not None:
+        return f"refit of v{refit_of}"
+    if folds:
+        return f"{folds}×{repeats}-fold CV" if repeats and repeats > 1 else f"{folds}-fold CV"
+    return f"{test_size:.0%} split" if isinstance(test_size, int | float) else "split"
+
+
+EVALUATION_FIELDS = ("cv_folds", "cv_repeats", "refit_of")
+SUMMARY_COLUMNS = [
+    f.name for f in fields(VersionSummary) if f.name not in ("tags", *EVALUATION_FIELDS)
+]
 # The metrics a version table or picker shows, read out of the JSON by the database: decoding
 # every version's whole metrics document was half the time of a 50,000-version table.
 LEAN_FIELDS = [name for name in SUMMARY_COLUMNS if name != "metrics"]
 SUMMARY_METRICS = ("roc_auc", "pr_auc", "f1", "fpr", "fnr", "brier", "n", "positives")
+
+
+def _evaluation_columns() -> list[Any]:
+    """How each version was evaluated, read out of its JSON by the database."""
+    return [
+        ModelVersion.metrics[("evaluation", "folds")].as_integer().label("cv_folds"),
+        ModelVersion.metrics[("evaluation", "repeats")].as_integer().label("cv_repeats"),
+        ModelVersion.provenance[("refit_of", "version")].as_integer().label("refit_of"),
+    ]
 
 
 def _summary_metrics() -> list[Any]:
@@ -151,6 +189,7 @@ LIST_COLUMNS = [
     "threshold",
     "threshold_policy",
     "flags",
+    "split_test_size",
     "data_name",
     "data_kind",
     "data_sha256",
@@ -328,6 +367,7 @@ class VersionQueries:
             query = (
                 select(
                     *(getattr(ModelVersion, name) for name in SUMMARY_COLUMNS if name != "metrics"),
+                    *_evaluation_columns(),
                     *_summary_metrics(),
                 )
                 .join(Model)
@@ -347,10 +387,12 @@ class VersionQueries:
             ):
                 tags.setdefault(version_id, []).append(name)
         width = len(SUMMARY_COLUMNS) - 1
+        more = width + len(EVALUATION_FIELDS)
         return [
             VersionSummary(
                 **dict(zip(LEAN_FIELDS, row[:width], strict=True)),
-                metrics=_lean_metrics(row[width:]),
+                **dict(zip(EVALUATION_FIELDS, row[width:more], strict=True)),
+                metrics=_lean_metrics(row[more:]),
                 tags=tags.get(row[0], []),
             )
             for row in rows
@@ -388,11 +430,14 @@ class VersionQueries:
             columns = (
                 (ModelVersion,)
                 if full
-                else tuple(
-                    cast(ModelVersion.metrics, Text)
-                    if name == "metrics" and raw_metrics
-                    else getattr(ModelVersion, name)
-                    for name in LIST_COLUMNS
+                else (
+                    *(
+                        cast(ModelVersion.metrics, Text)
+                        if name == "metrics" and raw_metrics
+                        else getattr(ModelVersion, name)
+                        for name in LIST_COLUMNS
+                    ),
+                    *_evaluation_columns(),
                 )
             )
             query = (
@@ -424,7 +469,11 @@ class VersionQueries:
                 return
             tags = self._tags_of_model(session, owner.id)
             for values in result:
-                item = dict(zip(LIST_COLUMNS, values, strict=True))
+                item = dict(zip(LIST_COLUMNS, values, strict=False))
+                folds, repeats, refit_of = values[len(LIST_COLUMNS) :]
+                item["evaluated"] = evaluation_words(
+                    folds, repeats, refit_of, item.pop("split_test_size")
+                )
                 item["created_at"] = _iso(item["created_at"])
                 if raw_metrics and item["metrics"] is not None:
                     item["metrics"] = RawJSON(item["metrics"])
