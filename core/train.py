@@ -28,6 +28,7 @@ from core.provenance import environment
 from core.recipes import get_recipe
 
 Log = Callable[[str], None]
+PROGRESS = "progress:"  # a worker line `progress: D/N fits` becomes the build's stage
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ def _operating_point(
         return float(policy.value)
     tasks = inner_folds(ids, labels, rows, seed)
     started = time.perf_counter()
-    scores = _run_folds(pipeline, frame, labels, tasks, jobs)
+    scores = _run_folds(pipeline, frame, labels, tasks, jobs, log)
     threshold = _tuned(labels, tasks, scores, policy)
     log(
         f"operating point: threshold {threshold:g} by policy {policy.label}, from out-of-fold "
@@ -226,19 +227,34 @@ def _forked_fold(number: int) -> Any:
     return _fold_scores(pipeline, frame, labels, *tasks[number])
 
 
-def _run_folds(pipeline: Any, frame: Any, labels: Any, tasks: list, jobs: int) -> list:
+def _run_folds(
+    pipeline: Any, frame: Any, labels: Any, tasks: list, jobs: int, log: Log | None = None
+) -> list:
     """Each fold's probabilities, in order; `jobs` > 1 forks that many processes, which
-    inherit the data (copy-on-write) and end with the pool."""
+    inherit the data (copy-on-write) and end with the pool. With `log`, a `progress: D/N
+    fits` line after each fit (the build's stage shows it)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    def done(count: int) -> None:
+        if log is not None:
+            log(f"{PROGRESS} {count}/{len(tasks)} fits")
+
     if jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return [_fold_scores(pipeline, frame, labels, train, test) for train, test in tasks]
+        out = []
+        for train, test in tasks:
+            out.append(_fold_scores(pipeline, frame, labels, train, test))
+            done(len(out))
+        return out
     _FORKED["folds"] = (pipeline, frame, labels, tasks)
     try:
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            return list(pool.map(_forked_fold, range(len(tasks))))
+            out = []
+            for scores in pool.map(_forked_fold, range(len(tasks))):
+                out.append(scores)
+                done(len(out))
+            return out
     finally:
         _FORKED.clear()
 
@@ -280,7 +296,7 @@ def cross_validate(
     )
     started = time.perf_counter()
     pipeline = recipe.pipeline(params)
-    scores = _run_folds(pipeline, frame, labels, tasks + [t for i in inner for t in i], jobs)
+    scores = _run_folds(pipeline, frame, labels, tasks + [t for i in inner for t in i], jobs, log)
     cv_seconds = time.perf_counter() - started
     fold_thresholds = _fold_thresholds(labels, inner, scores[len(tasks) :], threshold_policy)
     oof = np.zeros((repeats, len(labels)))

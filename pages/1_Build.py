@@ -308,6 +308,33 @@ def _finished_since(row: object, since: datetime) -> bool:
     return finished >= since
 
 
+def elapsed(row: object) -> str:
+    """`running 1m 05s` / `queued 12s`: how long the build has been at it."""
+    since = getattr(row, "started_at", None) or getattr(row, "created_at", None)
+    if since is None:
+        return ""
+    if since.tzinfo is None:  # SQLite hands back naive UTC
+        since = since.replace(tzinfo=UTC)
+    seconds = max(0, int((datetime.now(UTC) - since).total_seconds()))
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def sweep_progress(rows: list) -> list[str]:
+    """`sweep-ab12cd: 3 of 6 builds done (1 failed)` for each sweep with a build shown."""
+    lines = []
+    for sweep in sweeps.sweeps_of(rows):
+        members = [
+            r["status"] for r in registry.list_rows(model_name(), tag=sweep, include_archived=True)
+        ]
+        finished = [s for s in members if s not in ACTIVE_STATUSES]
+        failed = sum(s != READY for s in finished)
+        lines.append(
+            f"{sweep}: {len(finished)} of {len(members)} builds done"
+            + (f" ({failed} failed or cancelled)" if failed else "")
+        )
+    return lines
+
+
 @st.fragment(run_every=2)
 def build_panel() -> None:
     """Active builds and this session's builds, with live log tails; refreshes itself."""
@@ -325,6 +352,8 @@ def build_panel() -> None:
     if not rows:
         st.caption("No builds running. Start one with the form.")
         return
+    for line in sweep_progress(rows):
+        st.caption(line)
     for row in rows:
         state = (
             "running"
@@ -334,6 +363,8 @@ def build_panel() -> None:
             else "error"
         )
         detail = row.stage or row.status
+        if row.status in ACTIVE_STATUSES:
+            detail += f" · {elapsed(row)}"
         auc = (row.metrics or {}).get("roc_auc")
         f1 = (row.metrics or {}).get("f1")
         title = (
@@ -344,7 +375,9 @@ def build_panel() -> None:
             + f" · {md(dataset_label(row))}"
         )
         expanded = state == "running" or row.id in mine  # this session's: open, with links
-        with st.status(title, state=state, expanded=expanded):
+        # not `with st.status(...)`: leaving that block marks a running status complete (✓)
+        box = st.status(title, state=state, expanded=expanded)
+        with box.container():
             if row.status not in ACTIVE_STATUSES:
                 st.markdown(f"[Open v{row.version} on Versions](./Versions?v={row.version})")
             if row.error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -95,3 +96,35 @@ def test_the_evaluation_kind_is_shown_wherever_a_metric_is(lab: Path) -> None:
     (spec,) = [c for c in charts(run(page(HOME))) if "roc_auc" in json.dumps(c)]
     assert spec["encoding"]["shape"]["field"] == "kind"
     assert spec["encoding"]["y"]["title"] == "ROC AUC"
+
+
+def test_running_builds_show_their_stage_progress_and_time(lab: Path) -> None:
+    """A worker's `progress: D/N fits` lines become the build's stage; the Build panel shows
+    a running build with a spinner, its stage and elapsed time, and a sweep's builds done."""
+    from core import builds, sweeps
+    from core.builders.base import BuildLog
+    from core.registry import Registry
+    from tests.test_dashboard_apptest import shown
+
+    stages: list[str] = []
+    log = BuildLog(on_stage=stages.append)
+    log("12:00:01 cross-validation: 3 folds")
+    log("12:00:02 progress: 7/18 fits")
+    assert stages == ["training · 7/18 fits"]
+
+    registry = Registry()
+    request = builds.TrainRequest(recipe="nb-bow", backend="local")
+    sweep = sweeps.submit_sweep(request, {"alpha": [0.5, 1.0]}, registry)  # queued, not run
+    at = run(page(BUILD))
+    statuses = at.get("status")
+    assert len(statuses) == 2 and all(s.state == "running" for s in statuses)
+    assert all(re.search(r"· queued · \d+s · ", shown(s.label)) for s in statuses)
+    captions = [c.value for c in at.caption]
+    assert f"{sweep.sweep_id}: 0 of 2 builds done" in captions, captions
+    done = builds.execute(sweep.submissions[0].version.id, registry)
+    assert done.status == "ready"
+    assert "progress: " not in (done.stage or "")  # a finished build has no stage left
+    cv = _train("--recipe", "nb-bow", "--cv", "3")
+    assert "progress: 18/18 fits" in registry.log_text(cv["id"])  # 3 folds x (1 + 5 inner)
+    at = run(page(BUILD))
+    assert f"{sweep.sweep_id}: 1 of 2 builds done" in [c.value for c in at.caption]

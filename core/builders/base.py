@@ -7,8 +7,10 @@ the artifact's bytes, which must hash to the sha256 the worker reported.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -98,6 +100,9 @@ class BuildOutcome:
     provenance: dict[str, Any]
 
 
+PROGRESS_LINE = re.compile(r"progress: (\d{1,6})/(\d{1,6}) fits$")
+
+
 class BuildLog:
     """Build log lines: buffered, then appended to the registry (readable from every
     machine), echoed to an optional callback; stage changes are recorded on the version."""
@@ -127,6 +132,10 @@ class BuildLog:
             self._pending.append(line)
         if self.echo:
             self.echo(line)
+        progress = PROGRESS_LINE.search(line)
+        if progress and self.on_stage:  # the worker's fits so far: the stage shows them
+            with contextlib.suppress(Exception):  # a nicety: never fail a build over it
+                self.on_stage(f"training · {progress.group(1)}/{progress.group(2)} fits")
 
     def stage(self, name: str) -> None:
         """Record that the build entered stage `name` (shown as the version's stage)."""
