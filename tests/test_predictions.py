@@ -13,8 +13,8 @@ import pytest
 
 from core import builds
 from core.dataset import TIMESTAMP, load_dataset
-from core.features import read_columns
 from core.explain import explain
+from core.features import read_columns
 from core.predict import (
     make_request,
     parse_request_time,
