@@ -168,9 +168,13 @@ class Explainer:
     def proba(self, rows: np.ndarray) -> np.ndarray:
         """Probability of a pizza for explained-frame rows (an object array)."""
         import pandas as pd
+        from threadpoolctl import threadpool_limits
 
         frame = pd.DataFrame(rows, columns=self.columns).astype(self.dtypes)
-        return self.model.predict_proba(frame)[:, 1]
+        # one thread: a few thousand rows gain little from OpenMP, and on a busy machine
+        # (2 CPUs shared with other work) its spinning threads made calls 3-5x slower
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return self.model.predict_proba(frame)[:, 1]
 
     def masked(self, row: np.ndarray, groups: list[str]) -> np.ndarray:
         """Background rows with the columns of `groups` taken from `row`."""

@@ -183,3 +183,17 @@ def test_blank_fields_match_the_average_over_100_real_requesters(real, recipe: s
     ]
     average = float(np.mean(predict_proba(pipeline, requesters)))
     assert blank["probability"] == pytest.approx(average, abs=0.03), (blank, average)
+
+
+@pytest.mark.slow
+def test_explain_bench_runs_on_the_sample_without_writing_docs(lab: Path) -> None:
+    from tests.helpers import run_bench
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+    before = doc.read_bytes()
+    args = ("--data", str(SAMPLE), "--calls", "2", "--cold-runs", "1", "--no-write")
+    completed = run_bench("explain_bench.py", *args)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert completed.stdout.startswith("## Explanations (bench/explain_bench.py)")
+    assert "narrative-vote, warm, fields blank" in completed.stdout
+    assert doc.read_bytes() == before
