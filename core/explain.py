@@ -19,7 +19,7 @@ import copy
 import itertools
 import threading
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core.dataset import REQUEST_ID, REQUESTER_COUNTS, TIMESTAMP
@@ -159,7 +159,6 @@ class Explainer:
     background: np.ndarray  # explained-frame rows (object array)
     groups: dict[str, list[int]]  # group -> column positions, in display order
     read: set[str]
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
         frame = to_frame(records)
@@ -187,6 +186,7 @@ class Explainer:
 
 _CACHE: weakref.WeakKeyDictionary[Any, Explainer] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
+_SHAP_LOCK = threading.Lock()  # shap seeds and shuffles numpy's global random state
 
 
 def _split(pipeline: Any, background: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
@@ -316,7 +316,7 @@ def _shap_values(
     import shap
 
     masker = _GroupMasker(explainer, known)
-    with explainer.lock:  # shap seeds and shuffles numpy's global random state
+    with _SHAP_LOCK:
         if not known:
             base = float(shap.links.logit(explainer.proba(explainer.background).mean()))
             return {}, base
