@@ -166,7 +166,10 @@ def contribution_bars(
     return (
         chart.mark_bar()
         .encode(
-            y=alt.Y("word:N", sort=sort, title=None, axis=alt.Axis(labelLimit=320)),
+            # every bar keeps its label (Vega hides every other one when they look crowded)
+            y=alt.Y(
+                "word:N", sort=sort, title=None, axis=alt.Axis(labelLimit=320, labelOverlap=False)
+            ),
             x=alt.X("weight:Q", title="contribution to log-odds"),
             color=alt.Color(
                 "direction:N",
@@ -174,7 +177,8 @@ def contribution_bars(
             ),
             tooltip=["word", alt.Tooltip("weight:Q", format="+.3f")],
         )
-        .properties(height=max(80, 24 * len(frame) + 60))  # + the x axis and its title
+        # + the x axis and its title, and the chart's title
+        .properties(height=max(80, 24 * len(frame) + 60 + (30 if title else 0)))
     )
 
 
