@@ -131,21 +131,25 @@ class _Memo:
 
 
 def _with_memo(model: Any, texts: list[str]) -> Any:
-    """A copy of `model` whose text transformers are memoised (the original is untouched)."""
-    fast = copy.deepcopy(model)
-    stack = [fast]
-    while stack:
-        current = stack.pop()
-        fitted = getattr(current, "transformers_", None)
-        if fitted is not None:
-            current.transformers_ = [
-                (name, _Memo(t, texts) if columns == TEXT_COLUMN else t, columns)
-                for name, t, columns in fitted
-            ]
-            stack.extend(t for _, t, _ in fitted)
-        stack.extend(step for _, step in getattr(current, "steps", []))
-        stack.extend(getattr(current, "estimators_", None) or [])
-    return fast
+    """`model` with its text transformers memoised: the objects on the way to them are
+    shallow copies, everything else (vocabularies, coefficients, trees) is shared."""
+    fitted = getattr(model, "transformers_", None)
+    if fitted is not None:  # a ColumnTransformer
+        fast = copy.copy(model)
+        fast.transformers_ = [
+            (name, _Memo(t, texts) if columns == TEXT_COLUMN else t, columns)
+            for name, t, columns in fitted
+        ]
+        return fast
+    if hasattr(model, "steps"):  # a Pipeline
+        fast = copy.copy(model)
+        fast.steps = [(name, _with_memo(step, texts)) for name, step in model.steps]
+        return fast
+    if getattr(model, "estimators_", None):  # an ensemble (the soft vote)
+        fast = copy.copy(model)
+        fast.estimators_ = [_with_memo(e, texts) for e in model.estimators_]
+        return fast
+    return model
 
 
 @dataclass
@@ -308,13 +312,28 @@ def explain(pipeline: Any, record: dict[str, Any], top: int = TOP_WORDS) -> dict
     return out
 
 
+def _shap() -> Any:
+    """shap, imported with numba's compiler off (unless shap was imported before): on this
+    path shap compiles only the loop that averages at most 43 masked outputs, which took
+    3-5 s and 84 MB per process to compile and runs as fast in Python (docs/benchmarks.md)."""
+    import sys
+
+    if "shap" not in sys.modules:
+        import numba
+
+        numba.config.DISABLE_JIT = True
+    import shap
+
+    return shap
+
+
 def _shap_values(
     explainer: Explainer, row: np.ndarray, known: list[str]
 ) -> tuple[dict[str, float], float]:
     """Each known group's contribution and the base, from shap's permutation explainer."""
     import numpy as np
-    import shap
 
+    shap = _shap()
     masker = _GroupMasker(explainer, known)
     with _SHAP_LOCK:
         if not known:
