@@ -23,7 +23,7 @@ What is measured (wall time of `core.explain.explain(pipeline, record)` plus the
   already explained another one (the explainer is prepared: background through the cue
   step, text transformers memoised). Median of `--cold-runs`.
 * narrative-vote, first in a new process: a fresh Python process fits, then explains once
-  (shap's import and numba's compilation included). Median of `--cold-runs`.
+  (the import of shap included). Median of `--cold-runs`.
 * four versions, warm: Try's "All ready versions" with the four recipes (nb-bow,
   tfidf-logreg, tfidf-meta-logreg, narrative-vote), and with four narrative-vote versions
   (linear weights 0.3 to 0.6: the worst case), every version explained.
