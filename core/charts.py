@@ -156,15 +156,22 @@ def probability_bars(rows: list[dict[str, Any]]) -> alt.LayerChart:
     return (bars + text).properties(height=max(60, 38 * len(frame)))
 
 
-def contribution_bars(words: list[dict[str, Any]]) -> alt.Chart:
-    """Words that pushed the score up (green) or down (red), by log-odds contribution."""
+def contribution_bars(
+    words: list[dict[str, Any]], title: str | None = None, keep_order: bool = False
+) -> alt.Chart:
+    """Words or feature groups that pushed the score up (green) or down (red), by log-odds
+    contribution; sorted by it unless `keep_order` (rows shown as given)."""
     frame = pd.DataFrame(words)
     frame["direction"] = frame["weight"].map(lambda w: "pushes up" if w > 0 else "pushes down")
+    sort = list(frame["word"]) if keep_order else "-x"
+    chart = alt.Chart(frame, title=title) if title else alt.Chart(frame)
     return (
-        alt.Chart(frame)
-        .mark_bar()
+        chart.mark_bar()
         .encode(
-            y=alt.Y("word:N", sort="-x", title=None, axis=alt.Axis(labelLimit=320)),
+            # every bar keeps its label (Vega hides every other one when they look crowded)
+            y=alt.Y(
+                "word:N", sort=sort, title=None, axis=alt.Axis(labelLimit=320, labelOverlap=False)
+            ),
             x=alt.X("weight:Q", title="contribution to log-odds"),
             color=alt.Color(
                 "direction:N",
@@ -172,11 +179,25 @@ def contribution_bars(words: list[dict[str, Any]]) -> alt.Chart:
             ),
             tooltip=["word", alt.Tooltip("weight:Q", format="+.3f")],
         )
-        .properties(height=max(80, 24 * len(frame) + 60))  # + the x axis and its title
+        # + the x axis and its title, and the chart's title
+        .properties(height=max(80, 24 * len(frame) + 60 + (30 if title else 0)))
     )
 
 
 EVALUATION_KINDS = ["held-out split", "cross-validation", "refit (its parent's score)"]
+OTHER_WORDS = "all other words"
+
+
+def word_bars(split: dict[str, Any]) -> alt.Chart:
+    """The words group split into its strongest words and "all other words": the bars add
+    up to the group's contribution, and the title says how many words are shown."""
+    rows = [{"word": w["word"], "weight": w["value"]} for w in split["words"]]
+    rows.append({"word": OTHER_WORDS, "weight": split["other"]})
+    title = (
+        f"{split['shown']} of {split['count']} words shown; with all other words they add "
+        f"up to the words group's {split['total']:+.3f}"
+    )
+    return contribution_bars(rows, title=title, keep_order=True)
 
 
 def auc_history(rows: list[dict[str, Any]]) -> alt.Chart:

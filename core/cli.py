@@ -522,11 +522,14 @@ def cmd_predict(args: argparse.Namespace) -> Any:
     else:
         raise BadInput("give --title/--text or --file")
     model = predict.load_model(row, _store())
-    return {
-        "version": row.version,
-        "recipe": row.recipe,
-        "predictions": predict.score(model, records),
-    }
+    predictions = predict.score(model, records)
+    for record, prediction in zip(records, predictions, strict=True):
+        prediction |= predict.decision(row, prediction["probability"])
+        if args.explain:
+            from core.explain import explain
+
+            prediction["explanation"] = explain(model, record)
+    return {"version": row.version, "recipe": row.recipe, "predictions": predictions}
 
 
 def _meta_numbers(pairs: list[str]) -> dict[str, float]:
@@ -565,10 +568,45 @@ def render_predict(out: dict[str, Any]) -> str:
             else f"for all {len(predictions)} requests"
         )
         notes.append(f"defaults used {who}: {', '.join(filled)}")
-    rows = [[p["request_id"], p["probability"]] for p in predictions]
-    return "\n\n".join(
-        [table(["request_id", "probability"], rows), *(["\n".join(notes)] if notes else [])]
+    notes += sorted(
+        {f"{p['request_id']}: {p['unknown_note']}" for p in predictions if p["unknown"]}
     )
+    rows = [
+        [p["request_id"], p["probability"], "yes" if p["decision"] else "no", p["threshold"]]
+        for p in predictions
+    ]
+    policy = (
+        f"decision at v{out['version']}'s threshold (policy {predictions[0]['threshold_policy']})"
+    )
+    blocks = [table(["request_id", "probability", "decision", "threshold"], rows), policy]
+    blocks += ["\n".join(notes)] if notes else []
+    blocks += [_render_explanation(p) for p in predictions if "explanation" in p]
+    return "\n\n".join(blocks)
+
+
+def _render_explanation(prediction: dict[str, Any]) -> str:
+    """One request's log-odds contributions, base first, then its strongest words."""
+    explained = prediction["explanation"]
+    if "base" not in explained:
+        return f"{prediction['request_id']}: no explanation: {explained['method']}"
+    rows = [["base", explained["base"]]]
+    rows += [
+        [c["group"], "unknown" if c["unknown"] else c["value"]] for c in explained["contributions"]
+    ]
+    lines = [
+        f"why {prediction['request_id']} scores as it does (log-odds):",
+        table(["group", "log-odds"], rows),
+    ]
+    words = explained.get("words")
+    if words:
+        shown = [[w["word"], w["value"]] for w in words["words"]]
+        shown.append(["all other words", words["other"]])
+        lines += [
+            f"{words['shown']} of {words['count']} words:",
+            table(["word", "log-odds"], shown),
+        ]
+    lines.append(f"method: {explained['method']}")
+    return "\n".join(lines)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> Any:
@@ -859,7 +897,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FIELD=NUMBER",
         help="a requester number at request time, e.g. "
-        "requester_account_age_in_days_at_request=400 (repeatable; missing ones are 0)",
+        "requester_account_age_in_days_at_request=400 (repeatable; missing ones are unknown: "
+        "averaged over the version's training requesters)",
+    )
+    pred.add_argument(
+        "--explain",
+        action="store_true",
+        help="add each group's log-odds contribution and the strongest words",
     )
 
     ev = verb("evaluate", cmd_evaluate, render_metrics, "metrics on another labelled file")

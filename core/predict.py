@@ -21,7 +21,7 @@ from core.dataset import (
     validate_request,
 )
 from core.errors import AltruismError, BadInput
-from core.features import CAPTIONS, request_defaults, to_frame
+from core.features import request_defaults, to_frame
 from core.provenance import package_versions
 from core.schema import READY, ModelVersion
 
@@ -116,27 +116,68 @@ def predict_proba(pipeline: Any, records: list[dict[str, Any]]) -> list[float]:
 
 
 def score(pipeline: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each request's probability, the inputs outside the version's training range
-    (`warnings`) and the request-time fields filled in by default (`defaults`)."""
+    """Each request's probability (requester fields it does not give averaged over the
+    version's training requesters: `unknown`, `unknown_note`), the given inputs outside the
+    version's training range (`warnings`) and what was assumed (`defaults`: the time, now,
+    when not given; for versions without background rows, blank fields as 0)."""
+    from core.explain import marginal_proba, unknown_fields, unknown_note
+
     frame = to_frame(records)
-    probabilities = pipeline.predict_proba(frame)[:, 1]
+    marginal = marginal_proba(pipeline, records)
+    averaged = marginal is not None  # else an old artifact: blank fields count as 0
+    if marginal is None:
+        marginal = [float(p) for p in pipeline.predict_proba(frame)[:, 1]]
     ranges = getattr(pipeline, "input_ranges_", None) or {}
     scored = []
     for i, record in enumerate(records):
-        warnings = []
-        for feature, (low, high) in ranges.items():
-            value = float(frame[feature].iloc[i]) if feature in frame else None
-            if value is not None and not low <= value <= high:
-                warnings.append({"feature": feature, "value": value, "min": low, "max": high})
+        unknown = unknown_fields(record, pipeline) if averaged else []
+        defaults = request_defaults(record, pipeline)
         scored.append(
             {
                 "request_id": record.get(REQUEST_ID, f"request-{i}"),
-                "probability": float(probabilities[i]),
-                "warnings": warnings,
-                "defaults": request_defaults(record, pipeline),
+                "probability": marginal[i],
+                "warnings": _outside(ranges, frame, i, unknown),
+                "unknown": unknown,
+                "unknown_note": unknown_note(unknown),
+                "defaults": {k: v for k, v in defaults.items() if k not in unknown},
             }
         )
     return scored
+
+
+def _outside(ranges: dict, frame: Any, i: int, unknown: list[str]) -> list[dict[str, Any]]:
+    """Given inputs of row `i` outside their training range."""
+    warnings = []
+    for feature, (low, high) in ranges.items():
+        if feature in unknown or feature not in frame:
+            continue
+        value = float(frame[feature].iloc[i])
+        if not low <= value <= high:
+            warnings.append({"feature": feature, "value": value, "min": low, "max": high})
+    return warnings
+
+
+BEFORE_OPERATING_POINTS = "fixed:0.5 (before operating points)"
+
+
+def decision(row: ModelVersion, probability: float) -> dict[str, Any]:
+    """Whether the version would say yes at its own threshold, and which policy set it."""
+    threshold = 0.5 if row.threshold is None else float(row.threshold)
+    policy = (row.metrics or {}).get("threshold_policy") or BEFORE_OPERATING_POINTS
+    return {
+        "decision": bool(probability >= threshold),
+        "threshold": threshold,
+        "threshold_policy": policy,
+    }
+
+
+def decision_words(row: ModelVersion, probability: float) -> str:
+    """'would get a pizza: yes, at v5's threshold 0.27 (policy f1)'."""
+    d = decision(row, probability)
+    return (
+        f"would get a pizza: {'yes' if d['decision'] else 'no'}, at v{row.version}'s "
+        f"threshold {d['threshold']:.2f} (policy {d['threshold_policy']})"
+    )
 
 
 def parse_request_time(text: str) -> float:
@@ -185,70 +226,3 @@ def word_weights(pipeline: Any) -> np.ndarray | None:
     if hasattr(classifier, "feature_log_prob_"):
         return np.asarray(classifier.feature_log_prob_[1] - classifier.feature_log_prob_[0])
     return None
-
-
-def explain(pipeline: Any, record: dict[str, Any], top: int = 8) -> list[dict[str, Any]]:
-    """The words that pushed this request's score up or down most, strongest first."""
-    weights = word_weights(pipeline)
-    features = pipeline.steps[0][1]
-    if weights is None or "text" not in getattr(features, "output_indices_", {}):
-        return []
-    block = features.output_indices_["text"]  # the text columns of the feature matrix
-    words = features.named_transformers_["text"].get_feature_names_out()
-    row = features.transform(to_frame([record]))
-    row = row.tocsr()[:, block] if hasattr(row, "tocsr") else np.asarray(row)[:, block]
-    values = row.toarray()[0] if hasattr(row, "toarray") else row[0]
-    contributions = values * weights[block]
-    order = np.argsort(-np.abs(contributions))[:top]
-    return [
-        {"word": str(words[i]), "weight": float(contributions[i])}
-        for i in order
-        if contributions[i] != 0
-    ]
-
-
-def _base_log_odds(classifier: Any) -> float | None:
-    if hasattr(classifier, "intercept_") and hasattr(classifier, "coef_"):
-        return float(np.ravel(classifier.intercept_)[0])
-    if hasattr(classifier, "class_log_prior_"):
-        return float(classifier.class_log_prior_[1] - classifier.class_log_prior_[0])
-    return None
-
-
-def _group_of(block: str, feature: str) -> str:
-    """Readable group of one output feature of the ColumnTransformer."""
-    if block == "text":
-        return "words (title and text)"
-    if block == "time":
-        return "request time (hour, weekday, day of month)"
-    column = feature.split("__", 1)[-1]
-    return CAPTIONS.get(column, column)
-
-
-def explain_groups(pipeline: Any, record: dict[str, Any]) -> dict[str, Any]:
-    """Log-odds contribution of every feature group (words, each requester number, time)
-    and the base value, so that base + contributions = the score's log-odds; for a model
-    that is not linear in its features, `method` says none is shown."""
-    weights = word_weights(pipeline)
-    if weights is None:
-        return {"method": "none: the model is not linear in its features", "groups": []}
-    classifier, features = pipeline.steps[-1][1], pipeline.steps[0][1]
-    base = _base_log_odds(classifier)
-    if base is None or not hasattr(features, "output_indices_"):
-        return {"method": "none: the model is not linear in its features", "groups": []}
-    row = features.transform(to_frame([record]))
-    values = np.asarray(row.toarray() if hasattr(row, "toarray") else row)[0]
-    names = features.get_feature_names_out()
-    totals: dict[str, float] = {}
-    for block, indices in features.output_indices_.items():
-        for i in range(indices.start, indices.stop):
-            group = _group_of(block, str(names[i]))
-            totals[group] = totals.get(group, 0.0) + float(values[i] * weights[i])
-    log_odds = base + sum(totals.values())
-    return {
-        "method": "exact: the model is linear in its features (log-odds)",
-        "base": base,
-        "groups": [{"group": g, "log_odds": v} for g, v in totals.items()],
-        "log_odds": log_odds,
-        "probability": float(1 / (1 + np.exp(-log_odds))),
-    }

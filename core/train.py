@@ -89,10 +89,15 @@ def strip_volatile_state(estimator: Any) -> Any:
 
 def _fit(pipeline: Any, frame: Any, labels: Any, log: Log) -> float:
     """Fit and keep the training range of every numeric input in the pipeline (it travels
-    inside the artifact, so every prediction can say what lies outside it); seconds taken."""
+    inside the artifact, so every prediction can say what lies outside it), and a seeded
+    sample of training rows (the background of explanations and of unknown fields);
+    seconds taken."""
+    from core.explain import background_rows
+
     started = time.perf_counter()
     pipeline.fit(frame, labels)
     pipeline.input_ranges_ = input_ranges(pipeline, frame)
+    pipeline.background_ = background_rows(frame)
     fit_seconds = time.perf_counter() - started
     log(f"fit done in {fit_seconds:.2f}s")
     return fit_seconds

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import streamlit as st
 
 from core import charts
 from core.dataset import MAX_TEXT_CHARS, MAX_TITLE_CHARS, REQUESTER_COUNTS
 from core.errors import AltruismError, NotFound
+from core.explain import explain
 from core.features import CAPTIONS
-from core.predict import explain, explain_groups, make_request, request_meta, score
-from core.schema import READY
+from core.predict import decision_words, make_request, request_meta, score
+from core.schema import READY, ModelVersion
 from ui.common import cached_model, chart, get_registry, label, md, model_name, page_setup
 
 ALL = "All ready versions"
@@ -62,7 +64,10 @@ with st.form("request"):
     when = st.columns(2)
     day = when[0].date_input("Request date (UTC)", value=now.date())
     clock = when[1].time_input("Request time (UTC)", value=now.time().replace(microsecond=0))
-    with st.expander("Requester metadata (optional; blank fields count as 0)"):
+    with st.expander(
+        "Requester metadata (optional; a blank field is unknown: averaged over the "
+        "requesters in the training data)"
+    ):
         cols = st.columns(3)
         meta = {
             field: cols[i % 3].number_input(CAPTIONS[field], min_value=low, value=None, step=step)
@@ -110,6 +115,9 @@ else:
     ]
     chart(st, charts.probability_bars(bars))
 for row, _, scored in results:
+    prefix = "" if len(results) == 1 else f"{label(row, aliases)}: "
+    st.markdown(md(f"{prefix}{decision_words(row, scored['probability'])}"))
+for row, _, scored in results:
     for w in scored["warnings"]:
         st.warning(
             md(
@@ -117,25 +125,38 @@ for row, _, scored in results:
                 f"was trained on ({w['min']:g} to {w['max']:g})"
             )
         )
-filled = sorted({k for _, _, s in results for k in s["defaults"]})
-if filled:
-    st.caption(md(f"Defaults used: {', '.join(f'{k} = 0' for k in filled)}"))
+notes = sorted({s["unknown_note"] for _, _, s in results if s["unknown"]})
+for note in notes:
+    st.caption(md(f"Unknown fields: {note[0].upper()}{note[1:]}."))
+zeroed = sorted({k for _, _, s in results for k in s["defaults"] if not k.startswith("unix")})
+if zeroed:  # versions built before background rows were kept
+    st.caption(md(f"Counted as 0 by older versions: {', '.join(CAPTIONS[k] for k in zeroed)}."))
 
-# Explain the picked version, or in "all" mode the champion (else the newest).
-row, pipeline, _ = next((r for r in results if r[0].version == default), results[0])
-groups = explain_groups(pipeline, record)
-if groups["groups"]:
-    st.markdown(f"**What moved the score of {md(label(row, aliases))}** (log-odds)")
-    bars = [{"word": g["group"], "weight": g["log_odds"]} for g in groups["groups"]]
-    chart(st, charts.contribution_bars(bars))
+
+def show_explanation(row: ModelVersion, pipeline: Any, scored: dict[str, Any]) -> None:
+    """Each feature group's log-odds contribution, the base, and the words group split."""
+    name = md(label(row, aliases))
+    explained = explain(pipeline, record)
+    if "base" not in explained:
+        st.caption(f"No explanation for {name}: {explained['method']}.")
+        return
+    known = [c for c in explained["contributions"] if not c["unknown"]]
+    st.markdown(f"**What moved the score of {name}** (log-odds)")
+    chart(st, charts.contribution_bars([{"word": c["group"], "weight": c["value"]} for c in known]))
+    moved = sum(c["value"] for c in known)
+    log_odds = explained["base"] + moved
+    unknown = explained["unknown_note"]
     st.caption(
-        f"Base {groups['base']:+.3f} + contributions {groups['log_odds'] - groups['base']:+.3f}"
-        f" = log-odds {groups['log_odds']:+.3f}, i.e. a probability of "
-        f"{groups['probability']:.1%}. Method: {groups['method']}."
+        f"Base {explained['base']:+.3f} + contributions {moved:+.3f} = log-odds "
+        f"{log_odds:+.3f}, i.e. a probability of {scored['probability']:.1%}. "
+        f"Method: {explained['method']}."
+        + (f" Unknown, contributing 0: {unknown}." if unknown else "")
     )
-else:
-    st.caption(f"No explanation for {md(label(row, aliases))}: {groups['method']}.")
-words = explain(pipeline, record)
-if words:
-    st.markdown(f"**Words that pushed {md(label(row, aliases))} up or down**")
-    chart(st, charts.contribution_bars(words))
+    if explained.get("words", {}).get("count"):
+        st.markdown(f"**Words that pushed {name} up or down**")
+        chart(st, charts.word_bars(explained["words"]))
+
+
+# Every version shown is explained; the picked one (or the champion) first.
+for row, pipeline, scored in sorted(results, key=lambda r: r[0].version != default):
+    show_explanation(row, pipeline, scored)

@@ -347,10 +347,61 @@ def test_try_explains_the_whole_score_and_flags_out_of_range_inputs(
     base, moved, log_odds = (float(x) for x in found.groups())
     assert base + moved == pytest.approx(log_odds, abs=0.002)
     assert 100 / (1 + math.exp(-log_odds)) == pytest.approx(shown_percent, abs=0.06)
-    (defaults,) = [c for c in captions if c.startswith("Defaults used")]
-    assert "requester_number_of_comments_at_request = 0" in defaults
-    assert "requester_number_of_posts_at_request" not in defaults  # it was given
-    assert "requester_account_age_in_days_at_request" not in defaults
+    (unknown,) = [c for c in captions if c.startswith("Unknown fields:")]
+    assert "comments" in unknown and "averaged over the requesters in the training data" in unknown
+    assert "account age" not in unknown.lower() and ", posts," not in unknown  # both given
+    assert not any("Defaults used" in c or "_at_request" in c for c in captions)
+    _words_add_up_to_their_group(at, summary)
+
+
+def _words_add_up_to_their_group(at: AppTest, summary: str) -> None:
+    """The word chart's bars plus "all other words" make the words group's bar."""
+    (groups,) = chart_data(at, 'contribution to log-odds"')[:1]
+    words_group = next(g["weight"] for g in groups if g["word"] == "words (title and text)")
+    (words,) = [d for d in chart_data(at, "words shown") if d]
+    assert words[-1]["word"] == "all other words"
+    assert sum(w["weight"] for w in words) == pytest.approx(words_group, abs=1e-9)
+    title = next(t for t in chart_titles(at) if t and "words shown" in t)
+    assert re.match(rf"{len(words) - 1} of \d+ words shown", title), title
+    assert "Base " in summary
+
+
+def test_try_explains_a_narrative_vote_champion_with_blank_fields_unknown(
+    populated: Registry, store
+) -> None:
+    request = builds.TrainRequest(recipe="narrative-vote", backend="local", force=True)
+    row, _ = builds.train(request, populated)
+    assert row.status == READY, row.error
+    populated.promote(row.version, "champion")
+    at = run(page(TRY))
+    assert by_label(at.selectbox, "Version").value == row.version
+    by_label(at.text_input, "Title").input(TITLE)
+    by_label(at.text_area, "Request text").input(TEXT)
+    run(by_label(at.button, "Predict").click())
+    shown_percent = percent(at.metric[0].value)
+    decision = [m for m in texts(at.markdown) if m.startswith("would get a pizza: ")]
+    assert decision and f"at v{row.version}'s threshold 0.50" in decision[0]
+    assert "(policy fixed:0.5 (before operating points))" in decision[0]
+    captions = texts(at.caption)
+    (summary,) = [c for c in captions if c.startswith("Base ")]
+    assert "Method: shap permutation explainer" in summary
+    assert "Unknown, contributing 0: account age, " in summary
+    log_odds = float(re.search(r"= log-odds ([+-][\d.]+)", summary).group(1))
+    assert 100 / (1 + math.exp(-log_odds)) == pytest.approx(shown_percent, abs=0.06)
+    groups = chart_data(at, "contribution to log-odds")[0]
+    assert {"narrative: money", "text length", "words (title and text)"} <= {
+        g["word"] for g in groups
+    }
+    assert "Account age (days)" not in {g["word"] for g in groups}  # unknown: not a bar
+    _words_add_up_to_their_group(at, summary)
+
+    # all ready versions: every version is explained, the champion first
+    by_label(at.selectbox, "Version").select("All ready versions")
+    run(by_label(at.button, "Predict").click())
+    summaries = [c for c in texts(at.caption) if c.startswith("Base ")]
+    assert len(summaries) == 4, summaries
+    headings = [m for m in texts(at.markdown) if m.startswith("**What moved the score of")]
+    assert f"v{row.version} · narrative-vote (champion)" in headings[0]
 
 
 def test_compare_defaults_to_a_comparable_pair_and_says_when_v_is_invalid(

@@ -5,7 +5,8 @@
    request must show the probability `python -m core predict` gives for the same text.
 2. A new user's walk: the starter builds on the bundled sample, two builds on the real RAOP
    data from the data folder, Compare of the two real-data versions with its plain-words
-   verdict, and Try with the explanation adding up to the shown score. With
+   verdict, and Try explaining the narrative-vote champion (blank requester fields marked
+   unknown) with the explanation adding up to the shown score. With
    ALTRUISM_SCREENSHOTS=1 its screenshots replace docs/screenshots/ (never otherwise: a test
    run leaves the checkout as it was).
 """
@@ -237,7 +238,7 @@ def test_a_new_user_goes_from_the_sample_to_real_data(
 
     # two builds on the real data, from the data folder
     real = []
-    for recipe in ("tfidf-meta-logreg", "tfidf-logreg"):
+    for recipe in ("narrative-vote", "tfidf-logreg"):
         open_page(page, f"{server}/Build", "Start build")
         page.get_by_text("File in the data folder").click()
         page.locator(IDLE).wait_for()
@@ -255,11 +256,11 @@ def test_a_new_user_goes_from_the_sample_to_real_data(
     first, second = real
     assert first.split_hash == second.split_hash and first.metrics["n"] > 600
 
-    # promote the real-data tfidf-meta-logreg version; Home shows it and its dataset's chart
+    # promote the real-data narrative-vote version; Home shows it and its dataset's chart
     open_page(page, f"{server}/Versions?v={first.version}", "Details for")
     page.get_by_role("tab", name="Actions").click()
     page.get_by_role("button", name="Promote to alias").click()
-    page.get_by_text(f"v{first.version} · tfidf-meta-logreg (champion)").first.wait_for()
+    page.get_by_text(f"v{first.version} · narrative-vote (champion)").first.wait_for()
     page.get_by_role("tab", name="Overview").click()
     page.get_by_text("Brier score").first.wait_for()
     screenshot(page, shots / "versions.png")
@@ -289,8 +290,10 @@ def test_a_new_user_goes_from_the_sample_to_real_data(
     assert matrices.count("(not its own") == 2, matrices  # each matrix names its threshold
     screenshot(page, shots / "compare.png")
 
-    # Try: the explanation adds up to the probability shown
+    # Try: the narrative-vote champion explained, blank fields unknown, adding up to the score
     value = predict_on_try(page, server)
+    label = page.locator('[data-testid="stMetricLabel"]').inner_text()
+    assert f"v{first.version} · narrative-vote (champion)" in label, label
     shown = float(value.inner_text().strip().rstrip("%"))
     assert 5.0 < shown < 95.0, shown  # an ordinary request typed today
     summary = page.get_by_text(re.compile(r"^Base [+-]")).first
@@ -305,6 +308,10 @@ def test_a_new_user_goes_from_the_sample_to_real_data(
     assert base + moved == pytest.approx(log_odds, abs=0.002)
     assert probability == pytest.approx(shown, abs=0.051)
     assert 100 / (1 + math.exp(-log_odds)) == pytest.approx(shown, abs=0.06)
+    assert "Method: shap permutation explainer" in summary.inner_text()
+    assert "Unknown, contributing 0: account age," in summary.inner_text()
+    page.get_by_text(re.compile(r"^Unknown fields: Account age, .* averaged over the")).wait_for()
+    page.get_by_text(re.compile(rf"^would get a pizza: (yes|no), at v{first.version}'s")).wait_for()
     page.get_by_text("What moved the score").wait_for()
     page.get_by_text("Words that pushed").wait_for()
     screenshot(page, shots / "try_a_request.png")

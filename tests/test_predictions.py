@@ -1,5 +1,5 @@
 """Predictions a person can trust: no feature extrapolates, out-of-range inputs are reported,
-the defaults used are named, and the explanation adds up to the shown score."""
+blank requester fields are unknown (averaged), and the explanation adds up to the shown score."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 
 from core import builds
 from core.dataset import TIMESTAMP, load_dataset
+from core.explain import explain
 from core.features import read_columns
 from core.predict import (
-    explain_groups,
     make_request,
     parse_request_time,
     predict_proba,
@@ -80,32 +80,28 @@ def test_out_of_range_inputs_are_reported_per_feature(fitted) -> None:
     assert AGE not in [w["feature"] for w in inside["warnings"]]
     (warning,) = [w for w in outside["warnings"] if w["feature"] == AGE]
     assert warning == {"feature": AGE, "value": 1e6, "min": low, "max": high}
-    assert AGE not in outside["defaults"]
-    assert outside["defaults"]["requester_number_of_posts_at_request"] == "0"
-    # a text-only recipe reads no requester numbers: no defaults, no warnings
+    assert AGE not in outside["unknown"]
+    assert "requester_number_of_posts_at_request" in outside["unknown"]  # blank: not 0
+    assert outside["defaults"] == {}
+    # a text-only recipe reads no requester numbers: no unknowns, no warnings
     (text_only,) = score(fitted["tfidf-logreg"], [_at("2012-03-01T19:00", **{AGE: 1e6})])
-    assert text_only["warnings"] == [] and text_only["defaults"] == {}
+    assert text_only["warnings"] == [] and text_only["unknown"] == []
 
 
-@pytest.mark.parametrize("name", sorted(n for n in RECIPES if n != "narrative-vote"))
+@pytest.mark.parametrize("name", sorted(RECIPES))
 def test_the_explanation_adds_up_to_the_score(fitted, name: str) -> None:
     record = _at("2013-06-01T03:00", **{AGE: 300, "requester_number_of_posts_at_request": 4})
-    (probability,) = predict_proba(fitted[name], [record])
-    explained = explain_groups(fitted[name], record)
-    assert explained["method"].startswith("exact")
-    total = explained["base"] + sum(g["log_odds"] for g in explained["groups"])
-    assert total == pytest.approx(math.log(probability / (1 - probability)), abs=1e-9)
-    groups = [g["group"] for g in explained["groups"]]
+    (scored,) = score(fitted[name], [record])
+    probability = scored["probability"]
+    explained = explain(fitted[name], record)
+    assert explained["method"].startswith("shap")
+    total = explained["base"] + sum(c["value"] for c in explained["contributions"])
+    assert total == pytest.approx(math.log(probability / (1 - probability)), abs=1e-6)
+    groups = [c["group"] for c in explained["contributions"]]
     assert "words (title and text)" in groups
-    if get_recipe(name).name == "tfidf-meta-logreg":
+    if get_recipe(name).name != "nb-bow" and name != "tfidf-logreg":
         assert "Account age (days)" in groups
         assert "request time (hour, weekday, day of month)" in groups
-
-
-def test_an_ensemble_says_it_has_no_exact_explanation(fitted) -> None:
-    record = _at("2013-06-01T03:00", **{AGE: 300})
-    explained = explain_groups(fitted["narrative-vote"], record)
-    assert explained["method"].startswith("none") and explained["groups"] == []
 
 
 def test_the_default_class_weight_keeps_probabilities_calibrated() -> None:
@@ -142,7 +138,7 @@ def test_cli_predict_reports_warnings_defaults_and_refuses_bad_options(lab: Path
     assert 0.0 < prediction["probability"] < 1.0
     assert [w["feature"] for w in prediction["warnings"]] == [AGE]
     assert "unix_timestamp_of_request_utc" not in prediction["defaults"]
-    assert prediction["defaults"]["requester_number_of_posts_at_request"] == "0"
+    assert "requester_number_of_posts_at_request" in prediction["unknown"]
 
     text = run_cli(*base)
     assert text.returncode == 0, text.stderr
