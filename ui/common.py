@@ -140,7 +140,7 @@ def recipe_choices() -> tuple[dict[str, Any], list[tuple[str, str]]]:
 def registry_where(url: str) -> str:
     """`SQLite file /path/registry.db` rather than `sqlite:////path/registry.db`."""
     if url.startswith("sqlite:///"):
-        return f"SQLite file `{url[len('sqlite:///'):]}`"
+        return f"SQLite file `{url[len('sqlite:///') :]}`"
     return f"`{url}`"
 
 
