@@ -12,6 +12,7 @@ from core.dataset import MAX_TEXT_CHARS, MAX_TITLE_CHARS, REQUESTER_COUNTS
 from core.errors import AltruismError, NotFound
 from core.explain import explain
 from core.features import CAPTIONS
+from core.operating_point import flag_warning
 from core.predict import decision_words, make_request, request_meta, score
 from core.schema import READY, ModelVersion
 from ui.common import cached_model, chart, get_registry, label, md, model_name, page_setup
@@ -117,6 +118,8 @@ else:
 for row, _, scored in results:
     prefix = "" if len(results) == 1 else f"{label(row, aliases)}: "
     st.markdown(md(f"{prefix}{decision_words(row, scored['probability'])}"))
+    if warning := flag_warning(row.version, row.metrics):  # its decision says little
+        st.warning(md(warning))
 for row, _, scored in results:
     for w in scored["warnings"]:
         st.warning(

@@ -391,3 +391,20 @@ def test_versions_home_and_compare_show_operating_points(three: list[dict]) -> N
     assert any("single-class" in w for w in texts(at.warning))
     metrics = at.dataframe[0].value
     assert metrics.loc[metrics["metric"] == "Precision", "Δ v3"].iloc[0] == "—"
+
+
+def test_try_shows_each_decision_and_warns_of_a_single_class_version(three: list[dict]) -> None:
+    from tests.test_dashboard_apptest import TEXT, TITLE, TRY
+
+    at = run(page(TRY))
+    by_label(at.text_input, "Title").input(TITLE)
+    by_label(at.text_area, "Request text").input(TEXT)
+    by_label(at.selectbox, "Version").select("All ready versions")
+    run(by_label(at.button, "Predict").click())
+    decisions = [m for m in texts(at.markdown) if "would get a pizza: " in m]
+    assert len(decisions) == 3, decisions
+    assert any(
+        "would get a pizza: no, at v3's threshold 0.99 (policy fixed:0.99)" in d for d in decisions
+    )
+    assert any("(policy f1)" in d for d in decisions)
+    assert any("flag single-class" in w for w in texts(at.warning))
