@@ -271,3 +271,31 @@ def calibration_overlay(points: dict[str, list[dict[str, float]]]) -> alt.LayerC
         .encode(x="predicted:Q", y="observed:Q")
     )
     return (lines + diagonal).properties(title="Calibration", height=300)
+
+
+def sweep_chart(rows: list[dict[str, Any]], keys: list[str], metric: str = "ROC AUC") -> Any:
+    """A sweep's metric against each swept parameter, side by side (one small scatter per
+    parameter, shared y axis; a log x axis where a numeric parameter spans 10x or more).
+    `rows` hold `version`, each key and `metric`."""
+    frame = pd.DataFrame(rows)
+    panels = []
+    for key in keys:
+        values = pd.to_numeric(frame[key], errors="coerce")
+        numeric = values.notna().all() and not frame[key].map(type).eq(bool).any()
+        log = bool(numeric and (values > 0).all() and values.max() >= 10 * values.min())
+        x = (
+            alt.X(f"{key}:Q", scale=alt.Scale(type="log" if log else "linear", zero=False))
+            if numeric
+            else alt.X(f"{key}:N", axis=alt.Axis(labelAngle=0))
+        )
+        panels.append(
+            alt.Chart(frame)
+            .mark_circle(size=80)
+            .encode(
+                x=x,
+                y=alt.Y(f"{metric}:Q", scale=alt.Scale(zero=False)),
+                tooltip=["version", *keys, alt.Tooltip(f"{metric}:Q", format=".4f")],
+            )
+            .properties(width=220, height=200, title=key)
+        )
+    return alt.hconcat(*panels).resolve_scale(y="shared")

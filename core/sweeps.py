@@ -203,3 +203,18 @@ def best_of_sweep(rows: list[Any], sweep_id: str, like: Any | None = None) -> An
         and (like is None or (row.split_hash == like.split_hash and row.id != like.id))
     ]
     return max(candidates, key=lambda r: r.metrics[RANKING_METRIC], default=None)
+
+
+def swept_values(rows: list[Any]) -> dict[int, dict[str, Any]]:
+    """Each version's values of the parameters that vary among `rows` (a sweep's
+    versions, anything with `.id` and `.params`): {version id: {param: value}}."""
+    keys = sorted({k for r in rows for k in (r.params or {})})
+    varying = [k for k in keys if len({repr((r.params or {}).get(k)) for r in rows}) > 1]
+    return {r.id: {k: (r.params or {}).get(k) for k in varying} for r in rows}
+
+
+def swept_words(values: dict[str, Any]) -> str:
+    """`C=0.1, min_df=3`."""
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )

@@ -348,6 +348,13 @@ def build_panel() -> None:
         elif _finished_since(r, since) and len(recent) < RECENT_SHOWN:
             recent.append(r)
     rows += recent
+    swept = {
+        version_id: values
+        for sweep in sweeps.sweeps_of(rows)
+        for version_id, values in sweeps.swept_values(
+            [r for r in rows if sweep in [t.name for t in r.tags]]
+        ).items()
+    }
     st.subheader("Builds")
     if not rows:
         st.caption("No builds running. Start one with the form.")
@@ -368,7 +375,9 @@ def build_panel() -> None:
         auc = (row.metrics or {}).get("roc_auc")
         f1 = (row.metrics or {}).get("f1")
         title = (
-            f"v{row.version} · {md(row.recipe)} · {md(row.builder)} · {detail}"
+            f"v{row.version} · {md(row.recipe)}"
+            + (f" ({md(sweeps.swept_words(swept[row.id]))})" if swept.get(row.id) else "")
+            + f" · {md(row.builder)} · {detail}"
             + (f" · ROC AUC {auc:.4f}" if auc is not None else "")
             + (f" · F1 {f1:.3f} at threshold {row.threshold:.3g}" if f1 is not None else "")
             + (" · ⚠ single-class" if row.flags else "")

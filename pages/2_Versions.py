@@ -16,7 +16,7 @@ from core.operating_point import LEGACY_SUFFIX, flag_warning, parse_policy, poli
 from core.recipe_files import recipe_paths
 from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES
-from core.sweeps import sweeps_of
+from core.sweeps import MAX_SWEEP, RANKING_WORDS, sweeps_of, swept_values
 from ui.common import (
     chart,
     dataset_label,
@@ -91,6 +91,38 @@ shown = [r for r in rows if matches(r)]
 if not rows:
     st.info("No versions yet. Start a build on **Build**.")
     st.stop()
+
+
+def sweep_view(sweep: str) -> None:
+    """The sweep's swept parameter values beside its metric, as a table and a chart."""
+    members = [registry.get_by_id(r.id) for r in shown if sweep in r.tags][:MAX_SWEEP]
+    values = swept_values(members)
+    keys = sorted({k for v in values.values() for k in v})
+    if not keys:
+        return
+    table = [
+        {
+            "version": r.version,
+            **values[r.id],
+            "ROC AUC": (r.metrics or {}).get("roc_auc"),
+            "F1": (r.metrics or {}).get("f1"),
+            "status": r.status,
+        }
+        for r in members
+    ]
+    st.markdown(f"**{md(sweep)}**: {len(members)} builds over {md(', '.join(keys))}")
+    frame = pd.DataFrame(table)
+    st.dataframe(
+        frame.style.format({"ROC AUC": "{:.4f}", "F1": "{:.4f}"}, na_rep="—"), hide_index=True
+    )
+    ready = [t for t in table if t["ROC AUC"] is not None]
+    if ready:
+        chart(st, charts.sweep_chart(ready, keys))
+    st.caption(f"Best of the sweep means {RANKING_WORDS}. F1 at each version's own threshold.")
+
+
+if sweep != "any":
+    sweep_view(sweep)
 
 table = pd.DataFrame(
     [

@@ -128,3 +128,29 @@ def test_running_builds_show_their_stage_progress_and_time(lab: Path) -> None:
     assert "progress: 18/18 fits" in registry.log_text(cv["id"])  # 3 folds x (1 + 5 inner)
     at = run(page(BUILD))
     assert f"{sweep.sweep_id}: 1 of 2 builds done" in [c.value for c in at.caption]
+
+
+def test_a_sweeps_parameter_values_are_shown_beside_its_metric(lab: Path) -> None:
+    from core import builds, sweeps
+    from core.registry import Registry
+    from tests.test_dashboard_apptest import VERSIONS, charts, shown
+
+    registry = Registry()
+    request = builds.TrainRequest(recipe="nb-bow", backend="local")
+    sweep = sweeps.submit_sweep(request, {"alpha": [0.1, 1.0, 10.0]}, registry)
+    for submission in sweep.submissions:
+        assert builds.execute(submission.version.id, registry).status == "ready"
+    at = run(page(BUILD))
+    titles = sorted(shown(s.label) for s in at.get("status"))
+    assert [t.split(" · ")[1] for t in titles] == [
+        "nb-bow (alpha=0.1)",
+        "nb-bow (alpha=1)",
+        "nb-bow (alpha=10)",
+    ]
+    at = run(page(VERSIONS))
+    by_label(at.selectbox, "Sweep").select(sweep.sweep_id)
+    run(at)
+    table = at.dataframe[0].value  # the sweep's table comes before the versions table
+    assert sorted(table["alpha"].tolist()) == [0.1, 1.0, 10.0]
+    (spec,) = [c for c in charts(at) if "hconcat" in c]
+    assert spec["hconcat"][0]["encoding"]["x"]["scale"]["type"] == "log"
