@@ -578,7 +578,8 @@ def render_predict(out: dict[str, Any]) -> str:
     policy = (
         f"decision at v{out['version']}'s threshold (policy {predictions[0]['threshold_policy']})"
     )
-    blocks = [table(["request_id", "probability", "decision", "threshold"], rows), policy]
+    answered = f"answered by v{out['version']} ({out['recipe']})"
+    blocks = [answered, table(["request_id", "probability", "decision", "threshold"], rows), policy]
     blocks += ["\n".join(notes)] if notes else []
     blocks += [_render_explanation(p) for p in predictions if "explanation" in p]
     return "\n\n".join(blocks)

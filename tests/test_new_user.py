@@ -154,3 +154,14 @@ def test_a_sweeps_parameter_values_are_shown_beside_its_metric(lab: Path) -> Non
     assert sorted(table["alpha"].tolist()) == [0.1, 1.0, 10.0]
     (spec,) = [c for c in charts(at) if "hconcat" in c]
     assert spec["hconcat"][0]["encoding"]["x"]["scale"]["type"] == "log"
+
+
+def test_predict_says_which_version_answered(lab: Path) -> None:
+    from core.registry import Registry
+    from tests.helpers import run_cli
+
+    _train("--recipe", "nb-bow")
+    Registry().promote(1, "champion")
+    said = run_cli("predict", "champion", "--title", "Broke", "--text", "Payday is Friday")
+    assert said.returncode == 0, said.stderr
+    assert said.stdout.startswith("answered by v1 (nb-bow)"), said.stdout
