@@ -22,12 +22,13 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from core.artifacts import ArtifactStore
 from core.errors import BadInput
 from core.operating_point import LEGACY_SUFFIX
 from core.registry import Registry, version_dict
+from core.safefile import check_output, write_output
 from core.schema import READY, ModelVersion
 
 FORMAT = "altruism-lab-export/1"
@@ -68,6 +69,7 @@ def export_version(
 
     if row.status != READY:
         raise BadInput(f"version {row.version} is {row.status}; only ready versions export")
+    check_output(output)  # before any work: a planted FIFO or device is refused at once
     artifact = store.read_verified(row.artifact_sha256)
     card = model_card(row, registry)
     details = registry.details(row.id)
@@ -92,13 +94,14 @@ def export_version(
         "version_sha256": _record_sha(version),
         "files": {n: _sha(b) for n, b in files.items()},
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(MANIFEST, json.dumps(manifest, indent=2, default=str))
-        for name, data in files.items():
-            archive.writestr(name, data)
-    tmp.replace(output)
+
+    def write(handle: IO[bytes]) -> None:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(MANIFEST, json.dumps(manifest, indent=2, default=str))
+            for name, data in files.items():
+                archive.writestr(name, data)
+
+    write_output(output, write)
     return {"path": str(output), "version": row.version, "files": manifest["files"]}
 
 
