@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -36,9 +37,13 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+KINDS = {"split": 1, "cv": 2, "refit": 3, "sweep member": 4}
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A lab with version 1: nb-bow on the sample, held-out split."""
+    """A lab with one version of each kind, nb-bow on the sample: v1 on a held-out split,
+    v2 cross-validated (3 folds), v3 the refit of v1, v4 and v5 a cross-validated sweep."""
     home = tmp_path_factory.mktemp("hardening-lab")
     with pytest.MonkeyPatch.context() as mp:
         use_lab(mp.setenv, home)
@@ -46,6 +51,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
         request = builds.TrainRequest(recipe="nb-bow", backend="local", data_path=SAMPLE)
         row, _ = builds.train(request, registry)
         assert row.status == "ready", row.error
+        for argv in (
+            ("train", "--recipe", "nb-bow", "--cv", "3"),
+            ("refit", "1"),
+            ("train", "--recipe", "nb-bow", "--cv", "3", "--grid", "alpha=0.3,0.7"),
+        ):
+            done = run_cli(*argv, "--backend", "local", env=NO_ENGINE)
+            assert done.returncode == 0, done.stderr
+        assert [registry.resolve(v).status for v in range(1, 6)] == ["ready"] * 5
+        done = run_cli("export", "2", "-o", str(home / "v2.zip"), env=NO_ENGINE)
+        assert done.returncode == 0, done.stderr
         registry.engine.dispose()  # checkpoint the WAL so the file can be copied
     return home
 
@@ -147,3 +162,67 @@ def test_sample_onto_a_symlink_loop_is_refused(lab: Path) -> None:
     done = run_cli("sample", "-o", str(inside))
     assert done.returncode == 2, done.stderr
     one_line_error(done)
+
+
+# --- 5. export and import round-trip every kind of version -----------------------------------
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_kind_of_version_round_trips(one: Registry, lab: Path, kind: str) -> None:
+    version = KINDS[kind]
+    original = json.loads(run_cli("show", str(version), "--json", env=NO_ENGINE).stdout)
+    archive = lab / f"v{version}.zip"
+    done = run_cli("export", str(version), "-o", str(archive), env=NO_ENGINE)
+    assert done.returncode == 0, done.stderr
+    done = run_cli("import", str(archive), "--json", env=NO_ENGINE)
+    assert done.returncode == 0, done.stderr
+    imported = json.loads(done.stdout)
+    assert imported["imported"] is True and imported["status"] == "ready"
+    for key in ("metrics", "fingerprint", "split_hash", "artifact_sha256", "params"):
+        assert imported[key] == original[key], key
+    assert imported["provenance"]["split"] == original["provenance"]["split"]
+    assert ("refit_of" in imported["provenance"]) == (kind == "refit")
+    compared = run_cli("compare", str(version), str(imported["version"]), "--json", env=NO_ENGINE)
+    assert compared.returncode == 0, compared.stderr
+    assert run_cli("check", env=NO_ENGINE).returncode == 0
+
+
+def _reseal(archive: Path, target: Path, edit: Any) -> Path:
+    from tests.test_security import reseal
+
+    return reseal(archive, target, edit)
+
+
+def _claim(path: str, value: Any) -> Any:
+    def edit(version: dict[str, Any]) -> None:
+        *parents, leaf = path.split(".")
+        node = version
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("metrics.roc_auc", 0.999, "metric roc_auc is 0.999 but"),
+        ("metrics.evaluation.fold_thresholds", [[0.9, 0.9, 0.9]], "does not follow"),
+        ("metrics.evaluation.fold_thresholds", [[0.5, 0.5]], "fold thresholds"),
+        ("metrics.evaluation.kind", "split", "evaluation is of an unknown kind"),
+        ("metrics.evaluation.extra", 1, "not shaped like a cross-validation"),
+        ("metrics.evaluation.fold_metrics.roc_auc", {"mean": 7, "sd": 0}, "fold metric"),
+        ("metrics.evaluation.hash", "0" * 64, "fold hash"),
+        ("split_hash", "0" * 64, "split hash"),
+        ("provenance.split.cv", {"folds": 5, "repeats": 1}, "folds and repeats"),
+        ("data_sha256", "1" * 64, "fold hash"),
+    ],
+)
+def test_a_cross_validated_archive_that_lies_is_refused(
+    one: Registry, built: Path, lab: Path, path: str, value: Any, message: str
+) -> None:
+    hostile = _reseal(built / "v2.zip", lab / "hostile.zip", _claim(path, value))
+    before = len(one.all_versions())
+    done = run_cli("import", str(hostile), env=NO_ENGINE)
+    assert done.returncode == 2, done.stderr
+    assert message in one_line_error(done)
+    assert len(one.all_versions()) == before
