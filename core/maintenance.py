@@ -96,7 +96,7 @@ def check(registry: Registry, store: ArtifactStore) -> Report:
         if row.status == READY:
             _check_artifact(row, where, store, verified, report)
         elif row.status in ACTIVE_STATUSES:
-            reason = orphan_reason(row)
+            reason = orphan_reason(registry.get_by_id(row.id))  # with its launcher
             if reason:
                 report.add(
                     "stuck_build", f"{where} is {row.status} but {reason}", version=row.version

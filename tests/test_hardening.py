@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ import pytest
 from core import builds
 from core.registry import Registry
 from tests.conftest import SAMPLE
-from tests.helpers import run_cli, use_lab
+from tests.helpers import ROOT, run_cli, use_lab, wait_until
 
 NO_ENGINE = {"DOCKER_HOST": "unix:///tmp/altruism-lab-nonexistent.sock"}
 OTHER_UID = 65534
@@ -226,3 +228,75 @@ def test_a_cross_validated_archive_that_lies_is_refused(
     assert done.returncode == 2, done.stderr
     assert message in one_line_error(done)
     assert len(one.all_versions()) == before
+
+
+# --- 3. dead queued rows are taken over, never joined -----------------------------------------
+DIE_AFTER_SUBMIT = """
+import os, signal, sys
+from core import builds
+from core.registry import Registry
+request = builds.TrainRequest(recipe="nb-bow", backend="local", data_path=sys.argv[1])
+row = builds.submit(request, Registry()).version
+print(row.version, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # the train dies after its row exists
+"""
+
+
+def _kill_after_submit() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", DIE_AFTER_SUBMIT, str(SAMPLE)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    return int(done.stdout.strip())
+
+
+def test_a_row_whose_launcher_was_killed_is_never_joined(registry: Registry) -> None:
+    version = _kill_after_submit()
+    assert registry.resolve(version).status == "queued"
+    checked = run_cli("check", "--json", env=NO_ENGINE)
+    assert checked.returncode == 1, "a queued row nobody holds is a stuck build at once"
+    assert [f["kind"] for f in json.loads(checked.stdout)["findings"]] == ["stuck_build"]
+    done = run_cli("train", "--recipe", "nb-bow", "--backend", "local", "--data", str(SAMPLE),
+                   "--json", env=NO_ENGINE)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["status"] == "ready", "joined a dead row"
+    dead = registry.resolve(version)  # the CLI's recovery ended it first: a new version built
+    assert dead.status == "failed" and "launcher" in dead.error and out["version"] == version + 1
+    assert run_cli("check", env=NO_ENGINE).returncode == 0
+
+
+@pytest.mark.timeout(300)  # today it joins the dead row and waits for ever
+def test_an_identical_request_in_process_takes_the_dead_row_over(registry: Registry) -> None:
+    version = _kill_after_submit()
+    request = builds.TrainRequest(recipe="nb-bow", backend="local", data_path=SAMPLE)
+    row, submission = builds.train(request, registry)
+    assert not submission.reused and (row.version, row.status) == (version, "ready")
+    assert len(registry.all_versions()) == 1
+
+
+def test_an_identical_train_joins_a_row_its_launcher_still_holds(registry: Registry) -> None:
+    request = builds.TrainRequest(recipe="nb-bow", backend="local", data_path=SAMPLE)
+    row = builds.submit(request, registry).version  # this (live) process holds it
+    done = run_cli("train", "--recipe", "nb-bow", "--backend", "local", "--data", str(SAMPLE),
+                   "--detach", "--json", env=NO_ENGINE)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["version"] == row.version
+    assert registry.get_by_id(row.id).status == "queued" and len(registry.all_versions()) == 1
+
+
+def test_ctrl_c_while_a_sweep_queues_leaves_no_queued_row(registry: Registry) -> None:
+    grid = "alpha=" + ",".join(f"{0.05 * i:.2f}" for i in range(1, 21))
+    argv = [sys.executable, "-m", "core", "train", "--recipe", "nb-bow", "--backend", "local",
+            "--data", str(SAMPLE), "--grid", grid]  # fmt: skip
+    sweep = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **NO_ENGINE},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_until(lambda: len(registry.all_versions()) >= 2, "the sweep to queue", timeout_s=120)
+    sweep.send_signal(signal.SIGINT)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, err
+    assert run_cli("list", "--json", env=NO_ENGINE).returncode == 0
+    rows = registry.all_versions()
+    assert rows and not [r.version for r in rows if r.status in ("queued", "running")]
+    assert run_cli("check", env=NO_ENGINE).returncode == 0
