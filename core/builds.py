@@ -623,6 +623,7 @@ def submit_refit(
             f"version {parent.version} is cross-validated: its model is already fitted on all "
             "of its data"
         )
+    registry.details(parent.id)  # its scores become the refit's: damaged ones refuse it now
     with tempfile.TemporaryDirectory(prefix="altruism-refit-") as tmp:
         request = TrainRequest(
             recipe=parent.recipe,

@@ -11,13 +11,17 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
+import sqlite3
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -300,3 +304,64 @@ def test_ctrl_c_while_a_sweep_queues_leaves_no_queued_row(registry: Registry) ->
     rows = registry.all_versions()
     assert rows and not [r.version for r in rows if r.status in ("queued", "running")]
     assert run_cli("check", env=NO_ENGINE).returncode == 0
+
+
+# --- 4. corrupt stored predictions are reported, never raised ---------------------------------
+def _bomb() -> bytes:
+    inflate = zlib.compressobj(9)
+    chunk = b" " * (1 << 20)
+    body = b"".join(inflate.compress(chunk) for _ in range(1024)) + inflate.flush()
+    return b"S1" + body  # 1 GiB of spaces in about 1 MB
+
+
+DAMAGE = {
+    "ids wrong tag": ("test_ids_packed", lambda b: b"X1" + b[2:]),
+    "ids stray bytes": ("test_ids_packed", lambda b: b + b"junk"),
+    "ids zlib bomb": ("test_ids_packed", lambda b: _bomb()),
+    "labels wrong tag": ("test_labels_packed", lambda b: b"F1" + b[2:]),
+    "labels out of range": ("test_labels_packed", lambda b: b[:-1] + b"\x07"),
+    "labels short": ("test_labels_packed", lambda b: b[:-1]),
+    "probabilities stray bytes": ("test_probabilities_packed", lambda b: b + b"\x01"),
+    "probabilities NaN": ("test_probabilities_packed", lambda b: b[:-8] + struct.pack("<d", math.nan)),  # noqa: E501
+    "probabilities out of range": ("test_probabilities_packed", lambda b: b[:-8] + struct.pack("<d", 7.5)),  # noqa: E501
+    "probabilities short": ("test_probabilities_packed", lambda b: b[:-8]),
+    "curves missing": ("curves", lambda b: b'{"roc": {}}'),
+    "curves NaN": ("curves", lambda b: b'{"roc": {"fpr": [NaN], "tpr": [0]}, "pr": {}}'),
+}  # fmt: skip
+
+
+def _damage(lab: Path, column: str, change: Any) -> None:
+    with sqlite3.connect(lab / "registry.db") as db:
+        (blob,) = db.execute(
+            f"SELECT {column} FROM version_details WHERE version_id = 1"
+        ).fetchone()
+        blob = blob.encode() if isinstance(blob, str) else bytes(blob)
+        value = change(blob)
+        db.execute(f"UPDATE version_details SET {column} = ? WHERE version_id = 1",
+                   (value.decode() if column == "curves" else value,))  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_damaged_stored_predictions_are_reported_not_raised(
+    one: Registry, lab: Path, case: str
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    _damage(lab, *DAMAGE[case])
+    before = len(one.all_versions())
+    checked = run_cli("check", "--json", env=NO_ENGINE)
+    assert checked.returncode == 1, checked.stdout
+    findings = json.loads(checked.stdout)["findings"]
+    assert [(f["kind"], f["version"]) for f in findings] == [("damaged_details", 1)]
+    for argv in (("export", "1", "-o", str(lab / "v1.zip")), ("compare", "1", "3"),
+                 ("refit", "1", "--backend", "local")):  # fmt: skip
+        done = run_cli(*argv, env=NO_ENGINE)
+        assert done.returncode == 1, (argv, done.stderr)
+        assert "version 1's stored predictions are damaged" in one_line_error(done), argv
+    assert len(one.all_versions()) == before, "refit created a version"
+    for page in ("pages/2_Versions.py", "pages/3_Compare.py"):
+        at = AppTest.from_file(str(ROOT / page), default_timeout=60)
+        at.query_params["v"] = "1" if "Versions" in page else "1,3"
+        at.run()
+        assert not at.exception, (page, [e.message for e in at.exception])
+        assert any("damaged" in e.value for e in at.error), page

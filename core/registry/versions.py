@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
 from core.config import DEFAULT_MODEL
-from core.errors import BadInput, NotFound
+from core.errors import BadInput, DamagedRecord, NotFound
 from core.operating_point import flags_of, policy_label
 from core.registry.database import Database
 from core.schema import (
@@ -609,8 +609,23 @@ class VersionQueries:
         return self._update(version_id, **values)
 
     def details(self, version_id: int) -> VersionDetail | None:
-        with self.db.session() as session:
-            return session.get(VersionDetail, version_id)
+        """A version's stored predictions and curves, checked whole; DamagedRecord naming
+        the version when any column is damaged (never a raw decoding error)."""
+        from core.packing import check_details
+
+        try:
+            with self.db.session() as session:
+                detail = session.get(VersionDetail, version_id)
+            if detail is not None:
+                check_details(
+                    detail.test_ids, detail.test_labels, detail.test_probabilities, detail.curves
+                )
+            return detail
+        except DamagedRecord as exc:
+            number = self.get_by_id(version_id).version
+            raise DamagedRecord(
+                f"version {number}'s stored predictions are damaged: {exc}"
+            ) from None
 
     def status_counts(self, model: str = DEFAULT_MODEL) -> dict[str, int]:
         """How many unarchived versions of `model` are in each status."""
