@@ -276,7 +276,11 @@ with overview:
         chart(left, charts.confusion_heatmap(title, m["confusion_matrix"], normalize, at))
         right.markdown("**Parameters**")
         right.json(row.params)
-        details = registry.details(row.id)
+        try:
+            details = registry.details(row.id)
+        except AltruismError as exc:  # damaged stored predictions: say so, show the rest
+            details = None
+            show_error(exc)
         if details is not None:
             points = calibration_points(details.test_labels, details.test_probabilities)
             left, right = st.columns([1, 1])

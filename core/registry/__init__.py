@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from core.config import settings
 from core.registry.database import Database, classify, safe_url, sqlite_path
 from core.registry.labels import Labels
-from core.registry.lifecycle import Lifecycle, orphan_reason, pid_alive
+from core.registry.lifecycle import Lifecycle, launcher_identity, orphan_reason, pid_alive
 from core.registry.logs import BuildLogs
 from core.registry.references import References
 from core.registry.versions import (
@@ -131,6 +131,7 @@ __all__ = [
     "Registry",
     "VersionSummary",
     "check_name",
+    "launcher_identity",
     "orphan_reason",
     "parse_ref",
     "pid_alive",
