@@ -1,0 +1,291 @@
+"""`python -m core serve` against a real SQLite registry with two ready versions: the alias
+moves under concurrent load with no failed request, metrics and registry aggregates count
+what was served, bad input is named, big bodies refused, tokens required beyond loopback.
+
+The registry (two local builds on the bundled sample) and one server with two workers are
+made once for the module; the server is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core import builds
+from core.registry import Registry
+from core.schema import READY
+from tests.helpers import ROOT, run_cli, use_lab, wait_until
+
+BODY = {"title": "Broke student, payday Friday", "text": "Lost my job, fridge is empty."}
+MAX_BODY = 200_000
+
+
+@dataclass
+class Server:
+    url: str
+    registry_url: str
+    home: Path
+    process: subprocess.Popen
+
+    def registry(self) -> Registry:
+        return Registry(self.registry_url)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_versions(home: Path) -> None:
+    """v1 nb-bow and v2 tfidf-meta-logreg (it reads requester numbers) on the bundled
+    sample; v1 is the champion."""
+    with pytest.MonkeyPatch.context() as mp:
+        use_lab(mp.setenv, home)
+        registry = Registry()
+        for recipe in ("nb-bow", "tfidf-meta-logreg"):
+            request = builds.TrainRequest(recipe=recipe, backend="local", force=True)
+            row, _ = builds.train(request, registry)
+            assert row.status == READY, row.error
+        registry.promote(1, "champion")
+        registry.engine.dispose()
+
+
+def start_server(home: Path, workers: int, **extra: str) -> Server:
+    port = free_port()
+    env = {
+        **os.environ,
+        "REGISTRY_URL": f"sqlite:///{home / 'registry.db'}",
+        "ARTIFACT_ROOT": str(home / "artifacts"),
+        "LOG_ROOT": str(home / "logs"),
+        "SERVE_POLL_SECONDS": "0.25",
+        "SERVE_FLUSH_SECONDS": "0.5",
+        "SERVE_MAX_BODY_BYTES": str(MAX_BODY),
+        **extra,
+    }
+    command = [sys.executable, "-m", "core", "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--workers", str(workers)], cwd=ROOT, env=env, start_new_session=True
+    )
+    server = Server(f"http://127.0.0.1:{port}", env["REGISTRY_URL"], home, process)
+    wait_until(lambda: _ready(server), "the service to be ready", timeout_s=90, poll_s=0.2)
+    return server
+
+
+def _ready(server: Server) -> bool:
+    assert server.process.poll() is None, "serve exited"
+    try:
+        return httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (uvicorn and its workers), by pid."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("serving")
+    two_versions(home)
+    running = start_server(home, workers=2)
+    try:
+        yield running
+    finally:
+        stop(running.process)
+
+
+def predict(server: Server, ref: str, body: dict, **params: str) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/models/{ref}/predict", json=body, params=params, timeout=30)
+
+
+# --- the alias moves under load ------------------------------------------------------------
+async def _hammer(server: Server, stop_at: list[float], seen: list[tuple], connections: int):
+    """`connections` clients posting to the champion until `stop_at[0]`; each response is
+    (sent, received, status, versions in it)."""
+    batch = {"requests": [BODY, {"title": "pizza please"}, {"text": "hungry"}]}
+
+    async def client(index: int) -> None:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            while time.monotonic() < stop_at[0]:
+                sent = time.monotonic()
+                body = batch if index % 2 else BODY
+                response = await http.post("/v1/models/champion/predict", json=body)
+                data = response.json() if response.status_code == 200 else {}
+                results = data.get("results", [data])
+                versions = {r.get("version") for r in results} | {data.get("version")}
+                seen.append((sent, time.monotonic(), response.status_code, versions))
+
+    await asyncio.gather(*(client(i) for i in range(connections)))
+
+
+def _move_under_load(server: Server, target: int) -> float:
+    """Promote `target` to champion while 8 clients post; the seconds until every later
+    response named it. No response may fail or mix two versions."""
+    seen: list[tuple] = []
+    stop_at = [time.monotonic() + 60]
+
+    async def scenario() -> float:
+        load = asyncio.create_task(_hammer(server, stop_at, seen, 8))
+        await asyncio.sleep(1.0)
+        moved = time.monotonic()
+        await asyncio.to_thread(server.registry().promote, target, "champion")
+        await asyncio.sleep(3.0)
+        stop_at[0] = time.monotonic()
+        await load
+        return moved
+
+    moved = asyncio.run(scenario())
+    assert len(seen) > 50, f"only {len(seen)} responses under load"
+    assert all(status == 200 for _, _, status, _ in seen), {s for _, _, s, _ in seen}
+    assert all(len(versions) == 1 for *_, versions in seen), "a response mixed versions"
+    stale = [
+        sent - moved for sent, _, _, versions in seen if sent > moved and target not in versions
+    ]
+    lag = max(stale, default=0.0)
+    assert lag < 2.0, f"the old version answered {lag:.2f}s after the promote"
+    assert any(target in versions for *_, versions in seen)
+    return lag
+
+
+def test_promote_and_rollback_under_load_fail_no_request(server: Server) -> None:
+    assert predict(server, "champion", BODY).json()["version"] == 1
+    lag_promote = _move_under_load(server, 2)
+    lag_rollback = _move_under_load(server, 1)
+    print(f"promote answered by v2 after {lag_promote:.2f}s; rollback after {lag_rollback:.2f}s")
+
+
+# --- what a result carries -----------------------------------------------------------------
+def test_a_result_names_version_threshold_and_unknown_fields(server: Server) -> None:
+    registry = server.registry()
+    row = registry.resolve(2)
+    body = {**BODY, "meta": {"requester_account_age_in_days_at_request": 99_999}, "mood": "x"}
+    out = predict(server, "2", body, explain="true").json()
+    assert out["version"] == 2 and out["alias"] is None
+    assert out["threshold"] == row.threshold and out["threshold_policy"] == "f1"
+    assert out["decision"] == (out["probability"] >= row.threshold)
+    assert out["fingerprint"] == row.fingerprint
+    assert out["artifact_sha256"] == row.artifact_sha256
+    assert out["unknown_fields"] == ["mood"]
+    assert any(w["feature"].startswith("requester_account_age") for w in out["warnings"])
+    explanation = out["explanation"]
+    assert explanation["method"].startswith("exact")
+    assert abs(explanation["probability"] - out["probability"]) < 1e-9
+    batch = predict(server, "2", {"requests": [BODY, BODY]}).json()
+    assert [r["version"] for r in batch["results"]] == [2, 2]
+    assert "explanation" not in batch["results"][0]
+
+
+def test_models_health_and_docs(server: Server) -> None:
+    models = httpx.get(f"{server.url}/v1/models").json()
+    assert [v["version"] for v in models["versions"]] == [2, 1]
+    assert set(models["aliases"]) == {"champion"}
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{server.url}/readyz").json()["ready"] is True
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert "/v1/models/{ref}/predict" in spec["paths"]
+    assert httpx.get(f"{server.url}/docs").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "words"),
+    [
+        ({}, ["body"], "title or text is required"),
+        ({"title": 5}, ["body", "title"], "string"),
+        ({"title": "x" * 1001}, ["body", "title"], "1000"),
+        ({"title": "x", "time": "yesterday"}, ["body", "time"], "ISO date"),
+        ({"title": "x", "meta": {"shoe_size": 4}}, ["body", "meta"], "shoe_size"),
+        ({"requests": [BODY, {"text": " "}]}, ["body", "requests", 1], "title or text"),
+        ({"requests": []}, ["body", "requests"], "at least 1"),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(server: Server, body, loc, words) -> None:
+    response = predict(server, "champion", body)
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert any(e["loc"] == loc and words in e["msg"] for e in errors), errors
+
+
+def test_unknown_versions_and_big_bodies_are_refused(server: Server) -> None:
+    assert predict(server, "99", BODY).status_code == 404
+    assert predict(server, "no-such-alias", BODY).status_code == 404
+    big = {"requests": [{"text": "word " * 7000}] * 10}
+    response = predict(server, "champion", big)
+    assert response.status_code == 413 and f"{MAX_BODY:,}" in response.json()["detail"]
+
+
+# --- what was served is counted -------------------------------------------------------------
+def _counted(server: Server, version: int) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    pattern = (
+        rf'^altruism_serve_requests_total{{[^}}]*code="200"[^}}]*version="{version}"[^}}]*}} (\S+)$'
+    )
+    return sum(float(v) for v in re.findall(pattern, text, re.MULTILINE))
+
+
+def _aggregated(server: Server, version: int) -> tuple[int, int, int]:
+    rows = [m for m in server.registry().served_minutes() if m.version == version]
+    return (
+        sum(m.calls for m in rows),
+        sum(m.requests for m in rows),
+        sum(m.out_of_range for m in rows),
+    )
+
+
+def test_metrics_and_registry_aggregates_count_what_was_served(server: Server) -> None:
+    wait_until(lambda: _aggregated(server, 2) == _aggregated(server, 2), "a stable count")
+    time.sleep(1.2)  # every worker flushed what it served before
+    calls, requests, flagged = _aggregated(server, 2)
+    before = _counted(server, 2)
+    odd = {**BODY, "meta": {"requester_number_of_posts_at_request": 1e9}}
+    for _ in range(10):
+        assert predict(server, "2", BODY).status_code == 200
+    for _ in range(5):
+        assert predict(server, "2", {"requests": [BODY, odd, BODY]}).status_code == 200
+    assert _counted(server, 2) - before == 15
+    expected = (calls + 15, requests + 25, flagged + 5)
+    wait_until(lambda: _aggregated(server, 2) == expected, f"aggregates {expected}", 15)
+    rows = server.registry().served_minutes()
+    assert {m.host for m in rows} == {socket.gethostname()}
+    assert all(m.latency_p99_ms is not None and m.latency_buckets for m in rows)
+
+
+# --- running the way services run -------------------------------------------------------------
+def test_binding_beyond_loopback_needs_a_token() -> None:
+    result = run_cli("serve", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert result.returncode == 2 and "SERVE_TOKEN" in result.stderr
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_a_token_is_required_when_set(lab: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from core.serving.app import ServeConfig, create_app
+
+    config = ServeConfig.from_env()
+    app = create_app(ServeConfig(**{**config.__dict__, "token": "s3cret"}))
+    with TestClient(app) as http:
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/v1/models").status_code == 401
+        assert http.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+        ok = http.get("/v1/models", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and ok.json()["versions"] == []
