@@ -14,6 +14,7 @@ from core.config import settings
 from core.errors import AltruismError, NotFound
 from core.operating_point import flag_warning, policy_label
 from core.schema import ACTIVE_STATUSES, READY
+from core.serving.live import live
 from ui.common import (
     builder_status,
     chart,
@@ -90,6 +91,18 @@ def champion_panel(aliases: dict[int, list[str]]) -> None:
     )
     if warning := flag_warning(champion.version, m):
         st.warning(md(warning))
+
+
+def live_panel() -> None:
+    """Which version each alias serves and what `python -m core serve` answered with it."""
+    entries = live(get_registry(), model_name())
+    if not entries:
+        return
+    st.subheader("Live")
+    for entry in entries:
+        st.markdown(md(entry.sentence()))
+    if not any(e.served.calls for e in entries):
+        st.caption("Start the prediction service with `python -m core serve` (docs/deploy.md).")
 
 
 def registry_panel(counts: dict[str, int], builder: str, reason: str) -> None:
@@ -195,6 +208,7 @@ def home() -> None:
         champion_panel(aliases)
     with right:
         registry_panel(counts, builder, reason)
+    live_panel()
     if not registry.has_real_data(model_name()):
         real_data_hint()
     latest_builds()

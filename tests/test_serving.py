@@ -289,3 +289,62 @@ def test_a_token_is_required_when_set(lab: Path) -> None:
         assert http.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
         ok = http.get("/v1/models", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200 and ok.json()["versions"] == []
+
+
+# --- the dashboard shows what is live ---------------------------------------------------------
+def _on_dashboard(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_lab(monkeypatch.setenv, server.home)
+
+
+def _page(path: str, **query: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / path), default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_home_live_panel_and_versions_history_show_what_was_served(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    champion = server.registry().resolve("champion").version
+    other = 2 if champion == 1 else 1
+    for version in (other, champion):  # the other version answers as champion for a while
+        server.registry().promote(version, "champion")
+        wait_until(
+            lambda v=version: predict(server, "champion", BODY).json()["version"] == v,
+            f"champion to answer with v{version}",
+            timeout_s=5,
+        )
+    wait_until(
+        lambda: all(m.calls for m in server.registry().served_minutes() if m.version == champion),
+        "the champion's aggregates",
+    )
+    _on_dashboard(server, monkeypatch)
+    home = _page("app.py")
+    assert "Live" in [s.value for s in home.subheader]
+    lines = [m.value for m in home.markdown if m.value.startswith("champion v")]
+    assert lines, [m.value for m in home.markdown]
+    words = lines[0].replace("\\", "")
+    assert re.match(rf"champion v{champion} — served [\d,]+ requests in the last hour", words)
+    assert "from 1 host" in words and "p99" in words and "out of range" in words
+    assert f"v{other} answered until" in words
+    versions = _page("pages/2_Versions.py", v=str(champion))
+    history = [d.value for d in versions.dataframe if "host" in d.value.columns]
+    assert history and history[0]["requests"].sum() > 0
+    assert set(history[0]["host"]) == {socket.gethostname()}
+
+
+def test_the_model_card_says_where_and_when_it_was_served(server: Server) -> None:
+    from core.modelcard import model_card, model_card_markdown
+
+    assert predict(server, "2", BODY).status_code == 200
+    registry = server.registry()
+    row = registry.resolve(2)
+    wait_until(lambda: registry.served_minutes(version_id=row.id), "v2's aggregates")
+    card = model_card(row, registry)
+    assert card["served"]["requests"] > 0
+    assert card["served"]["hosts"] == [socket.gethostname()]
+    assert f"- hosts: {socket.gethostname()}" in model_card_markdown(card)
