@@ -14,6 +14,7 @@ from core.dataset import (
     MAX_TEXT_CHARS,
     MAX_TITLE_CHARS,
     REQUEST_ID,
+    REQUEST_TIME_NUMERIC,
     REQUESTER_COUNTS,
     TEXT,
     TIMESTAMP,
@@ -120,23 +121,44 @@ def score(pipeline: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     (`warnings`) and the request-time fields filled in by default (`defaults`)."""
     frame = to_frame(records)
     probabilities = pipeline.predict_proba(frame)[:, 1]
+    warnings = _range_warnings(pipeline, frame, len(records))
+    defaults = _defaults_of(pipeline)
+    return [
+        {
+            "request_id": record.get(REQUEST_ID, f"request-{i}"),
+            "probability": float(probabilities[i]),
+            "warnings": warnings[i],
+            "defaults": defaults(record),
+        }
+        for i, record in enumerate(records)
+    ]
+
+
+def _range_warnings(pipeline: Any, frame: Any, n: int) -> list[list[dict[str, Any]]]:
+    """Per request, each input outside the training range (one column read per feature)."""
     ranges = getattr(pipeline, "input_ranges_", None) or {}
-    scored = []
-    for i, record in enumerate(records):
-        warnings = []
-        for feature, (low, high) in ranges.items():
-            value = float(frame[feature].iloc[i]) if feature in frame else None
-            if value is not None and not low <= value <= high:
-                warnings.append({"feature": feature, "value": value, "min": low, "max": high})
-        scored.append(
-            {
-                "request_id": record.get(REQUEST_ID, f"request-{i}"),
-                "probability": float(probabilities[i]),
-                "warnings": warnings,
-                "defaults": request_defaults(record, pipeline),
-            }
-        )
-    return scored
+    out: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    for feature, (low, high) in ranges.items():
+        if feature not in frame:
+            continue
+        values = frame[feature].to_numpy(dtype=float)
+        for i in np.flatnonzero(~((values >= low) & (values <= high))):
+            value = float(values[i])
+            out[i].append({"feature": feature, "value": value, "min": low, "max": high})
+    return out
+
+
+def _defaults_of(pipeline: Any) -> Callable[[dict[str, Any]], dict[str, str]]:
+    """`request_defaults` for one pipeline, its read columns worked out once."""
+    cached: dict[tuple[str, ...], dict[str, str]] = {}
+
+    def defaults(record: dict[str, Any]) -> dict[str, str]:
+        key = tuple(k for k in REQUEST_TIME_NUMERIC if k in record)
+        if key not in cached:
+            cached[key] = request_defaults(record, pipeline)
+        return dict(cached[key])
+
+    return defaults
 
 
 def parse_request_time(text: str) -> float:
