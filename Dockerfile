@@ -3,7 +3,7 @@
 # The serve stage below is the prediction service (`python -m core serve`), built with
 #   docker build --target serve -t altruism-lab/serve .
 ARG BASE_IMAGE=python:3.11-slim
-FROM ${BASE_IMAGE} AS trainer
+FROM ${BASE_IMAGE} AS deps
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -19,13 +19,13 @@ COPY requirements-trainer.txt /app/requirements-trainer.txt
 RUN python -m pip install --no-cache-dir -r /app/requirements-trainer.txt
 
 # Code layer.
+FROM deps AS trainer
 COPY core/ /app/core/
 USER trainer
 ENTRYPOINT ["python", "-m", "core.worker"]
 
 # --- prediction service: the trainer's pins plus the registry client and the web stack ---
-FROM trainer AS serve-deps
-USER root
+FROM deps AS serve-deps
 COPY requirements-serve.txt /app/requirements-serve.txt
 RUN python -m pip install --no-cache-dir -r /app/requirements-serve.txt
 

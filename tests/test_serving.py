@@ -348,3 +348,95 @@ def test_the_model_card_says_where_and_when_it_was_served(server: Server) -> Non
     assert card["served"]["requests"] > 0
     assert card["served"]["hosts"] == [socket.gethostname()]
     assert f"- hosts: {socket.gethostname()}" in model_card_markdown(card)
+
+
+# --- the serve stage of the Dockerfile --------------------------------------------------------
+def _lab_tar(home: Path) -> bytes:
+    """The registry (a consistent SQLite backup) and artifacts as /lab, owned by the
+    image's non-root user."""
+    import io
+    import sqlite3
+    import tarfile
+
+    buffer = io.BytesIO()
+    copy = home / "registry-copy.db"
+    with sqlite3.connect(home / "registry.db") as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+
+    def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 10001
+        return info
+
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.addfile(_dir("lab", owned))
+        tar.add(home / "artifacts", arcname="lab/artifacts", filter=owned)
+        tar.add(copy, arcname="lab/registry.db", filter=owned)
+        tar.addfile(_dir("lab/logs", owned))
+    copy.unlink()
+    return buffer.getvalue()
+
+
+def _dir(name: str, owned):
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return owned(info)
+
+
+@pytest.mark.docker
+def test_the_serve_image_serves_the_registry(server: Server) -> None:
+    import docker
+
+    from core.config import settings
+    from core.provenance import code_fingerprint
+
+    client = docker.from_env(timeout=300)
+    tag = f"altruism-lab/serve:test-{code_fingerprint()[:12]}"
+    conf = settings()
+    for chunk in client.api.build(
+        path=str(ROOT),
+        target="serve",
+        tag=tag,
+        rm=True,
+        decode=True,
+        network_mode=conf.build_network,
+        buildargs={"BASE_IMAGE": conf.docker_base_image},
+    ):
+        assert "error" not in chunk, chunk["error"]
+    port = free_port()
+    container = client.containers.create(
+        tag,
+        ["python", "-m", "core", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        environment={
+            "REGISTRY_URL": "sqlite:////lab/registry.db",
+            "ARTIFACT_ROOT": "/lab/artifacts",
+            "LOG_ROOT": "/lab/logs",
+            "SERVE_TOKEN": "image-token",
+        },
+        network_mode="host",
+        labels={"altruism-lab.test": "serve-image"},
+    )
+    try:
+        container.put_archive("/", _lab_tar(server.home))
+        container.start()
+        url = f"http://127.0.0.1:{port}"
+        ready = lambda: container.reload() or container.status != "running" or _answers(url)  # noqa: E731
+        wait_until(ready, "the container to answer", timeout_s=90)
+        assert container.status == "running", container.logs().decode()[-2000:]
+        denied = httpx.post(f"{url}/v1/models/champion/predict", json=BODY, timeout=30)
+        assert denied.status_code == 401
+        auth = {"Authorization": "Bearer image-token"}
+        out = httpx.post(f"{url}/v1/models/2/predict", json=BODY, headers=auth, timeout=30)
+        assert out.status_code == 200, out.text
+        assert out.json()["artifact_sha256"] == server.registry().resolve(2).artifact_sha256
+    finally:
+        container.remove(force=True)
+        client.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
