@@ -440,3 +440,34 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# --- a version that cannot be loaded is never swapped in ---------------------------------------
+def test_an_alias_keeps_its_version_when_the_new_one_cannot_be_loaded() -> None:
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from core.errors import AltruismError
+    from core.registry.serving import AliasPointer
+    from core.serving.cache import Served
+    from core.serving.follower import RegistryFollower
+
+    pointers = [AliasPointer("champion", 1, 1, datetime(2026, 1, 1, tzinfo=UTC))]
+
+    class Cache:
+        def served(self, row) -> Served:
+            if row.id == 2:
+                raise AltruismError("artifact modified in the store")
+            return Served(row.id, row.id, "raop", "f", "a", 0.3, "f1", "nb-bow", None)
+
+    registry = SimpleNamespace(
+        alias_pointers=lambda model: pointers, get_by_id=lambda i: SimpleNamespace(id=i)
+    )
+    follower = RegistryFollower(registry, "raop", Cache(), poll_s=60)  # type: ignore[arg-type]
+    follower.refresh()
+    assert follower.resolve("champion")[0].version == 1 and follower.ready()[0]
+    pointers[0] = AliasPointer("champion", 2, 2, datetime(2026, 1, 2, tzinfo=UTC))
+    follower.refresh()
+    assert follower.resolve("champion")[0].version == 1
+    ok, detail = follower.ready()
+    assert not ok and "modified in the store" in detail["problems"]["champion"]
