@@ -2,13 +2,14 @@
 calling `predict_proba` and `mlflow models serve`, on the same fitted pipeline, one run.
 
     .venv/bin/python bench/serve_bench.py [--data PATH] [--seconds 10] [--mlflow-python P]
-                                          [--no-write]
+                                          [--rounds 3] [--no-write]
 
 Load comes from Debian's `wrk` (one thread, a Lua script posting one JSON body; latency
 quantiles from wrk's own histogram). For each server: a warm-up, then 8 and 32 open
 connections for --seconds each, then the batch endpoint with 100 requests per call on one
-connection. Last, the alias swap: `champion` is moved between two versions every second
-while 8 connections post, and non-2xx answers are counted.
+connection; all servers stay up and --rounds rounds interleave them, each cell reported as
+the median over the rounds. Last, the alias swap: `champion` is moved between two versions
+every second while 8 connections post, and non-2xx answers are counted.
 
 MLflow runs from its own virtualenv (--mlflow-python, default /tmp/wt24-mlflow/bin/python:
 MLflow 3.x with this project's pinned scikit-learn, numpy, scipy and pandas) with
@@ -22,12 +23,14 @@ own. Everything runs against a temporary registry and store. The section "## Ser
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -250,20 +253,50 @@ def _with_bin(python: str) -> str:
     return f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
-def measure(server: dict[str, Any], paths: dict[str, Path], args, lua: Path) -> dict[str, Any]:
-    env = {**os.environ, **server["env"]}
-    with running(server["command"], server["ready"], env):
-        body = paths[server["body"]]
-        wrk(server["url"], body, 8, 3, lua)  # warm-up
-        result: dict[str, Any] = {"name": server["name"]}
-        for connections in (8, 32):
-            result[connections] = wrk(server["url"], body, connections, args.seconds, lua)
-        batch = paths[server["body"] + "-batch"]
-        result["batch"] = wrk(server["url"], batch, 1, args.seconds, lua)
-        if server.get("workers") == 2:
-            result["swap"] = swap_under_load(server, body, args, lua)
-    print(json.dumps(result, default=str), flush=True)
-    return result
+CELLS = (8, 32, "batch")
+
+
+def measure_all(servers: list[dict[str, Any]], paths: dict[str, Path], args, lua: Path) -> list:
+    """Every server up at once; `--rounds` rounds, each measuring every cell of every server
+    (server order rotated per round, so the machine's noise spreads over all of them); the
+    median of the rounds per cell. Then the alias swap against the 2-worker service."""
+    runs: dict[str, dict[Any, list[dict[str, Any]]]] = {s["name"]: {} for s in servers}
+    with contextlib.ExitStack() as stack:
+        for server in servers:
+            env = {**os.environ, **server["env"]}
+            stack.enter_context(running(server["command"], server["ready"], env))
+            wrk(server["url"], paths[server["body"]], 8, 3, lua)  # warm-up
+        for index in range(args.rounds):
+            shift = index % len(servers)
+            for server in servers[shift:] + servers[:shift]:
+                for cell in CELLS:
+                    runs[server["name"]].setdefault(cell, []).append(
+                        one_cell(server, cell, paths, args, lua)
+                    )
+            print(f"round {index + 1} of {args.rounds} done", flush=True)
+        swapped = next(s for s in servers if s.get("workers") == 2)
+        swap = swap_under_load(swapped, paths[swapped["body"]], args, lua)
+    results = [
+        {"name": name, **{c: median_run(r) for c, r in cells.items()}}
+        for name, cells in runs.items()
+    ]
+    results[[s["name"] for s in servers].index(swapped["name"])]["swap"] = swap
+    print(json.dumps(results, default=str), flush=True)
+    return results
+
+
+def one_cell(server: dict[str, Any], cell: Any, paths: dict[str, Path], args, lua: Path):
+    if cell == "batch":
+        return wrk(server["url"], paths[server["body"] + "-batch"], 1, args.seconds, lua)
+    return wrk(server["url"], paths[server["body"]], cell, args.seconds, lua)
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per measure, the median over rounds; errors summed."""
+    out = {key: statistics.median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms")}
+    for key in ("requests", "non2xx", "socket_errors"):
+        out[key] = sum(r[key] for r in runs)
+    return out
 
 
 def swap_under_load(server: dict[str, Any], body: Path, args, lua: Path) -> dict[str, Any]:
@@ -283,7 +316,7 @@ def swap_under_load(server: dict[str, Any], body: Path, args, lua: Path) -> dict
     thread = threading.Thread(target=mover, daemon=True)
     thread.start()
     try:
-        outcome = wrk(server["url"], body, 8, args.seconds, lua)
+        outcome = wrk(server["url"], body, 8, max(10, args.seconds), lua)
     finally:
         stop.set()
         thread.join()
@@ -318,13 +351,17 @@ def report(results: list[dict[str, Any]], facts: dict[str, Any], load: tuple) ->
         f"Run {facts['date']} on {facts['nproc']} CPUs ({facts['cpu']}), "
         f"{facts['memory_gib']:.1f} GiB, Python {facts['python']}. **The 2 CPUs are shared with "
         "other engineers' work**: load average {:.2f} before and {:.2f} after the run, so "
-        "absolute numbers move between runs; the servers were measured one after another "
-        "in the same run, on the same fitted pipeline ({}).".format(*load, facts["model"]),
+        "absolute numbers move between runs; all servers were measured in the same run, "
+        "interleaved, on the same fitted pipeline ({}).".format(*load, facts["model"]),
         "",
-        "Load from `wrk` (one thread at 8 connections, two at 32; it runs on the same two "
-        "CPUs) for {}s per cell after a 3 s warm-up; latencies in ms. Throughput is answered "
-        "calls per second. The batch column is one connection posting 100 requests per call "
-        "(MLflow gets the same 100 rows as a frame).".format(facts["seconds"]),
+        "All servers run at once (an idle one costs memory, not CPU) and are warmed up for "
+        "3 s; then {} rounds each measure every cell of every server for {} s, in an order "
+        "rotated per round, and each cell is the median over the rounds. Load from `wrk` (one "
+        "thread at 8 connections, two at 32; it runs on the same two CPUs); latencies in ms, "
+        "throughput in answered calls per second. The batch column is one connection posting "
+        "100 requests per call (MLflow gets the same 100 rows as a frame).".format(
+            facts["rounds"], facts["seconds"]
+        ),
         "",
         table(header, rows),
         "",
@@ -345,7 +382,8 @@ def main() -> None:
     parser.add_argument(
         "--data", default=str(SHARED if SHARED.is_file() else ROOT / "data/sample.json")
     )
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mlflow-python", default="/tmp/wt24-mlflow/bin/python")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -365,11 +403,11 @@ def main() -> None:
             lua = folder / "post.lua"
             lua.write_text(LUA)
             load_before = os.getloadavg()[0]
-            results = [measure(s, paths, args, lua) for s in servers(args, lab, folder)]
+            results = measure_all(servers(args, lab, folder), paths, args, lua)
             load = (load_before, os.getloadavg()[0])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    facts = {**machine(), "seconds": args.seconds}
+    facts = {**machine(), "seconds": args.seconds, "rounds": args.rounds}
     facts["model"] = f"tfidf-meta-logreg on {Path(args.data).name}"
     section = report(results, facts, load)
     print(section)
