@@ -9,6 +9,7 @@ made once for the module; the server is stopped by its pid.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -471,3 +472,24 @@ def test_an_alias_keeps_its_version_when_the_new_one_cannot_be_loaded() -> None:
     assert follower.resolve("champion")[0].version == 1
     ok, detail = follower.ready()
     assert not ok and "modified in the store" in detail["problems"]["champion"]
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_request_text_is_stored_only_with_serve_log_requests(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from core.serving.app import ServeConfig, create_app
+
+    assert predict(server, "champion", BODY).status_code == 200
+    assert not list((server.home / "logs").rglob("requests-*.jsonl"))  # the default: none
+    use_lab(monkeypatch.setenv, server.home)
+    monkeypatch.setenv("LOG_ROOT", str(tmp_path / "logs"))
+    monkeypatch.setenv("SERVE_LOG_REQUESTS", "1")
+    with TestClient(create_app(ServeConfig.from_env())) as http:
+        out = http.post("/v1/models/2/predict", json=BODY).json()
+    (log,) = (tmp_path / "logs" / "serving").glob("requests-*.jsonl")
+    line = json.loads(log.read_text().splitlines()[-1])
+    assert line["request"]["title"] == BODY["title"] and line["version"] == 2
+    assert line["probability"] == out["probability"]
