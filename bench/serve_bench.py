@@ -256,7 +256,9 @@ def _with_bin(python: str) -> str:
 CELLS = (8, 32, "batch")
 
 
-def measure_all(servers: list[dict[str, Any]], paths: dict[str, Path], args, lua: Path) -> list:
+def measure_all(
+    servers: list[dict[str, Any]], paths: dict[str, Path], args: argparse.Namespace, lua: Path
+) -> list[dict[str, Any]]:
     """Every server up at once; `--rounds` rounds, each measuring every cell of every server
     (server order rotated per round, so the machine's noise spreads over all of them); the
     median of the rounds per cell. Then the alias swap against the 2-worker service."""
@@ -285,7 +287,9 @@ def measure_all(servers: list[dict[str, Any]], paths: dict[str, Path], args, lua
     return results
 
 
-def one_cell(server: dict[str, Any], cell: Any, paths: dict[str, Path], args, lua: Path):
+def one_cell(
+    server: dict[str, Any], cell: Any, paths: dict[str, Path], args: argparse.Namespace, lua: Path
+) -> dict[str, Any]:
     if cell == "batch":
         return wrk(server["url"], paths[server["body"] + "-batch"], 1, args.seconds, lua)
     return wrk(server["url"], paths[server["body"]], cell, args.seconds, lua)
@@ -299,7 +303,9 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def swap_under_load(server: dict[str, Any], body: Path, args, lua: Path) -> dict[str, Any]:
+def swap_under_load(
+    server: dict[str, Any], body: Path, args: argparse.Namespace, lua: Path
+) -> dict[str, Any]:
     """Move `champion` between the two versions every second during an 8-connection run."""
     from core.registry import Registry
 

@@ -17,9 +17,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -120,7 +121,9 @@ def predict(server: Server, ref: str, body: dict, **params: str) -> httpx.Respon
 
 
 # --- the alias moves under load ------------------------------------------------------------
-async def _hammer(server: Server, stop_at: list[float], seen: list[tuple], connections: int):
+async def _hammer(
+    server: Server, stop_at: list[float], seen: list[tuple], connections: int
+) -> None:
     """`connections` clients posting to the champion until `stop_at[0]`; each response is
     (sent, received, status, versions in it)."""
     batch = {"requests": [BODY, {"title": "pizza please"}, {"text": "hungry"}]}
@@ -297,7 +300,7 @@ def _on_dashboard(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     use_lab(monkeypatch.setenv, server.home)
 
 
-def _page(path: str, **query: str):
+def _page(path: str, **query: str) -> Any:
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / path), default_timeout=60)
@@ -377,7 +380,7 @@ def _lab_tar(home: Path) -> bytes:
     return buffer.getvalue()
 
 
-def _dir(name: str, owned):
+def _dir(name: str, owned: Callable[[Any], Any]) -> Any:
     import tarfile
 
     info = tarfile.TarInfo(name)

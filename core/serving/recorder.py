@@ -98,7 +98,9 @@ class Outcome:
 class Recorder:
     """Counts calls into Prometheus and into per-minute rows written to the registry."""
 
-    def __init__(self, registry: Registry, host: str, flush_s: float, request_log: Path | None):
+    def __init__(
+        self, registry: Registry, host: str, flush_s: float, request_log: Path | None
+    ) -> None:
         self.registry, self.host, self.flush_s = registry, host, flush_s
         self.request_log = request_log
         self.pid = os.getpid()
@@ -168,7 +170,9 @@ class Recorder:
             for key in ended:
                 self._minutes.pop(key, None)
 
-    def log_requests(self, served: Served, alias: str | None, items: list[Any], results: list):
+    def log_requests(
+        self, served: Served, alias: str | None, items: list[Any], results: list[dict[str, Any]]
+    ) -> None:
         """Append raw requests and their scores (only with SERVE_LOG_REQUESTS=1)."""
         if self.request_log is None:
             return
