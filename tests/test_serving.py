@@ -1,6 +1,8 @@
 """`python -m core serve` against a real SQLite registry with two ready versions: the alias
 moves under concurrent load with no failed request, metrics and registry aggregates count
-what was served, bad input is named, big bodies refused, tokens required beyond loopback.
+what was served, bad input is named, big bodies refused, tokens required beyond loopback;
+the Live panel (AppTest and a browser), Versions and the model card show what was served;
+the Dockerfile's serve stage serves the same registry (marker `docker`).
 
 The registry (two local builds on the bundled sample) and one server with two workers are
 made once for the module; the server is stopped by its pid.
@@ -496,3 +498,34 @@ def test_request_text_is_stored_only_with_serve_log_requests(
     line = json.loads(log.read_text().splitlines()[-1])
     assert line["request"]["title"] == BODY["title"] and line["version"] == 2
     assert line["probability"] == out["probability"]
+
+
+@pytest.mark.browser
+def test_the_live_panel_in_a_browser(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from ui.server import CHROMIUM, CHROMIUM_ARGS, running_dashboard
+
+    assert predict(server, "champion", BODY).status_code == 200
+    champion = server.registry().resolve("champion").version
+    wait_until(
+        lambda: any(m.version == champion for m in server.registry().served_minutes()),
+        "the champion's aggregates",
+    )
+    use_lab(monkeypatch.setenv, server.home)
+    with (
+        running_dashboard(tmp_path / "streamlit.log") as (url, _),
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.get_by_role("heading", name="Live").wait_for(timeout=60_000)
+            line = page.get_by_text(re.compile(rf"champion v{champion} — served [\d,]+ requests"))
+            line.first.wait_for(timeout=60_000)
+            assert "from 1 host" in line.first.inner_text()
+        finally:
+            browser.close()
