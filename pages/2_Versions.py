@@ -16,6 +16,7 @@ from core.operating_point import LEGACY_SUFFIX, flag_warning, parse_policy, poli
 from core.recipe_files import recipe_paths
 from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES
+from core.serving.live import history as serving_history
 from core.sweeps import MAX_SWEEP, RANKING_WORDS, sweeps_of, swept_values
 from ui.common import (
     chart,
@@ -382,3 +383,13 @@ with actions:
             disabled=not present,
             help=None if present else "the artifact file is missing; run python -m core check",
         )
+
+# --- where and when `python -m core serve` answered with this version ---------------------
+if row.status == READY:
+    st.markdown("**Serving history**")
+    served = serving_history(registry, model, row.id)
+    if served:
+        st.dataframe(pd.DataFrame(served), hide_index=True, width="stretch", key="serving")
+        st.caption("Per hour and host (UTC), from the service's per-minute aggregates.")
+    else:
+        st.caption(f"v{row.version} has not been served by `python -m core serve`.")
