@@ -14,7 +14,6 @@ from core.dataset import (
     MAX_TEXT_CHARS,
     MAX_TITLE_CHARS,
     REQUEST_ID,
-    REQUEST_TIME_NUMERIC,
     REQUESTER_COUNTS,
     TEXT,
     TIMESTAMP,

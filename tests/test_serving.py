@@ -10,10 +10,9 @@ made once for the module; the server is stopped by its pid.
 
 from __future__ import annotations
 
-import math
-
 import asyncio
 import json
+import math
 import os
 import re
 import signal
