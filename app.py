@@ -15,6 +15,7 @@ from core.errors import AltruismError, NotFound
 from core.operating_point import flag_warning, policy_label
 from core.registry import version_dict
 from core.schema import ACTIVE_STATUSES, READY
+from core.serving.live import live
 from ui.common import (
     builder_status,
     chart,
@@ -94,6 +95,18 @@ def champion_panel(aliases: dict[int, list[str]]) -> None:
     )
     if warning := flag_warning(champion.version, m):
         st.warning(md(warning))
+
+
+def live_panel() -> None:
+    """Which version each alias serves and what `python -m core serve` answered with it."""
+    entries = live(get_registry(), model_name())
+    if not entries:
+        return
+    st.subheader("Live")
+    for entry in entries:
+        st.markdown(md(entry.sentence()))
+    if not any(e.served.calls for e in entries):
+        st.caption("Start the prediction service with `python -m core serve` (docs/deploy.md).")
 
 
 def registry_panel(counts: dict[str, int], builder: str, reason: str) -> None:
@@ -208,6 +221,7 @@ def home() -> None:
         champion_panel(aliases)
     with right:
         registry_panel(counts, builder, reason)
+    live_panel()
     if not registry.has_real_data(model_name()):
         real_data_hint()
     latest_builds()

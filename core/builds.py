@@ -37,7 +37,7 @@ from core.dataset import Dataset, scan_dataset
 from core.errors import AltruismError, BadInput, BuildCancelled, NotFound
 from core.operating_point import DEFAULT_POLICY, parse_policy, policy_label
 from core.provenance import code_fingerprint, environment, git_state
-from core.registry import Registry
+from core.registry import Registry, launcher_identity
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY, ModelVersion
 
 Echo = Callable[[str], None]
@@ -272,8 +272,7 @@ def submitting(
             operating,
             recipe_sha256=recipe_file and recipe_file["sha256"],
         )
-        registry.mark_orphans()  # a dead build is not "in flight": never hand it out
-        version, reused = registry.create_or_reuse(
+        version, reused = registry.create_or_reuse(  # joins only a live identical build
             request.model,
             in_flight_only=request.force,  # even a forced rebuild joins an identical one running
             recipe=recipe.name,
@@ -295,12 +294,14 @@ def submitting(
                     "cpus": request.cpus,
                     "fault": request.fault,
                     "builder_reason": reason,
+                    "launcher": launcher_identity(),  # holds the row until a worker runs it
                     **({"refit_of": request.refit_of} if request.refit_of is not None else {}),
                     **({"cv": request.cv()} if request.cv() else {}),
                 },
                 **({"recipe_file": recipe_file} if recipe_file else {}),
             },
         )
+        registry.mark_orphans()  # other builds that can never finish
         if not reused and keep_dataset_now:  # the version now pins the dataset's digest: store it
             try:
                 keep_dataset(store, dataset.sha256, canonical)
@@ -622,6 +623,7 @@ def submit_refit(
             f"version {parent.version} is cross-validated: its model is already fitted on all "
             "of its data"
         )
+    registry.details(parent.id)  # its scores become the refit's: damaged ones refuse it now
     with tempfile.TemporaryDirectory(prefix="altruism-refit-") as tmp:
         request = TrainRequest(
             recipe=parent.recipe,

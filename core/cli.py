@@ -1,4 +1,4 @@
-"""`python -m core VERB`: train, list, show, promote, compare, predict, evaluate, reproduce.
+"""`python -m core VERB`: train, list, show, promote, compare, predict, evaluate, serve, ...
 
 Every verb takes `--json` (one JSON document on stdout); otherwise it prints a readable
 table. Messages and progress go to stderr. Exit codes: 0 success, 2 bad input, 1 other.
@@ -610,6 +610,18 @@ def _render_explanation(prediction: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_serve(args: argparse.Namespace) -> Any:
+    """Serve the registry's versions over HTTP until interrupted (`core.serving`)."""
+    from core.registry import Registry
+    from core.serving.run import check_binding, serve
+
+    check_binding(args.host)
+    Registry().engine.dispose()  # migrate once, before the workers start
+    os.environ.setdefault("SERVE_MODEL", args.model)
+    say(f"serving model {args.model!r} on http://{args.host}:{args.port} ({args.workers} workers)")
+    serve(args.host, args.port, args.workers, args.log_level)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> Any:
     from core import predict
     from core.dataset import load_dataset
@@ -916,6 +928,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help="decide at T instead of the version's own threshold (its operating point)",
     )
+
+    srv = verb("serve", cmd_serve, None, "serve versions and aliases over HTTP")
+    srv.add_argument("--host", default="127.0.0.1", help="address (beyond loopback: SERVE_TOKEN)")
+    srv.add_argument("--port", type=_bounded_int(1, 65535), default=8000)
+    srv.add_argument("--workers", type=_bounded_int(1, 64), default=1, help="uvicorn workers")
+    srv.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
 
     rep = verb("reproduce", cmd_reproduce, None, "rebuild a version and compare")
     rep.add_argument("version")

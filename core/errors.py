@@ -21,6 +21,11 @@ class IntegrityError(AltruismError):
     """A stored artifact does not match what the registry recorded."""
 
 
+class DamagedRecord(IntegrityError, ValueError):
+    """Stored results of a version (packed predictions, curves) are damaged (a ValueError
+    too, as unpacking raised before)."""
+
+
 class BuildFailed(AltruismError):
     """A build ran and failed; the version is marked failed with the reason."""
 

@@ -22,12 +22,13 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from core.artifacts import ArtifactStore
 from core.errors import BadInput
 from core.operating_point import LEGACY_SUFFIX
 from core.registry import Registry, version_dict
+from core.safefile import check_output, write_output
 from core.schema import READY, ModelVersion
 
 FORMAT = "altruism-lab-export/1"
@@ -48,6 +49,7 @@ BUILDERS = ("local", "docker", "swarm")
 UNIT_METRICS = ("accuracy", "brier")
 OPTIONAL_UNIT_METRICS = ("precision", "recall", "f1", "fpr", "fnr", "roc_auc", "average_precision")
 TEXT_LIMIT = 300
+CV_TEST_SIZE = 0.2  # what a cross-validated request records (TrainRequest's default)
 MAX_DETAIL_OBJECTS = 64  # details.json holds a few lists: parse no flood of tiny objects
 
 
@@ -68,6 +70,7 @@ def export_version(
 
     if row.status != READY:
         raise BadInput(f"version {row.version} is {row.status}; only ready versions export")
+    check_output(output)  # before any work: a planted FIFO or device is refused at once
     artifact = store.read_verified(row.artifact_sha256)
     card = model_card(row, registry)
     details = registry.details(row.id)
@@ -92,13 +95,14 @@ def export_version(
         "version_sha256": _record_sha(version),
         "files": {n: _sha(b) for n, b in files.items()},
     }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(MANIFEST, json.dumps(manifest, indent=2, default=str))
-        for name, data in files.items():
-            archive.writestr(name, data)
-    tmp.replace(output)
+
+    def write(handle: IO[bytes]) -> None:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(MANIFEST, json.dumps(manifest, indent=2, default=str))
+            for name, data in files.items():
+                archive.writestr(name, data)
+
+    write_output(output, write)
     return {"path": str(output), "version": row.version, "files": manifest["files"]}
 
 
@@ -263,6 +267,7 @@ def validate_metrics(metrics: Any, threshold: float) -> dict[str, Any]:
     if not isinstance(metrics, dict):
         raise _fail("metrics", "are missing")
     known = {"threshold", "threshold_policy", "n", "positives", "confusion_matrix", "log_loss"}
+    known.add("evaluation")
     known |= set(UNIT_METRICS) | set(OPTIONAL_UNIT_METRICS)
     extra = sorted(set(metrics) - known)
     if extra:
@@ -286,6 +291,10 @@ def validate_metrics(metrics: Any, threshold: float) -> dict[str, Any]:
         out[name] = None if value is None else _number(value, f"metric {name}", 0.0, 1.0)
     out["log_loss"] = _number(metrics.get("log_loss"), "metric log_loss", 0.0, 1e3)
     out["threshold_policy"] = _policy(metrics.get("threshold_policy"), threshold)
+    if "evaluation" in metrics:  # cross-validated: pooled out-of-fold metrics
+        from core.exchange_cv import validate_evaluation
+
+        out["evaluation"] = validate_evaluation(metrics["evaluation"])
     return out
 
 
@@ -307,9 +316,14 @@ def check_metrics_against_predictions(metrics: dict[str, Any], details: dict[str
     from core.evaluate import classification_metrics
 
     labels, probabilities = details["test_labels"], details["test_probabilities"]
-    recomputed = classification_metrics(labels, probabilities, metrics["threshold"])
+    cut = metrics["threshold"]
+    if "evaluation" in metrics:  # each request at the threshold of the fold that scored it
+        from core.exchange_cv import row_cuts
+
+        cut = row_cuts(metrics, details)
+    recomputed = classification_metrics(labels, probabilities, cut)
     for name, claimed in metrics.items():
-        if name in ("threshold", "threshold_policy"):
+        if name in ("threshold", "threshold_policy", "evaluation"):
             continue
         actual = recomputed.get(name)
         if claimed is None or actual is None or isinstance(claimed, dict):
@@ -407,11 +421,7 @@ def validate_provenance(prov: Any, builder: str) -> dict[str, Any]:
     split = prov.get("split")
     if not isinstance(split, dict):
         raise _fail("split", "is missing from the provenance")
-    out["split"] = {
-        "seed": _number(split.get("seed"), "split seed", 0, 2**32 - 1, integer=True),
-        "test_size": _number(split.get("test_size"), "split test size", 0.05, 0.5),
-        "hash": _digest(split.get("hash"), "split hash"),
-    }
+    out["split"] = _split(split)
     refit = prov.get("refit_of")
     if refit is not None:  # scored by its parent: the number is the source registry's
         if not isinstance(refit, dict):
@@ -423,6 +433,23 @@ def validate_provenance(prov: Any, builder: str) -> dict[str, Any]:
     )
     if builder == "docker":
         out["docker"] = {"image_id": _digest(image, "docker image id", IMAGE_ID) if image else None}
+    return out
+
+
+def _split(split: dict[str, Any]) -> dict[str, Any]:
+    """A held-out split (seed, test size, hash) or cross-validation's (seed, hash, cv)."""
+    out = {
+        "seed": _number(split.get("seed"), "split seed", 0, 2**32 - 1, integer=True),
+        "test_size": None,
+        "hash": _digest(split.get("hash"), "split hash"),
+    }
+    cv = split.get("cv")
+    if cv is None:
+        out["test_size"] = _number(split.get("test_size"), "split test size", 0.05, 0.5)
+        return out
+    if not isinstance(cv, dict) or set(cv) != {"folds", "repeats"} or split.get("test_size"):
+        raise _fail("split", "must name its folds and repeats and no test size")
+    out["cv"] = {k: _number(cv[k], f"split {k}", 1, 100, integer=True) for k in cv}
     return out
 
 
@@ -497,14 +524,12 @@ def validate_version(source: dict[str, Any], details: Any, model: str) -> dict[s
     if team is not None:
         provenance["recipe_file"] = team
     data_sha256 = _digest(source.get("data_sha256"), "dataset digest")
-    split_hash = _digest(source.get("split_hash"), "split hash")
-    if split_hash != provenance["split"]["hash"]:
-        raise _fail("split hash", "differs from the provenance's")
-    from core.evaluate import split_hash as hash_of_ids
-
-    if hash_of_ids(clean_details["test_ids"]) != split_hash:
-        raise _fail("split hash", "does not match its test request ids")
+    split_hash = _check_split(source, metrics, provenance, clean_details, data_sha256)
     host = provenance.get("host_environment", {}).get("packages") or provenance.get("packages")
+    cv = provenance["split"].get("cv")
+    test_size = provenance["split"]["test_size"] if cv is None else CV_TEST_SIZE
+    if cv:  # how the registry tells a cross-validated version (`builds.cv_of`)
+        provenance["request"] = {"cv": cv}
     policy = metrics["threshold_policy"]
     refit = "refit_of" in provenance
     if policy.endswith(LEGACY_SUFFIX):  # built before operating points: the fingerprint then
@@ -519,12 +544,13 @@ def validate_version(source: dict[str, Any], details: Any, model: str) -> dict[s
         params=resolved,
         data_sha256=data_sha256,
         seed=provenance["split"]["seed"],
-        test_size=provenance["split"]["test_size"],
+        test_size=test_size,
         **point,
         code=provenance["code_fingerprint"],
         packages=host,
         builder=builder,
         **refit_facts,
+        **({"cv": cv} if cv else {}),
         **({"recipe_sha256": team["sha256"]} if team else {}),
     )
     name = source.get("data_name") or provenance.get("data_name") or "imported dataset"
@@ -537,12 +563,37 @@ def validate_version(source: dict[str, Any], details: Any, model: str) -> dict[s
         "data_sha256": data_sha256,
         "data_name": plain_text(name, "dataset name"),
         "split_seed": provenance["split"]["seed"],
-        "split_test_size": provenance["split"]["test_size"],
+        "split_test_size": test_size,
         "split_hash": split_hash,
         "metrics": metrics,
         "provenance": provenance,
         "details": clean_details,
     }
+
+
+def _check_split(
+    source: dict[str, Any],
+    metrics: dict[str, Any],
+    provenance: dict[str, Any],
+    details: dict[str, Any],
+    data_sha256: str,
+) -> str:
+    """The split hash, checked: a held-out split's against its test ids, a cross-validated
+    version's fold hash against its seed, folds, repeats and dataset digest."""
+    split_hash = _digest(source.get("split_hash"), "split hash")
+    if split_hash != provenance["split"]["hash"]:
+        raise _fail("split hash", "differs from the provenance's")
+    if "evaluation" in metrics:
+        from core.exchange_cv import check_fold_hash
+
+        return check_fold_hash(metrics["evaluation"], provenance["split"], data_sha256)
+    if "cv" in provenance["split"]:
+        raise _fail("split", "names folds but the metrics hold no cross-validation")
+    from core.evaluate import split_hash as hash_of_ids
+
+    if hash_of_ids(details["test_ids"]) != split_hash:
+        raise _fail("split hash", "does not match its test request ids")
+    return split_hash
 
 
 def _store_artifact(path: Path, store: ArtifactStore, sha256: str) -> tuple[str, int]:

@@ -81,6 +81,16 @@ def _check_database(registry: Registry, report: Report) -> None:
         )
 
 
+def _check_details(registry: Registry, row: Any, report: Report) -> None:
+    """Report a ready version whose stored predictions or curves are damaged."""
+    from core.errors import DamagedRecord
+
+    try:
+        registry.details(row.id)
+    except DamagedRecord as exc:
+        report.add("damaged_details", str(exc), version=row.version)
+
+
 def check(registry: Registry, store: ArtifactStore) -> Report:
     """Verify database, every ready artifact, unreferenced and stray files, stuck builds
     and leftovers of builds that ended (containers, work folders)."""
@@ -95,8 +105,9 @@ def check(registry: Registry, store: ArtifactStore) -> Report:
         where = f"{row.model_name} v{row.version}"
         if row.status == READY:
             _check_artifact(row, where, store, verified, report)
+            _check_details(registry, row, report)
         elif row.status in ACTIVE_STATUSES:
-            reason = orphan_reason(row)
+            reason = orphan_reason(registry.get_by_id(row.id))  # with its launcher
             if reason:
                 report.add(
                     "stuck_build", f"{where} is {row.status} but {reason}", version=row.version

@@ -10,6 +10,7 @@ from core.operating_point import LEGACY_SUFFIX, flag_warning, parse_policy, poli
 from core.recipes import RECIPES
 from core.registry import Registry, version_dict
 from core.schema import ModelVersion
+from core.serving.live import served_summary
 
 
 def model_card(row: ModelVersion, registry: Registry) -> dict[str, Any]:
@@ -50,6 +51,7 @@ def model_card(row: ModelVersion, registry: Registry) -> dict[str, Any]:
         },
         "recipe_file": prov.get("recipe_file"),  # a team recipe's source and sha256
         "how_to_load": _how_to_load(row),
+        "served": served_summary(registry, row.model.name, row.id),
         "tags": version["tags"],
         "note": row.note,
     }
@@ -144,10 +146,28 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         "```python",
         card["how_to_load"].split("\n", 1)[1],
         "```",
+        "",
+        *_served_lines(card.get("served")),
     ]
     if card["note"]:
         lines += ["", "## Note", card["note"]]
     return "\n".join(lines) + "\n"
+
+
+def _served_lines(served: dict[str, Any] | None) -> list[str]:
+    """Where and when `python -m core serve` answered with this version."""
+    if not served:
+        return ["## Served", "Not served by `python -m core serve` yet."]
+    share = served["out_of_range_share"]
+    return [
+        "## Served",
+        f"- {served['requests']:,} requests in {served['calls']:,} calls "
+        f"({served['errors']:,} failed), from {served['first']} to {served['until']}",
+        f"- hosts: {', '.join(served['hosts'])}",
+        f"- as: {', '.join(served['aliases']) or 'its version number only'}",
+        f"- p99 latency {served['p99_ms']} ms; "
+        f"{'—' if share is None else f'{share:.1%}'} of requests had inputs out of range",
+    ]
 
 
 def _recipe_lines(recorded: Any) -> list[str]:

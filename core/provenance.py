@@ -13,7 +13,12 @@ from core.config import PROJECT_ROOT
 
 TRACKED_PACKAGES = ("scikit-learn", "numpy", "scipy", "pandas", "joblib")
 # Files whose content defines what a trainer does: hashed into the code fingerprint.
-CODE_FILES = ("Dockerfile", "requirements-trainer.txt", "requirements.txt")
+CODE_FILES = (
+    "Dockerfile",
+    "requirements-trainer.txt",
+    "requirements-serve.txt",
+    "requirements.txt",
+)
 
 
 def package_versions() -> dict[str, str]:

@@ -156,6 +156,7 @@ def generate(rows: int = 400, seed: int = SEED) -> list[dict[str, Any]]:
 
 def write_sample(path: Path, rows: int = 400, seed: int = SEED) -> Path:
     """Write the sample as a Kaggle-style JSON list (stable formatting)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(generate(rows, seed), indent=1, sort_keys=True) + "\n")
-    return path
+    from core.safefile import write_output
+
+    text = json.dumps(generate(rows, seed), indent=1, sort_keys=True) + "\n"
+    return write_output(path, lambda handle: handle.write(text.encode()))

@@ -188,3 +188,31 @@ class Tag(Base):
         ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
     )
     name: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+
+
+class ServingAggregate(Base):
+    """What one serving process answered with one version in one minute (migration 0007).
+    Latencies are kept as a mergeable histogram (`core.serving.stats`) besides the row's
+    own quantiles, so an hour's p99 over many hosts is read from the merged histogram."""
+
+    __tablename__ = "serving_aggregates"
+    __table_args__ = (
+        UniqueConstraint("version_id", "minute", "host", "pid", name="uq_serving_minute"),
+        Index("ix_serving_aggregates_minute", "minute"),
+        Index("ix_serving_aggregates_version", "version_id", "minute"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    minute: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    aliases: Mapped[str | None] = mapped_column(String(300))
+    calls: Mapped[int] = mapped_column(Integer)
+    requests: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    out_of_range: Mapped[int] = mapped_column(Integer)
+    score_sum: Mapped[float] = mapped_column(Float)
+    latency_p50_ms: Mapped[float | None] = mapped_column(Float)
+    latency_p99_ms: Mapped[float | None] = mapped_column(Float)
+    latency_max_ms: Mapped[float | None] = mapped_column(Float)
+    latency_buckets: Mapped[dict[str, int] | None] = mapped_column(JSON)

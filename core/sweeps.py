@@ -9,6 +9,7 @@ this machine), in this process or in one detached runner (`run-sweep`).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -113,11 +114,23 @@ def submit_sweep(
     parallel_builds()  # a bad setting is refused before anything is queued
     store = store or open_store()
     sweep = Sweep(f"sweep-{secrets.token_hex(4)}", [])
-    for params in combos:
-        submission = builds.submit(replace(request, params=params), registry, store)
-        registry.add_tag(submission.version.id, sweep.sweep_id)
-        sweep.submissions.append(submission)
+    try:
+        for params in combos:
+            submission = builds.submit(replace(request, params=params), registry, store)
+            sweep.submissions.append(submission)
+            registry.add_tag(submission.version.id, sweep.sweep_id)
+    except BaseException:  # Ctrl-C or an error half-way: leave no queued row behind
+        _end_queued(sweep, registry, "the sweep was interrupted before it ran this build")
+        raise
     return sweep
+
+
+def _end_queued(sweep: Sweep, registry: Registry, why: str) -> None:
+    """Cancel the versions this sweep queued itself that no worker has started."""
+    for submission in sweep.submissions:
+        if not submission.reused:
+            with contextlib.suppress(Exception):
+                registry.fail_if_queued(submission.version.id, why, status="cancelled")
 
 
 def run_versions(

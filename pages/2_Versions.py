@@ -16,6 +16,7 @@ from core.operating_point import LEGACY_SUFFIX, flag_warning, parse_policy, poli
 from core.recipe_files import recipe_paths
 from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES
+from core.serving.live import history as serving_history
 from core.sweeps import MAX_SWEEP, RANKING_WORDS, sweeps_of, swept_values
 from ui.common import (
     chart,
@@ -276,7 +277,11 @@ with overview:
         chart(left, charts.confusion_heatmap(title, m["confusion_matrix"], normalize, at))
         right.markdown("**Parameters**")
         right.json(row.params)
-        details = registry.details(row.id)
+        try:
+            details = registry.details(row.id)
+        except AltruismError as exc:  # damaged stored predictions: say so, show the rest
+            details = None
+            show_error(exc)
         if details is not None:
             points = calibration_points(details.test_labels, details.test_probabilities)
             left, right = st.columns([1, 1])
@@ -378,3 +383,13 @@ with actions:
             disabled=not present,
             help=None if present else "the artifact file is missing; run python -m core check",
         )
+
+# --- where and when `python -m core serve` answered with this version ---------------------
+if row.status == READY:
+    st.markdown("**Serving history**")
+    served = serving_history(registry, model, row.id)
+    if served:
+        st.dataframe(pd.DataFrame(served), hide_index=True, width="stretch", key="serving")
+        st.caption("Per hour and host (UTC), from the service's per-minute aggregates.")
+    else:
+        st.caption(f"v{row.version} has not been served by `python -m core serve`.")

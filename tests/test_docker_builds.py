@@ -75,7 +75,13 @@ def trainer_pins() -> dict[str, str]:
 def copy_context(target: Path) -> Path:
     """A private Docker build context: Dockerfile, .dockerignore, requirements, core/."""
     target.mkdir(parents=True)
-    for name in ("Dockerfile", ".dockerignore", "requirements-trainer.txt", "requirements.txt"):
+    for name in (
+        "Dockerfile",
+        ".dockerignore",
+        "requirements-trainer.txt",
+        "requirements-serve.txt",
+        "requirements.txt",
+    ):
         shutil.copy2(ROOT / name, target / name)
     shutil.copytree(ROOT / "core", target / "core", ignore=shutil.ignore_patterns("__pycache__"))
     return target

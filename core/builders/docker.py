@@ -304,6 +304,7 @@ class DockerBuilder(Builder):
         stream = client.api.build(
             path=str(self.context),
             dockerfile="Dockerfile",
+            target="trainer",  # not the serve stages after it
             tag=tag,
             rm=True,
             forcerm=True,

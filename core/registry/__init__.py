@@ -2,7 +2,7 @@
 database (SQLite by default, PostgreSQL for a team).
 
 `Registry` is one object over one engine; its methods are grouped by concern in the
-modules of this package (versions, lifecycle, labels, logs, references), each method one
+modules of this package (versions, lifecycle, labels, logs, references, serving), each method one
 transaction. The schema is migrated with Alembic when a registry is opened.
 """
 
@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 from core.config import settings
 from core.registry.database import Database, classify, safe_url, sqlite_path
 from core.registry.labels import Labels
-from core.registry.lifecycle import Lifecycle, orphan_reason, pid_alive
+from core.registry.lifecycle import Lifecycle, launcher_identity, orphan_reason, pid_alive
 from core.registry.logs import BuildLogs
 from core.registry.references import References
+from core.registry.serving import Serving
 from core.registry.versions import (
     VersionQueries,
     VersionSummary,
@@ -34,10 +35,10 @@ from core.schema import RegistryMeta
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # The newest migration. Opening a registry at this revision needs no Alembic at all (a
 # test checks that it matches the migration scripts).
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 
-class Registry(VersionQueries, Lifecycle, Labels, BuildLogs, References):
+class Registry(VersionQueries, Lifecycle, Labels, BuildLogs, References, Serving):
     """All reads and writes of registry rows. Thread- and process-safe."""
 
     def __init__(self, url: str | None = None, migrate: bool = True) -> None:
@@ -131,6 +132,7 @@ __all__ = [
     "Registry",
     "VersionSummary",
     "check_name",
+    "launcher_identity",
     "orphan_reason",
     "parse_ref",
     "pid_alive",

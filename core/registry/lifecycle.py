@@ -42,6 +42,38 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot; Linux), to tell it from a later
+    process given the same pid; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(") ", 1)[-1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def launcher_identity() -> dict[str, Any]:
+    """This process as the launcher that holds the versions it queues until a worker runs
+    them (recorded in `provenance.request.launcher`)."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": process_start(pid)}
+
+
+def launcher_gone(row: ModelVersion) -> str | None:
+    """Why a queued version's launcher no longer holds it (it exited), or None while it may:
+    a launcher on another host, or one not recorded, is not ours to judge."""
+    request = (row.provenance or {}).get("request")
+    launcher = request.get("launcher") if isinstance(request, dict) else None
+    if not isinstance(launcher, dict) or launcher.get("host") != socket.gethostname():
+        return None
+    pid = launcher.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return None
+    if pid_alive(pid) and process_start(pid) == launcher.get("start"):
+        return None
+    return f"its launcher (pid {pid}) exited before a worker started it"
+
+
 def queued_grace() -> timedelta:
     seconds = os.environ.get("QUEUED_GRACE_S")
     try:
@@ -65,6 +97,8 @@ def orphan_reason(row: ModelVersion, now: datetime | None = None) -> str | None:
         if not pid_alive(row.worker_pid):
             return f"the build worker (pid {row.worker_pid}) died before finishing"
         return None
+    if row.status == QUEUED and (gone := launcher_gone(row)):
+        return gone
     age = (now or datetime.now(UTC)) - aware(row.created_at)
     if row.status == QUEUED and age > queued_grace():
         return f"queued for {int(age.total_seconds())} s and no worker ever started it"
@@ -147,6 +181,18 @@ class Lifecycle:
             except BadInput:  # it finished meanwhile
                 continue
         return [row for row in orphans if row is not None]
+
+    def fail_if_queued(self, version_id: int, error: str, status: str = FAILED) -> bool:
+        """End a version only if it is still queued and no worker has claimed it."""
+
+        def work(session: Session) -> bool:
+            row = session.get(ModelVersion, version_id)
+            if row is None or row.status != QUEUED or row.worker_pid is not None:
+                return False
+            row.status, row.stage, row.finished_at, row.error = status, None, utcnow(), error
+            return True
+
+        return bool(self.db.write(work))
 
     def fail_if_active(self, version_id: int, error: str) -> ModelVersion | None:
         """Fail a version only if it is still queued or running (atomically)."""

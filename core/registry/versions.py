@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
 from core.config import DEFAULT_MODEL
-from core.errors import BadInput, NotFound
+from core.errors import BadInput, DamagedRecord, NotFound
 from core.operating_point import flags_of, policy_label
 from core.registry.database import Database
 from core.schema import (
@@ -229,6 +229,32 @@ class RawJSON(str):
     """A JSON document exactly as stored, to be written into JSON output as it is."""
 
 
+def _join_or_take_over(
+    session: Session, version_id: int, provenance: dict[str, Any] | None
+) -> tuple[int, bool] | None:
+    """(id, joined) for an identical version found under the model's lock. A live one is
+    joined. A queued one whose launcher exited before any worker started it is taken over:
+    it records this request's launcher and is built by this request (joined False). Any
+    other that can never finish is failed with the reason (None: make a new version)."""
+    from core.registry.lifecycle import launcher_gone, orphan_reason
+
+    row = session.get(ModelVersion, version_id)
+    reason = orphan_reason(row) if row is not None else None
+    if row is None or reason is None:
+        return version_id, True
+    if row.status == QUEUED and row.worker_pid is None and launcher_gone(row):
+        request = (provenance or {}).get("request") or {}
+        mine = dict(row.provenance or {})
+        mine["request"] = {**(mine.get("request") or {}), "launcher": request.get("launcher")}
+        row.provenance, row.cancel_requested = mine, False
+        row.created_at = utcnow()  # queued again now: the grace for a worker starts again
+        return version_id, False
+    row.status, row.stage, row.finished_at = FAILED, None, utcnow()
+    row.error, row.worker_pid = f"{reason}; marked failed on recovery", None
+    row.artifact_sha256 = row.artifact_size = None
+    return None
+
+
 class VersionQueries:
     """Creating, finding, listing and finishing versions."""
 
@@ -284,7 +310,9 @@ class VersionQueries:
             if reuse:
                 existing = session.scalar(_reusable(owner.id, values["fingerprint"], statuses))
                 if existing is not None:
-                    return existing, True
+                    found = _join_or_take_over(session, existing, values.get("provenance"))
+                    if found is not None:
+                        return found
             self.db.lock(session, f"dataset:{values.get('data_sha256')}")
             number = (
                 session.scalar(
@@ -630,8 +658,23 @@ class VersionQueries:
         return self._update(version_id, **values)
 
     def details(self, version_id: int) -> VersionDetail | None:
-        with self.db.session() as session:
-            return session.get(VersionDetail, version_id)
+        """A version's stored predictions and curves, checked whole; DamagedRecord naming
+        the version when any column is damaged (never a raw decoding error)."""
+        from core.packing import check_details
+
+        try:
+            with self.db.session() as session:
+                detail = session.get(VersionDetail, version_id)
+            if detail is not None:
+                check_details(
+                    detail.test_ids, detail.test_labels, detail.test_probabilities, detail.curves
+                )
+            return detail
+        except DamagedRecord as exc:
+            number = self.get_by_id(version_id).version
+            raise DamagedRecord(
+                f"version {number}'s stored predictions are damaged: {exc}"
+            ) from None
 
     def status_counts(self, model: str = DEFAULT_MODEL) -> dict[str, int]:
         """How many unarchived versions of `model` are in each status."""
