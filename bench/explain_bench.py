@@ -63,7 +63,9 @@ from core.dataset import load_dataset
 from core.predict import make_request, request_meta, score
 from core.train import fit_and_evaluate
 data = load_dataset({data!r})
-pipeline = fit_and_evaluate(data, "narrative-vote", {{}}, 42, 0.2, 0.5, log=lambda _: None).pipeline
+quiet = {{"log": lambda _: None}}
+fitted = fit_and_evaluate(data, "narrative-vote", {{}}, 42, 0.2, "fixed:0.5", **quiet)
+pipeline = fitted.pipeline
 record = make_request({title!r}, {text!r}, **request_meta({when!r}, {{}}))
 started = time.perf_counter()
 from core.explain import explain
@@ -75,7 +77,8 @@ print((time.perf_counter() - started) * 1000)
 def fit(data: Any, recipe: str, params: dict[str, Any] | None = None) -> Any:
     from core.train import fit_and_evaluate
 
-    return fit_and_evaluate(data, recipe, params or {}, 42, 0.2, 0.5, log=lambda _: None).pipeline
+    quiet = {"log": lambda _: None}
+    return fit_and_evaluate(data, recipe, params or {}, 42, 0.2, "fixed:0.5", **quiet).pipeline
 
 
 def request(call: int, given: bool) -> dict[str, Any]:

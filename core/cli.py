@@ -545,6 +545,16 @@ def _meta_numbers(pairs: list[str]) -> dict[str, float]:
     return numbers
 
 
+def _unknown_notes(predictions: list[dict[str, Any]]) -> list[str]:
+    """One line per distinct set of unknown requester fields: named once for all requests
+    when they share it, per request otherwise."""
+    notes = {p["unknown_note"] for p in predictions if p["unknown"]}
+    shared = len(predictions) > 1 and all(p["unknown"] for p in predictions) and len(notes) == 1
+    if shared:
+        return [f"for all {len(predictions)} requests: {notes.pop()}"]
+    return sorted(f"{p['request_id']}: {p['unknown_note']}" for p in predictions if p["unknown"])
+
+
 def render_predict(out: dict[str, Any]) -> str:
     predictions = out["predictions"]
     notes = []
@@ -568,9 +578,7 @@ def render_predict(out: dict[str, Any]) -> str:
             else f"for all {len(predictions)} requests"
         )
         notes.append(f"defaults used {who}: {', '.join(filled)}")
-    notes += sorted(
-        {f"{p['request_id']}: {p['unknown_note']}" for p in predictions if p["unknown"]}
-    )
+    notes += _unknown_notes(predictions)
     rows = [
         [p["request_id"], p["probability"], "yes" if p["decision"] else "no", p["threshold"]]
         for p in predictions

@@ -70,11 +70,18 @@ TOP_WORDS = 8
 
 def background_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """A seeded sample of training rows (ordered by request id first, so it does not depend
-    on file order): the same training data gives the same rows, byte for byte."""
+    on file order): the same training data gives the same rows, byte for byte, with plain
+    Python strings so that the artifact loads without pyarrow."""
     ordered = frame.sort_values(REQUEST_ID, kind="stable")
     count = min(BACKGROUND_ROWS, len(ordered))
     sample = ordered.sample(n=count, random_state=BACKGROUND_SEED)
-    return sample.assign(**{REQUEST_ID: "background"}).reset_index(drop=True)
+    sample = sample.assign(**{REQUEST_ID: "background"}).reset_index(drop=True)
+    # plain Python strings: with pyarrow installed pandas would store Arrow-backed strings,
+    # and the artifact would then not load where pyarrow is absent (the trainer and serve images)
+    text = sample.select_dtypes(include=["string", "object"]).columns
+    sample = sample.astype({column: object for column in text})
+    sample.columns = sample.columns.astype(object)
+    return sample
 
 
 def unknown_fields(record: dict[str, Any], pipeline: Any) -> list[str]:

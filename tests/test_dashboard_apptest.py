@@ -380,8 +380,11 @@ def test_try_explains_a_narrative_vote_champion_with_blank_fields_unknown(
     run(by_label(at.button, "Predict").click())
     shown_percent = percent(at.metric[0].value)
     decision = [m for m in texts(at.markdown) if m.startswith("would get a pizza: ")]
-    assert decision and f"at v{row.version}'s threshold 0.50" in decision[0]
-    assert "(policy fixed:0.5 (before operating points))" in decision[0]
+    threshold = row.metrics["threshold"]
+    assert decision and f"at v{row.version}'s threshold {threshold:.2f}" in decision[0]
+    assert "(policy f1)" in decision[0]
+    answer = "yes" if shown_percent / 100 >= threshold else "no"
+    assert decision[0].startswith(f"would get a pizza: {answer}")
     captions = texts(at.caption)
     (summary,) = [c for c in captions if c.startswith("Base ")]
     assert "Method: shap permutation explainer" in summary
@@ -436,12 +439,12 @@ def test_home_separates_datasets_and_points_to_the_real_data(
     assert not any(e.label.startswith("Get the real") for e in at.expander)
     picker = by_label(at.selectbox, "Dataset")
     assert len(picker.options) == 2
-    (history,) = chart_data(at, '"ROC AUC (held-out)"')
+    (history,) = chart_data(at, '"evaluated by"')
     assert {p["data"] for p in history} == {"synthetic sample"}  # the champion's dataset
     run(picker.select_index(1))
-    (history,) = chart_data(at, '"ROC AUC (held-out)"')
+    (history,) = chart_data(at, '"evaluated by"')
     assert [p["version"] for p in history] == [row.version]
-    (spec,) = [c for c in charts(at) if "ROC AUC (held-out)" in json.dumps(c)]
+    (spec,) = [c for c in charts(at) if '"evaluated by"' in json.dumps(c)]
     # the axis starts at the first version shown, with room for its point
     assert spec["encoding"]["x"]["scale"]["domain"] == [row.version - 0.5, row.version + 0.5]
     assert history[0]["data"].startswith("other.json (")

@@ -107,7 +107,7 @@ def build_from_form(
     """Fill the Build form, start the build, wait until it is ready (polling the registry)."""
     before = {r.id for r in registry.list_versions()}
     open_page(page, f"{base}/Build", "Start build")
-    choose(page, "Recipe", recipe)
+    choose(page, "Recipe", f"{recipe} (built-in)")
     choose(page, "Builder", builder)
     page.get_by_role("button", name="Start build").click()
     deadline = time.monotonic() + 30
@@ -243,7 +243,7 @@ def test_a_new_user_goes_from_the_sample_to_real_data(
         page.get_by_text("File in the data folder").click()
         page.locator(IDLE).wait_for()
         choose(page, "Dataset file", "train.json.zip")
-        choose(page, "Recipe", recipe)
+        choose(page, "Recipe", f"{recipe} (built-in)")
         choose(page, "Builder", "local")
         page.get_by_role("button", name="Start build").click()
         rows = wait_ready(registry, 4 + len(real), 300)

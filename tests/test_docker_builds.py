@@ -221,7 +221,10 @@ def test_a_cross_validated_build_runs_its_folds_in_parallel_in_docker_and_reprod
     assert row.status == "ready", row.error
     evaluation = row.metrics["evaluation"]
     assert (evaluation["kind"], evaluation["folds"], evaluation["repeats"]) == ("cv", 3, 2)
-    assert "6 fits on 400 requests, 2 at a time" in log_of(row)
+    log = log_of(row)
+    assert "3 folds x 2 repeat(s) on 400 requests" in log
+    # 6 folds, each with 5 inner fits choosing its threshold, 2 at a time
+    assert "36 fits, 2 at a time" in log and "progress: 36/36 fits" in log
     assert len(registry.details(row.id).test_probabilities) == 400
     assert row.provenance["split"]["cv"] == {"folds": 3, "repeats": 2}
     assert labelled(client, row.id) == []

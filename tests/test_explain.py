@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -49,7 +50,7 @@ def _logit(p: float) -> float:
 @pytest.fixture(scope="module")
 def vote() -> Any:
     dataset = load_dataset(SAMPLE)
-    return fit_and_evaluate(dataset, "narrative-vote", {}, 42, 0.2, 0.5, log=lambda _: None)
+    return fit_and_evaluate(dataset, "narrative-vote", {}, 42, 0.2, "fixed:0.5", log=lambda _: None)
 
 
 def test_background_rows_are_a_seeded_sample_independent_of_file_order() -> None:
@@ -59,6 +60,13 @@ def test_background_rows_are_a_seeded_sample_independent_of_file_order() -> None
     assert len(first) == min(BACKGROUND_ROWS, len(frame))
     assert first.equals(shuffled)
     assert set(first["request_id"]) == {"background"}  # ids are not kept
+
+
+def test_the_artifact_does_not_need_pyarrow_to_load(vote) -> None:
+    """pandas stores Arrow-backed strings when pyarrow is installed (the dashboard's
+    environment); the trainer and serve images have no pyarrow, so the artifact must not
+    name it or it would not load there."""
+    assert b"pyarrow" not in pickle.dumps(vote.pipeline)
 
 
 def test_unknown_fields_contribute_zero_and_are_named_in_words(vote) -> None:
@@ -152,7 +160,8 @@ def test_cli_explains_a_narrative_vote_version_without_meta(lab: Path) -> None:
     assert total == pytest.approx(_logit(prediction["probability"]), abs=1e-6)
     assert set(prediction["unknown"]) == set(REQUESTER_COUNTS)
     assert prediction["decision"] == (prediction["probability"] >= prediction["threshold"])
-    assert prediction["threshold_policy"] == BEFORE_OPERATING_POINTS
+    assert prediction["threshold_policy"] == row.metrics["threshold_policy"] == "f1"
+    assert prediction["threshold"] == pytest.approx(row.metrics["threshold"])
     text = run_cli("predict", str(row.version), "--title", TITLE, "--text", TEXT, "--explain")
     assert text.returncode == 0, text.stderr
     assert (
@@ -169,7 +178,7 @@ def real() -> Any:
 
 @pytest.mark.parametrize("recipe", ["narrative-vote", "tfidf-meta-logreg"])
 def test_blank_fields_match_the_average_over_100_real_requesters(real, recipe: str) -> None:
-    pipeline = fit_and_evaluate(real, recipe, {}, 42, 0.2, 0.5, log=lambda _: None).pipeline
+    pipeline = fit_and_evaluate(real, recipe, {}, 42, 0.2, "fixed:0.5", log=lambda _: None).pipeline
     record = make_request(TITLE, TEXT, **request_meta(WHEN, {}))
     (blank,) = score(pipeline, [record])
     picked = np.random.default_rng(2024).choice(len(real.records), 100, replace=False)

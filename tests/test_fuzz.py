@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter
@@ -542,8 +543,11 @@ def test_cli_predict_file_scores_odd_but_valid_requests(trained: Any, tmp_path: 
     path.write_text("\n".join(json.dumps(item) for item in items))
     done = cli_predict("--file", str(path))  # the table, not --json: must print anything
     assert done.returncode == 0, done.stderr
-    table = done.stdout.strip().split("\n\n")[0].splitlines()[2:]  # notes follow a blank line
-    assert len(table) == len(items)
+    lines = done.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("request_id"))
+    table = list(itertools.takewhile(str.strip, lines[header + 2 :]))  # notes after a blank
+    assert len(table) == len(items), done.stdout
+    assert done.stdout.count("unknown: averaged over") == 1  # said once for all requests
     assert all(0.0 <= float(line.split()[-1]) <= 1.0 for line in table)
     versions = Registry().all_versions()
     assert len(versions) == 1  # predicting never creates a version
