@@ -365,3 +365,17 @@ def test_damaged_stored_predictions_are_reported_not_raised(
         at.run()
         assert not at.exception, (page, [e.message for e in at.exception])
         assert any("damaged" in e.value for e in at.error), page
+
+
+# --- 7. smaller ones ---------------------------------------------------------------------------
+def test_reproducing_a_refit_compares_its_artifact_not_its_parents_predictions(
+    one: Registry,
+) -> None:
+    done = run_cli("reproduce", str(KINDS["refit"]), "--json", "--quiet", env=NO_ENGINE)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["artifact_identical"] is True
+    assert out["identical"] is True, out
+    assert out["probabilities_identical"] is None and out["split_identical"] is None
+    assert out["refit_of"] == KINDS["split"] and "parent" in out["note"]
+    assert one.resolve(KINDS["refit"]).reproduction["identical"] is True
