@@ -263,6 +263,7 @@ def submitting(
         raise BadInput(f"data kind must be one of {', '.join(DATA_KINDS)}")
     data_path = resolve_data_path(request.data_path)
     with scanned(data_path) as (dataset, canonical):
+        _check_class_counts(request, dataset)
         builder, reason = resolve_backend(request.backend)
         key = fingerprint(
             request,
@@ -312,6 +313,23 @@ def submitting(
                 ) from exc
         submission = Submission(version, reused, builder, reason, dataset.rows, dataset.positives)
         yield submission, canonical
+
+
+def _check_class_counts(request: TrainRequest, dataset: Dataset) -> None:
+    """Too few requests of a class for the split, the folds or the threshold's inner folds:
+    refused before a version is written (a refit fits on everything and tunes nothing)."""
+    from core.evaluate import check_class_counts
+
+    if request.refit_of is not None or dataset.positives is None:
+        return
+    check_class_counts(
+        dataset.rows,
+        dataset.positives,
+        request.seed,
+        float(request.test_size),
+        request.cv_folds,
+        parse_policy(request.threshold_policy).tuned,
+    )
 
 
 def _limits(row: ModelVersion) -> BuildLimits:

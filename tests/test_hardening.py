@@ -379,3 +379,38 @@ def test_reproducing_a_refit_compares_its_artifact_not_its_parents_predictions(
     assert out["probabilities_identical"] is None and out["split_identical"] is None
     assert out["refit_of"] == KINDS["split"] and "parent" in out["note"]
     assert one.resolve(KINDS["refit"]).reproduction["identical"] is True
+
+
+def _few_positives(lab: Path, positives: int, negatives: int = 40) -> Path:
+    records = json.loads(SAMPLE.read_text())
+    yes = [r for r in records if r["requester_received_pizza"]][:positives]
+    no = [r for r in records if not r["requester_received_pizza"]][:negatives]
+    path = lab / f"few-{positives}.json"
+    path.write_text(json.dumps(yes + no))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("positives", "argv", "message"),
+    [
+        (3, ("--cv", "5"), "5 stratified folds need at least 5 of each class"),
+        (1, (), "a stratified split needs at least 2 of each class"),
+        (3, ("--cv", "2"), "needs at least 2 of each class in the training part"),
+        (2, (), "needs at least 1 of each class in the test part"),
+        (3, ("--test-size", "0.5"), "needs at least 2 of each class in the training part"),
+    ],
+)
+def test_too_few_requests_per_class_are_refused_before_anything_is_written(
+    registry: Registry, lab: Path, positives: int, argv: tuple[str, ...], message: str
+) -> None:
+    data = _few_positives(lab, positives)
+    done = run_cli("train", "--recipe", "nb-bow", "--backend", "local", "--data", str(data),
+                   *argv, env=NO_ENGINE)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    error = one_line_error(done)
+    assert message in error and f"{positives} successful and 40 unsuccessful" in error, error
+    assert registry.all_versions() == []
+    if "training part" in message:  # a fixed threshold needs no inner folds: it builds
+        done = run_cli("train", "--recipe", "nb-bow", "--backend", "local", "--data", str(data),
+                       *argv, "--threshold-policy", "fixed:0.5", env=NO_ENGINE)  # fmt: skip
+        assert done.returncode == 0, done.stderr
