@@ -25,6 +25,7 @@ from core.schema import ACTIVE_STATUSES, READY
 STALE_INCOMING_S = 3600
 BLOB_KINDS = ("model", "dataset")
 NOUN = {"model": "artifact", "dataset": "dataset"}
+LEFT_ALONE = ("error", "stray_file")  # what gc reports but does not remove
 
 
 @dataclass
@@ -43,6 +44,13 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "findings": self.findings}
+
+    def count(self, *kinds: str) -> int:
+        return sum(1 for f in self.findings if f["kind"] in kinds)
+
+    def acted(self) -> int:
+        """How many findings of `gc` are things it removed or ended (would, dry)."""
+        return len(self.findings) - self.count(*LEFT_ALONE)
 
 
 @dataclass

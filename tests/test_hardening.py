@@ -414,3 +414,15 @@ def test_too_few_requests_per_class_are_refused_before_anything_is_written(
         done = run_cli("train", "--recipe", "nb-bow", "--backend", "local", "--data", str(data),
                        *argv, "--threshold-policy", "fixed:0.5", env=NO_ENGINE)  # fmt: skip
         assert done.returncode == 0, done.stderr
+
+
+def test_gc_counts_only_what_it_removed(one: Registry, lab: Path) -> None:
+    for n in range(3):
+        (lab / "artifacts" / f"notes-{n}.txt").write_text("mine\n")
+    done = run_cli("gc", "--json", env=NO_ENGINE)
+    assert done.returncode == 0, done.stderr
+    assert "removed 0 item(s)" in done.stderr, done.stderr
+    assert "left 3 stray file(s) alone" in done.stderr, done.stderr
+    assert all((lab / "artifacts" / f"notes-{n}.txt").exists() for n in range(3))
+    assert run_cli("gc", "--dry-run", env=NO_ENGINE).stderr.count("would remove 0 item(s)") == 1
+
