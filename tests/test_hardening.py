@@ -426,3 +426,23 @@ def test_gc_counts_only_what_it_removed(one: Registry, lab: Path) -> None:
     assert all((lab / "artifacts" / f"notes-{n}.txt").exists() for n in range(3))
     assert run_cli("gc", "--dry-run", env=NO_ENGINE).stderr.count("would remove 0 item(s)") == 1
 
+
+def test_a_symlink_loop_in_the_store_is_reported_and_check_and_gc_go_on(
+    one: Registry, lab: Path
+) -> None:
+    store = lab / "artifacts"
+    (store / "loop").symlink_to(store / "loop")
+    folder = next(p for p in store.rglob("*") if p.is_dir() and len(p.name) == 2)
+    (folder / "ring").symlink_to(folder / "ring")
+    (store / "up").symlink_to(store)  # a loop through a folder: never followed
+    checked = run_cli("check", "--json", env=NO_ENGINE)
+    assert checked.returncode == 1, checked.stderr
+    out = json.loads(checked.stdout)
+    loops = sorted(f["path"] for f in out["findings"] if f["kind"] == "unreadable_file")
+    assert loops == sorted(["loop", f"{folder.relative_to(store).as_posix()}/ring"]), out
+    assert out["checked"]["versions"] == 5 and out["checked"]["artifacts"] >= 4
+    assert all(f["kind"] in ("unreadable_file", "stray_file") for f in out["findings"]), out
+    done = run_cli("gc", env=NO_ENGINE)
+    assert done.returncode == 0, done.stderr
+    assert "removed 0 item(s)" in done.stderr and "loop" in done.stdout, done
+    assert (store / "loop").is_symlink() and [v.status for v in one.all_versions()] == ["ready"] * 5
