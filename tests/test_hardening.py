@@ -446,3 +446,41 @@ def test_a_symlink_loop_in_the_store_is_reported_and_check_and_gc_go_on(
     assert done.returncode == 0, done.stderr
     assert "removed 0 item(s)" in done.stderr and "loop" in done.stdout, done
     assert (store / "loop").is_symlink() and [v.status for v in one.all_versions()] == ["ready"] * 5
+
+
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        ("memory://altruism/store", "does not persist"),
+        ("file://", "absolute path"),
+        ("file://elsewhere/store", "names a host"),
+    ],
+)
+def test_an_artifact_root_that_cannot_be_shared_is_refused(
+    registry: Registry, root: str, message: str
+) -> None:
+    before = sorted(p.name for p in ROOT.iterdir())
+    done = run_cli("train", "--recipe", "nb-bow", "--backend", "local", "--data", str(SAMPLE),
+                   env={**NO_ENGINE, "ARTIFACT_ROOT": root})  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert message in one_line_error(done) and "ARTIFACT_ROOT" in done.stderr
+    assert registry.all_versions() == [] and sorted(p.name for p in ROOT.iterdir()) == before
+
+
+@pytest.mark.parametrize("host", ["", "localhost"])
+def test_a_file_url_artifact_root_is_its_absolute_folder(
+    registry: Registry, lab: Path, host: str
+) -> None:
+    folder = lab / "my store"
+    env = {**NO_ENGINE, "ARTIFACT_ROOT": f"file://{host}{str(folder).replace(' ', '%20')}"}
+    before = sorted(p.name for p in ROOT.iterdir())
+    done = run_cli("train", "--recipe", "nb-bow", "--backend", "local", "--data", str(SAMPLE),
+                   "--threshold-policy", "fixed:0.5", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (
+        len(list(folder.rglob("*.joblib"))) == 1
+        and sorted(p.name for p in ROOT.iterdir()) == before
+    )
+    checked = run_cli("check", "--json", env=env)  # another process finds the artifact
+    assert checked.returncode == 0, checked.stdout
+    assert json.loads(checked.stdout)["checked"]["artifacts"] == 1
