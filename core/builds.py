@@ -263,6 +263,7 @@ def submitting(
         raise BadInput(f"data kind must be one of {', '.join(DATA_KINDS)}")
     data_path = resolve_data_path(request.data_path)
     with scanned(data_path) as (dataset, canonical):
+        _check_class_counts(request, dataset)
         builder, reason = resolve_backend(request.backend)
         key = fingerprint(
             request,
@@ -312,6 +313,23 @@ def submitting(
                 ) from exc
         submission = Submission(version, reused, builder, reason, dataset.rows, dataset.positives)
         yield submission, canonical
+
+
+def _check_class_counts(request: TrainRequest, dataset: Dataset) -> None:
+    """Too few requests of a class for the split, the folds or the threshold's inner folds:
+    refused before a version is written (a refit fits on everything and tunes nothing)."""
+    from core.evaluate import check_class_counts
+
+    if request.refit_of is not None or dataset.positives is None:
+        return
+    check_class_counts(
+        dataset.rows,
+        dataset.positives,
+        request.seed,
+        float(request.test_size),
+        request.cv_folds,
+        parse_policy(request.threshold_policy).tuned,
+    )
 
 
 def _limits(row: ModelVersion) -> BuildLimits:
@@ -821,6 +839,7 @@ def reproduce(
             "identical": new_digest == original_digest and new_sha == row.artifact_sha256,
             "probabilities_identical": new_digest == original_digest,
             "artifact_identical": new_sha == row.artifact_sha256,
+            "split_identical": outcome.result["split_hash"] == row.split_hash,
             "original": {
                 "probability_digest": original_digest,
                 "artifact_sha256": row.artifact_sha256,
@@ -830,13 +849,32 @@ def reproduce(
                 "artifact_sha256": new_sha,
                 **({"image_id": outcome.provenance.get("image_id")} if containerised else {}),
             },
-            "split_identical": outcome.result["split_hash"] == row.split_hash,
             "code_fingerprint_now": code_fingerprint(),
             "code_fingerprint_then": row.provenance.get("code_fingerprint"),
             "at": _now(),
         }
+        result = _as_refit(row, result)
     finally:
         log.close()
         shutil.rmtree(work_dir, ignore_errors=True)
     registry.set_reproduction(row.id, result)
     return result
+
+
+def _as_refit(row: ModelVersion, result: dict[str, Any]) -> dict[str, Any]:
+    """A refit's stored predictions and split are its parent's, never its own rebuild's:
+    only its artifact can be compared."""
+    parent = (row.provenance or {}).get("refit_of")
+    if not isinstance(parent, dict):
+        return result
+    return {
+        **result,
+        "identical": result["artifact_identical"],
+        "probabilities_identical": None,
+        "split_identical": None,
+        "refit_of": parent.get("version"),
+        "note": (
+            f"a refit's stored predictions are its parent v{parent.get('version')}'s: only the "
+            "artifact is compared"
+        ),
+    }

@@ -763,10 +763,10 @@ def cmd_gc(args: argparse.Namespace) -> Any:
     from core.registry import Registry
 
     report = gc(Registry(), _store(), dry_run=args.dry_run, images=args.images)
-    errors = [f for f in report.findings if f["kind"] == "error"]
-    done = len(report.findings) - len(errors)
-    say(("would remove" if args.dry_run else "removed") + f" {done} item(s)")
-    return report.to_dict(), (1 if errors else 0)
+    strays = report.count("stray_file")
+    alone = f"; left {strays} stray file(s) alone" if strays else ""
+    say(("would remove" if args.dry_run else "removed") + f" {report.acted()} item(s){alone}")
+    return report.to_dict(), (1 if report.count("error") else 0)
 
 
 def cmd_export(args: argparse.Namespace) -> Any:

@@ -27,9 +27,28 @@ def _location(name: str, default: Path) -> str:
     value = os.environ.get(name)
     if not value:
         return str(default)
+    if value.lower().startswith("file://"):
+        try:
+            return file_url_path(value)
+        except ValueError:
+            return value  # for the store to refuse, naming what is wrong
     if "://" in value or SCHEME_LIKE.match(value):
         return value
     return str(Path(value).expanduser().resolve())
+
+
+def file_url_path(url: str) -> str:
+    """The absolute local folder of `file:///path` or `file://localhost/path` (percent-
+    decoded); ValueError for a file URL that names another host or no absolute path."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ValueError(f"names a host ({parts.netloc!r}); write file:///absolute/path")
+    path = unquote(parts.path)
+    if not path.startswith("/") or parts.query or parts.fragment:
+        raise ValueError("needs an absolute path: file:///absolute/path")
+    return str(Path(path).resolve())
 
 
 def _float(name: str, default: float | None) -> float | None:

@@ -25,6 +25,7 @@ from core.schema import ACTIVE_STATUSES, READY
 STALE_INCOMING_S = 3600
 BLOB_KINDS = ("model", "dataset")
 NOUN = {"model": "artifact", "dataset": "dataset"}
+LEFT_ALONE = ("error", "stray_file", "unreadable_file")  # what gc reports but does not remove
 
 
 @dataclass
@@ -44,6 +45,13 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "findings": self.findings}
 
+    def count(self, *kinds: str) -> int:
+        return sum(1 for f in self.findings if f["kind"] in kinds)
+
+    def acted(self) -> int:
+        """How many findings of `gc` are things it removed or ended (would, dry)."""
+        return len(self.findings) - self.count(*LEFT_ALONE)
+
 
 @dataclass
 class Listing:
@@ -52,6 +60,7 @@ class Listing:
     blobs: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in KINDS})
     partials: list[str] = field(default_factory=list)
     strays: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
 
 
 def list_store(store: ArtifactStore) -> Listing:
@@ -60,6 +69,8 @@ def list_store(store: ArtifactStore) -> Listing:
     for entry in store.scan():
         if entry.kind in KINDS and entry.sha256:
             listing.blobs[entry.kind].add(entry.sha256)
+        elif entry.kind == "unreadable":
+            listing.unreadable.append(entry.rel)
         elif entry.kind == "partial":
             if now - entry.mtime > STALE_INCOMING_S:
                 listing.partials.append(entry.rel)
@@ -124,6 +135,7 @@ def check(registry: Registry, store: ArtifactStore) -> Report:
         report.add("partial_file", f"partial upload {rel} in the artifact store", path=rel)
     for rel in listing.strays:
         report.add("stray_file", f"{rel} in the artifact store is not an artifact", path=rel)
+    _report_unreadable(listing, report, "")
     for item in leftovers(registry):
         report.add(item["kind"], item["message"], **item["details"])
     report.checked = {
@@ -267,12 +279,22 @@ def gc(
         )
     for rel in listing.strays:
         report.add("stray_file", f"{rel} in the artifact store is not an artifact; left alone")
+    _report_unreadable(listing, report, "; left alone")
     for item in leftovers(registry):
         undo = None if dry_run else _leftover_remover(item)
         _attempt(report, item["kind"], item["message"], undo, **item["details"])
     if images:
         _gc_images(registry, report, dry_run)
     return report
+
+
+def _report_unreadable(listing: Listing, report: Report, suffix: str) -> None:
+    for rel in listing.unreadable:
+        report.add(
+            "unreadable_file",
+            f"{rel} in the artifact store cannot be read (a symbolic link loop?){suffix}",
+            path=rel,
+        )
 
 
 def _attempt(report: Report, kind: str, message: str, action: Any, **details: Any) -> None:

@@ -365,3 +365,122 @@ def test_damaged_stored_predictions_are_reported_not_raised(
         at.run()
         assert not at.exception, (page, [e.message for e in at.exception])
         assert any("damaged" in e.value for e in at.error), page
+
+
+# --- 7. smaller ones ---------------------------------------------------------------------------
+def test_reproducing_a_refit_compares_its_artifact_not_its_parents_predictions(
+    one: Registry,
+) -> None:
+    done = run_cli("reproduce", str(KINDS["refit"]), "--json", "--quiet", env=NO_ENGINE)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["artifact_identical"] is True
+    assert out["identical"] is True, out
+    assert out["probabilities_identical"] is None and out["split_identical"] is None
+    assert out["refit_of"] == KINDS["split"] and "parent" in out["note"]
+    assert one.resolve(KINDS["refit"]).reproduction["identical"] is True
+
+
+def _few_positives(lab: Path, positives: int, negatives: int = 40) -> Path:
+    records = json.loads(SAMPLE.read_text())
+    yes = [r for r in records if r["requester_received_pizza"]][:positives]
+    no = [r for r in records if not r["requester_received_pizza"]][:negatives]
+    path = lab / f"few-{positives}.json"
+    path.write_text(json.dumps(yes + no))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("positives", "argv", "message"),
+    [
+        (3, ("--cv", "5"), "5 stratified folds need at least 5 of each class"),
+        (1, (), "a stratified split needs at least 2 of each class"),
+        (3, ("--cv", "2"), "needs at least 2 of each class in the training part"),
+        (2, (), "needs at least 1 of each class in the test part"),
+        (3, ("--test-size", "0.5"), "needs at least 2 of each class in the training part"),
+    ],
+)
+def test_too_few_requests_per_class_are_refused_before_anything_is_written(
+    registry: Registry, lab: Path, positives: int, argv: tuple[str, ...], message: str
+) -> None:
+    data = _few_positives(lab, positives)
+    done = run_cli("train", "--recipe", "nb-bow", "--backend", "local", "--data", str(data),
+                   *argv, env=NO_ENGINE)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    error = one_line_error(done)
+    assert message in error and f"{positives} successful and 40 unsuccessful" in error, error
+    assert registry.all_versions() == []
+    if "training part" in message:  # a fixed threshold needs no inner folds: it builds
+        done = run_cli("train", "--recipe", "nb-bow", "--backend", "local", "--data", str(data),
+                       *argv, "--threshold-policy", "fixed:0.5", env=NO_ENGINE)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+
+def test_gc_counts_only_what_it_removed(one: Registry, lab: Path) -> None:
+    for n in range(3):
+        (lab / "artifacts" / f"notes-{n}.txt").write_text("mine\n")
+    done = run_cli("gc", "--json", env=NO_ENGINE)
+    assert done.returncode == 0, done.stderr
+    assert "removed 0 item(s)" in done.stderr, done.stderr
+    assert "left 3 stray file(s) alone" in done.stderr, done.stderr
+    assert all((lab / "artifacts" / f"notes-{n}.txt").exists() for n in range(3))
+    assert run_cli("gc", "--dry-run", env=NO_ENGINE).stderr.count("would remove 0 item(s)") == 1
+
+
+def test_a_symlink_loop_in_the_store_is_reported_and_check_and_gc_go_on(
+    one: Registry, lab: Path
+) -> None:
+    store = lab / "artifacts"
+    (store / "loop").symlink_to(store / "loop")
+    folder = next(p for p in store.rglob("*") if p.is_dir() and len(p.name) == 2)
+    (folder / "ring").symlink_to(folder / "ring")
+    (store / "up").symlink_to(store)  # a loop through a folder: never followed
+    checked = run_cli("check", "--json", env=NO_ENGINE)
+    assert checked.returncode == 1, checked.stderr
+    out = json.loads(checked.stdout)
+    loops = sorted(f["path"] for f in out["findings"] if f["kind"] == "unreadable_file")
+    assert loops == sorted(["loop", f"{folder.relative_to(store).as_posix()}/ring"]), out
+    assert out["checked"]["versions"] == 5 and out["checked"]["artifacts"] >= 4
+    assert all(f["kind"] in ("unreadable_file", "stray_file") for f in out["findings"]), out
+    done = run_cli("gc", env=NO_ENGINE)
+    assert done.returncode == 0, done.stderr
+    assert "removed 0 item(s)" in done.stderr and "loop" in done.stdout, done
+    assert (store / "loop").is_symlink() and [v.status for v in one.all_versions()] == ["ready"] * 5
+
+
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        ("memory://altruism/store", "does not persist"),
+        ("file://", "absolute path"),
+        ("file://elsewhere/store", "names a host"),
+    ],
+)
+def test_an_artifact_root_that_cannot_be_shared_is_refused(
+    registry: Registry, root: str, message: str
+) -> None:
+    before = sorted(p.name for p in ROOT.iterdir())
+    done = run_cli("train", "--recipe", "nb-bow", "--backend", "local", "--data", str(SAMPLE),
+                   env={**NO_ENGINE, "ARTIFACT_ROOT": root})  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert message in one_line_error(done) and "ARTIFACT_ROOT" in done.stderr
+    assert registry.all_versions() == [] and sorted(p.name for p in ROOT.iterdir()) == before
+
+
+@pytest.mark.parametrize("host", ["", "localhost"])
+def test_a_file_url_artifact_root_is_its_absolute_folder(
+    registry: Registry, lab: Path, host: str
+) -> None:
+    folder = lab / "my store"
+    env = {**NO_ENGINE, "ARTIFACT_ROOT": f"file://{host}{str(folder).replace(' ', '%20')}"}
+    before = sorted(p.name for p in ROOT.iterdir())
+    done = run_cli("train", "--recipe", "nb-bow", "--backend", "local", "--data", str(SAMPLE),
+                   "--threshold-policy", "fixed:0.5", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (
+        len(list(folder.rglob("*.joblib"))) == 1
+        and sorted(p.name for p in ROOT.iterdir()) == before
+    )
+    checked = run_cli("check", "--json", env=env)  # another process finds the artifact
+    assert checked.returncode == 0, checked.stdout
+    assert json.loads(checked.stdout)["checked"]["artifacts"] == 1

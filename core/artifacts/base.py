@@ -52,7 +52,7 @@ class Entry:
     """One file under the root: a blob (kind, sha256), a partial upload or a stray file."""
 
     rel: str
-    kind: str  # a KINDS key, "partial" or "stray"
+    kind: str  # a KINDS key, "partial", "stray" or "unreadable" (a symbolic link loop, say)
     sha256: str | None
     size: int
     mtime: float
@@ -82,6 +82,9 @@ def blob_rel(sha256: str, kind: str = "model") -> str:
     spec = KINDS[kind]
     check_digest(sha256)
     return f"{spec.prefix}{sha256[:2]}/{sha256}{spec.suffix}"
+
+
+UNREADABLE = -1  # the size `_list` gives a file it cannot stat (a symbolic link loop, say)
 
 
 def classify(rel: str) -> tuple[str, str | None]:
@@ -235,6 +238,9 @@ class ArtifactStore(ABC):
     def scan(self, prefix: str = "") -> Iterator[Entry]:
         """Every file under the root, classified (blobs, partial uploads, strays)."""
         for rel, size, mtime in self._list(prefix):
+            if size == UNREADABLE:
+                yield Entry(rel, "unreadable", None, 0, mtime)
+                continue
             kind, sha = classify(rel)
             yield Entry(rel, kind, sha, size, mtime)
 

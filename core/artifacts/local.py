@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from core.artifacts.base import CHUNK, INCOMING, ArtifactStore, blob_rel
+from core.artifacts.base import CHUNK, INCOMING, UNREADABLE, ArtifactStore, blob_rel
 
 
 class LocalStore(ArtifactStore):
@@ -75,6 +75,9 @@ class LocalStore(ArtifactStore):
                 try:
                     stat = path.stat()
                 except FileNotFoundError:  # removed while we walked
+                    continue
+                except OSError:  # a symbolic link loop, say: reported by `scan`, never followed
+                    yield path.relative_to(self.root).as_posix(), UNREADABLE, 0.0
                     continue
                 yield path.relative_to(self.root).as_posix(), stat.st_size, stat.st_mtime
 
