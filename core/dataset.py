@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 import zipfile
 from array import array
@@ -49,6 +50,8 @@ REQUEST_TIME_NUMERIC = (
 # The requester's numbers among them (everything but the two timestamps).
 REQUESTER_COUNTS = tuple(f for f in REQUEST_TIME_NUMERIC if not f.startswith("unix_timestamp"))
 SUBREDDITS = "requester_subreddits_at_request"
+# What models and scoring read of a request; records kept in memory hold only these.
+KEPT_FIELDS = frozenset((REQUEST_ID, TITLE, TEXT, LABEL, *REQUEST_TIME_NUMERIC))
 
 # Reddit caps titles at 300 and self posts at 40,000 characters; we leave headroom on titles.
 MAX_TITLE_CHARS = 1_000
@@ -298,15 +301,35 @@ def iter_records(path: Path) -> Iterator[Any]:
         items = _jsonl_items(name, chunks)
     else:
         items = _json_list_items(_Reader(name, chunks))
-    for count, item in enumerate(items):
+    count = 0  # not enumerate: its cached tuple would hold a record while the next is parsed
+    for item in items:
         if count >= MAX_RECORDS:
             raise BadInput(f"{name}: more than {MAX_RECORDS:,} records; that is the limit")
+        count += 1  # noqa: SIM113
         yield item
+        del item  # one large record in memory at a time
 
 
 def read_records(path: Path) -> list[Any]:
-    """All items of a dataset or request file (each bounded; nothing validated)."""
-    return list(iter_records(path))
+    """All items of a dataset or request file (each bounded; nothing else validated), each
+    object slimmed to the fields a model reads once its others prove storable (`slim`)."""
+    items, index = [], 0  # not enumerate: one large record in memory at a time
+    for item in iter_records(path):
+        items.append(slim(item, index, check=True))
+        del item
+        index += 1  # noqa: SIM113
+    return items
+
+
+def slim(record: Any, index: int = 0, check: bool = False) -> Any:
+    """A request object with only the fields a model reads (KEPT_FIELDS), so that a large
+    unused field costs memory only while its own record is read. With `check`, the record
+    is first proved storable (valid Unicode), as it would be whole."""
+    if not isinstance(record, dict) or record.keys() <= KEPT_FIELDS:
+        return record
+    if check:
+        canonical_line(record, index)
+    return {key: value for key, value in record.items() if key in KEPT_FIELDS}
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -474,10 +497,13 @@ def scan_dataset(
     checker = Checker(labelled, for_training)
     records: list[dict[str, Any]] = []
     try:
-        for index, record in enumerate(iter_records(path)):
+        index = 0  # not enumerate: its cached tuple would keep the previous record alive
+        for record in iter_records(path):
             checker.add(index, record)
             if keep_records:
-                records.append(record)
+                records.append(slim(record))
+            del record  # a large unused field is freed before the next record is read
+            index += 1  # noqa: SIM113
         sha256 = checker.finish(canonical)
     except MemoryError:
         raise BadInput(f"{path.name}: too large to read with the memory available") from None
@@ -522,18 +548,31 @@ def content_hash(records: list[dict[str, Any]]) -> str:
     return digest.hexdigest()
 
 
-def read_canonical(data: bytes, expected_sha256: str) -> list[dict[str, Any]]:
-    """Records of a canonical dataset file, after its bytes hash to `expected_sha256`.
+def read_canonical(path: Path, expected_sha256: str) -> list[dict[str, Any]]:
+    """Records of a canonical dataset file (slimmed, `slim`), after its bytes hash to
+    `expected_sha256`. Streamed: a line at a time, never the whole file in memory.
 
     The bytes were validated when the dataset was submitted; the hash proves these are the
     same bytes, so they are parsed without validating again.
     """
-    actual = hashlib.sha256(data).hexdigest()
+    actual = sha256_file(path)
     if actual != expected_sha256:
         raise BadInput(
             f"the dataset changed since the build was queued (sha256 {actual[:12]}, "
             f"expected {expected_sha256[:12]})"
         )
-    # One json.loads over the whole file: its key memo shares each field name across
-    # records (per-line parsing keeps a copy of every key in every record).
-    return json.loads(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]")
+    records = []
+    with open(path, "rb") as lines:
+        for line in lines:
+            if line.strip():
+                record = slim(json.loads(line))
+                records.append({sys.intern(key): value for key, value in record.items()})
+    return records
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(READ_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()

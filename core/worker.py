@@ -47,9 +47,7 @@ def load_job_data(job: dict[str, Any]) -> Any:
     """The job's dataset, verified against the sha256 it was queued with."""
     from core.dataset import Dataset, read_canonical
 
-    data = Path(job["data_file"]).read_bytes()
-    records = read_canonical(data, job["data_sha256"])
-    del data
+    records = read_canonical(Path(job["data_file"]), job["data_sha256"])
     positives = sum(1 for r in records if r["requester_received_pizza"])
     return Dataset(
         job.get("data_name") or "dataset", len(records), positives, job["data_sha256"], records

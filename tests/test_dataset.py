@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from core.dataset import LABEL, REQUEST_ID, TEXT, TITLE, content_hash, load_dataset
+from core.dataset import LABEL, REQUEST_ID, TEXT, TITLE, content_hash, load_dataset, slim
 from core.errors import BadInput
 from tests.conftest import SAMPLE
 from tests.helpers import artifact_files, run_cli
@@ -53,7 +53,7 @@ def test_formats_give_the_same_records_and_hash(tmp_path, sample_records):
     lines = "\n".join(json.dumps(r) for r in sample_records)
     as_zipped_jsonl = load_dataset(write_zip(tmp_path / "d.json.zip", {"train.jsonl": lines}))
     for dataset in (as_json, as_jsonl, as_zip, as_zipped_jsonl):
-        assert dataset.records == sample_records
+        assert dataset.records == [slim(r) for r in sample_records]  # unused fields dropped
         assert dataset.rows == len(sample_records)
         assert dataset.positives == expected_positives
         assert dataset.sha256 == as_json.sha256

@@ -1,6 +1,7 @@
 """Hardening, third round (issue 22): each case runs real CLI processes on a real SQLite file.
 
 1. `export -o` through a planted temporary name, onto FIFOs, devices and symlinks;
+2. valid records with a large unused field are slimmed as they are read;
 5. export and import round-trip every kind of version (split, CV, refit, sweep member);
 3. a queued row whose worker died (or whose launcher was interrupted) is taken over;
 4. corrupt stored predictions are reported, never raised;
@@ -484,3 +485,50 @@ def test_a_file_url_artifact_root_is_its_absolute_folder(
     checked = run_cli("check", "--json", env=env)  # another process finds the artifact
     assert checked.returncode == 0, checked.stdout
     assert json.loads(checked.stdout)["checked"]["artifacts"] == 1
+
+
+# --- 2. valid records with a large unused field ------------------------------------------------
+PEAK_RSS = """
+import resource, subprocess, sys
+done = subprocess.run([sys.executable, "-m", "core", *sys.argv[1:]], capture_output=True)
+print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss >> 10)
+"""
+
+
+def _fat_records(lab: Path, extra_chars: int = 2 << 20) -> Path:
+    """The sample's requests, 30 of them (15 of each label) with an unused field of about
+    `extra_chars` of `[[],[],...]` (the most Python objects per byte of JSON)."""
+    fat = "[" + ",".join(["[]"] * (extra_chars // 3)) + "]"
+    records = json.loads(SAMPLE.read_text())
+    chosen = [r["request_id"] for r in records if r["requester_received_pizza"]][:15]
+    chosen += [r["request_id"] for r in records if not r["requester_received_pizza"]][:15]
+    texts = [
+        json.dumps(r)[:-1] + ', "extra": ' + fat + "}"
+        if r["request_id"] in chosen
+        else json.dumps(r)
+        for r in records
+    ]
+    path = lab / "fat.json"
+    path.write_text("[" + ",".join(texts) + "]")
+    return path
+
+
+VERBS = {
+    "train": ["train", "--recipe", "nb-bow", "--backend", "local", "--data"],
+    "evaluate": ["evaluate", "1", "--data"],
+    "predict --file": ["predict", "1", "--file"],
+}
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_a_large_unused_field_is_dropped_as_records_are_read(
+    one: Registry, lab: Path, verb: str
+) -> None:
+    fat = _fat_records(lab)
+    argv = [*VERBS[verb], str(fat)]
+    env = {**os.environ, **NO_ENGINE}
+    done = subprocess.run([sys.executable, "-c", PEAK_RSS, *argv, "--json"], text=True,
+                          capture_output=True, cwd=ROOT, env=env)  # fmt: skip
+    code, peak_mib = map(int, done.stdout.split())
+    assert code == 0, done.stderr
+    assert peak_mib < 400, f"{verb} peaked at {peak_mib} MiB holding 30 records' unused fields"
