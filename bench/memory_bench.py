@@ -600,15 +600,16 @@ def fat_records_zip(path: Path, extra_chars: int) -> int:
     fat_ids = {r[REQUEST_ID] for r in records if r[LABEL]}
     fat_ids = set(sorted(fat_ids)[: FAT_RECORDS // 2])
     fat_ids |= set(sorted(r[REQUEST_ID] for r in records if not r[LABEL])[: FAT_RECORDS // 2])
-    extra = b"[" + b",".join([b"[]"] * (extra_chars // 3)) + b"]"
 
     def fill(out: Sink) -> None:
         out.write(b"[")
         for number, record in enumerate(records):
             text = json.dumps(record).encode()
-            if record[REQUEST_ID] in fat_ids:
-                text = text[:-1] + b', "extra": ' + extra + b"}"
-            out.write((b"," if number else b"") + text)
+            out.write((b"," if number else b"") + text[:-1])
+            if record[REQUEST_ID] in fat_ids:  # streamed: this process stays small
+                out.write(b', "extra": ')
+                write_list(out, b"[]", extra_chars // 3)
+            out.write(b"}")
         out.write(b"]")
 
     write_zip(path, "train.json", fill)
@@ -784,6 +785,7 @@ def render(
 def render_verbs(rows: list, misses: list, what: str) -> str:
     """The whole-verb table, appended to the section."""
     out = [
+        "",
         "### Whole verbs on records with a large unused field",
         "",
         f"Input: {what}. Each verb runs as `python -m core VERB ... --json` in a fresh "

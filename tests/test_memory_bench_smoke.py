@@ -43,7 +43,7 @@ def _mib(text: str) -> int:
 @pytest.mark.slow
 def test_memory_bench_small_refuses_every_case_within_target(lab: Path) -> None:
     before = DOC.read_bytes() if DOC.is_file() else None
-    completed = run_bench("memory_bench.py", "--size", "small", "--no-write", timeout=300)
+    completed = run_bench("memory_bench.py", "--size", "small", "--no-write", timeout=900)
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-4000:]
     out = completed.stdout
     assert out.startswith("## Memory bounds"), out[:500]
@@ -69,4 +69,15 @@ def test_memory_bench_small_refuses_every_case_within_target(lab: Path) -> None:
             assert REFUSED[case] in outcome, (case, cells)
 
     assert "Result: every case met its target" in out
+    # whole CLI verbs on records with a large unused field: each exits 0 within the target
+    verbs = re.findall(
+        r"^\| `(train|evaluate|predict --file)` \| exit (\d+) \| .* \| (.*) \|$", out, re.M
+    )
+    assert [(v, code) for v, code, _ in verbs] == [
+        ("train", "0"),
+        ("evaluate", "0"),
+        ("predict --file", "0"),
+    ], out[-3000:]
+    assert all(target.endswith(": met") for *_, target in verbs), verbs
+    assert "every verb met its target" in out
     assert (DOC.read_bytes() if DOC.is_file() else None) == before, "--no-write touched docs/"
