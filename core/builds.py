@@ -347,6 +347,7 @@ def _job(row: ModelVersion, registry: Registry, data_file: Path) -> BuildJob:
         registry_id=registry.identity,
         version_id=row.id,
         version_label=f"{row.model.name} v{row.version}",
+        version_number=row.version,
         recipe=row.recipe,
         params=row.params,
         data_file=data_file,

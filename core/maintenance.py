@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import text
 
 from core.artifacts import KINDS, ArtifactStore
+from core.config import settings
 from core.registry import Registry, orphan_reason
 from core.schema import ACTIVE_STATUSES, READY
 
@@ -194,13 +195,15 @@ def leftovers(registry: Registry) -> Iterator[dict[str, Any]]:
                 "message": f"work folder {path} of a build that ended",
                 "details": {"path": str(path)},
             }
-    for container, version_id in containers:
+    for container, version_id, engine in containers:
         if version_id not in active and _still_there(container):
             yield {
                 "kind": "leftover_container",
                 "message": f"trainer container {container.short_id} ({container.status}) of "
-                f"version id {version_id}, which is no longer building",
-                "details": {"container": container.id, "version_id": version_id},
+                f"version id {version_id}, which is no longer building"
+                + (f", on the engine at {engine}" if engine else ""),
+                "details": {"container": container.id, "version_id": version_id}
+                | ({"engine": engine} if engine else {}),
             }
     for service, version_id in services:
         if version_id not in active and _still_there(service):
@@ -241,11 +244,35 @@ def _containers(registry: Registry) -> Iterator[tuple[Any, int]]:
     )
 
     ok, _ = engine_status()
-    if not ok:
-        return
-    for container in registry_containers(docker_client(), registry.identity):
-        raw = (container.labels or {}).get(CONTAINER_LABEL, "")
-        yield container, (int(raw) if raw.isdigit() else -1)
+    engines: list[tuple[Any, str | None]] = [(docker_client(), None)] if ok else []
+    engines += list(_node_engines())
+    for engine, url in engines:
+        try:
+            found = registry_containers(engine, registry.identity)
+        except Exception:  # a node that cannot be reached now: the next check sees it
+            continue
+        for container in found:
+            raw = (container.labels or {}).get(CONTAINER_LABEL, "")
+            yield container, (int(raw) if raw.isdigit() else -1), url
+
+
+def _node_engines() -> Iterator[tuple[Any, str]]:
+    """A client for every engine SWARM_NODE_HOSTS names (the swarm's other nodes, where
+    finished build tasks' containers would stay), with its address."""
+    for url in sorted(set(settings().swarm_node_hosts.values())):
+        try:
+            yield _engine(url), url
+        except Exception:  # unreachable or malformed: nothing to inspect there now
+            continue
+
+
+def _engine(url: str | None) -> Any:
+    """This machine's engine (None), or the one at `url`."""
+    import docker
+
+    from core.builders.docker import docker_client
+
+    return docker.DockerClient(base_url=url, timeout=10) if url else docker_client()
 
 
 def gc(
@@ -324,9 +351,7 @@ def _leftover_remover(item: dict[str, Any]):
     def remove_container() -> None:
         import docker.errors
 
-        from core.builders.docker import docker_client
-
-        client = docker_client()
+        client = _engine(item["details"].get("engine"))
         with contextlib.suppress(docker.errors.NotFound):  # gone meanwhile: fine
             if item["kind"] == "leftover_service":
                 client.services.get(item["details"]["service"]).remove()

@@ -152,6 +152,38 @@ def test_a_container_of_an_ended_build_is_found_and_removed(
                 container.remove(force=True)
 
 
+@pytest.mark.docker
+def test_a_container_left_on_another_swarm_node_is_found_and_removed(
+    registry: Registry, store: ArtifactStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finished build task's container on a worker node (an engine only SWARM_NODE_HOSTS
+    names; this machine's own engine is out of reach) is reported and removed too."""
+    from core.builders.docker import CONTAINER_LABEL, REGISTRY_LABEL, docker_client
+
+    client = docker_client()
+    node_url = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    row = registry.create_version(
+        recipe="nb-bow", params={}, threshold=0.5, builder="swarm", fingerprint="1" * 64,
+        data_path="", data_sha256="0" * 64, split_seed=1, split_test_size=0.2,
+    )  # fmt: skip
+    registry.fail(row.id, "its driver was killed")
+    left = client.containers.create(
+        builds.settings().docker_base_image, ["true"], network_mode="none",
+        labels={CONTAINER_LABEL: str(row.id), REGISTRY_LABEL: registry.identity},
+    )  # fmt: skip
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("SWARM_NODE_HOSTS", f"worker-1={node_url}")
+    try:
+        found = check(registry, store)
+        assert kinds(found) == ["leftover_container"]
+        assert kinds(gc(registry, store)) == ["leftover_container"]
+        wait_until(lambda: not _exists(client, left.id), "the container to go", timeout_s=30)
+        assert check(registry, store).ok
+    finally:
+        if _exists(client, left.id):
+            left.remove(force=True)
+
+
 def _exists(client: Any, container_id: str) -> bool:
     import docker.errors
 

@@ -15,7 +15,7 @@ from bench import sweep as sweep_bench
 from core import sweeps
 from core.builders.base import BuildJob
 from core.builders.select import resolve_backend
-from core.builders.swarm import _job_context, image_registry, parse_bytes
+from core.builders.swarm import _job_context, image_registry, parse_bytes, service_name, unique_tag
 from core.config import settings
 from core.errors import BadInput
 
@@ -96,3 +96,15 @@ def test_sweep_bench_report() -> None:
     text = sweep_bench.report([result], info, "`data`")
     assert text.startswith(sweep_bench.SECTION + "\n")
     assert "| `swarm` | 12 | 12 | 60.0 s | 5.00 s | 30.0 s | 40.00 s | 37.50 s |" in text
+
+
+def test_services_are_named_by_the_version_number_people_see(tmp_path: Path) -> None:
+    """The registry's internal row id (84) is not the number the CLI shows (52)."""
+    job = BuildJob(
+        version_id=84, version_number=52, recipe="nb-bow", params={}, data_file=tmp_path,
+        data_sha256="ab" * 32, seed=1, test_size=0.2, threshold_policy="f1",
+        registry_id="0123456789abcdef",
+    )  # fmt: skip
+    names = {service_name(job, unique_tag(job)) for _ in range(20)}
+    assert len(names) == 20  # unique per build
+    assert all(n.startswith("altruism-01234567-v52-") for n in names), names

@@ -64,6 +64,7 @@ class BuildJob:
     image_id: str | None = None  # Docker: reuse exactly this image (reproduce)
     registry_id: str = ""  # which registry the version lives in (labels its container)
     version_label: str = ""  # e.g. "raop v3" (labels, service names)
+    version_number: int | None = None  # the number people see (v3); version_id is internal
     cv: dict[str, int] | None = None  # {"folds": K, "repeats": R}: cross-validate instead
     recipe_file: dict[str, Any] | None = None  # a team recipe's recorded source (recipe_files)
 

@@ -160,6 +160,25 @@ def _job_context(job: BuildJob, trainer_ref: str, spool: IO[bytes]) -> IO[bytes]
     return spool
 
 
+def unique_tag(job: BuildJob) -> str:
+    """`v<version number>-<random>`: names the job image and the service."""
+    return f"v{job.version_number or job.version_id}-{uuid.uuid4().hex[:12]}"
+
+
+def service_name(job: BuildJob, tag: str) -> str:
+    """`altruism-<registry>-v<version number>-<unique>`: the number the CLI and pages show
+    (`tag` starts with it), a registry-unique suffix."""
+    return f"altruism-{job.registry_id[:8]}-{tag}"
+
+
+def node_hostname(client: Any, task: dict[str, Any]) -> str | None:
+    """The hostname of the node a task ran on (None when the manager does not know it)."""
+    with contextlib.suppress(Exception):
+        node = client.nodes.get(task["NodeID"])
+        return node.attrs.get("Description", {}).get("Hostname")
+    return None
+
+
 class SwarmBuilder(DockerBuilder):
     """Trains each build as a one-off Swarm service from a per-build image."""
 
@@ -179,7 +198,7 @@ class SwarmBuilder(DockerBuilder):
         trainer_digest = self._publish_trainer(client, image, trainer_repo, log)
         trainer_ref = f"{trainer_repo}@{trainer_digest}"
         job_repo = f"{address}/{JOB_REPOSITORY}"
-        job_tag = f"v{job.version_id}-{uuid.uuid4().hex[:12]}"
+        job_tag = unique_tag(job)
         job_digest = None
         service = None
         task: dict[str, Any] = {}
@@ -201,7 +220,8 @@ class SwarmBuilder(DockerBuilder):
         finally:
             if service is not None:
                 self._remove_service(service)  # also ends the log stream
-                self._remove_task_container(client, swarm["NodeID"], task)
+                job_ref = f"{job_repo}@{job_digest}" if job_digest else None
+                self._remove_task_container(client, swarm["NodeID"], task, job_ref)
             self._drop_job_image(client, job_repo, job_tag, job_digest, address, log)
         follower.join(timeout=0.5)  # a service's log stream may outlive the service
         if exit_code in (137, 143) and ERROR_NAME not in files:
@@ -272,7 +292,7 @@ class SwarmBuilder(DockerBuilder):
         return client.services.create(
             image,
             args=[f"{WORK}/{JOB_NAME}", f"{WORK}/{OUT_DIR}"],
-            name=f"altruism-{job.registry_id[:8]}-{tag}",
+            name=service_name(job, tag),
             labels={**labels, f"{LABEL_PREFIX}.version": job.version_label[:200]},
             container_labels=labels,
             env=[f"{k}={v}" for k, v in worker_environment().items()],
@@ -322,8 +342,7 @@ class SwarmBuilder(DockerBuilder):
             raise BuildFailed(f"the swarm could not run the build: {why}")
         container_id = status["ContainerStatus"].get("ContainerID")
         exit_code = status["ContainerStatus"].get("ExitCode")
-        node = client.nodes.get(task["NodeID"])
-        hostname = node.attrs.get("Description", {}).get("Hostname")
+        hostname = node_hostname(client, task)
         engine = self._node_engine(client, own_node, task["NodeID"], hostname)
         container = engine.containers.get(container_id)
         if container.attrs.get("State", {}).get("OOMKilled"):
@@ -347,15 +366,22 @@ class SwarmBuilder(DockerBuilder):
 
         return docker.DockerClient(base_url=url, timeout=120)
 
-    def _remove_task_container(self, client: Any, own_node: str, task: dict[str, Any]) -> None:
-        """Remove the task's container: a finished job's stays on its node after the
-        service is gone (a running one is removed with the service)."""
+    def _remove_task_container(
+        self, client: Any, own_node: str, task: dict[str, Any], image: str | None = None
+    ) -> None:
+        """Remove the task's container and, on another node, the job image it pulled (it
+        holds the dataset): a finished job's container stays on its node after the service
+        is gone (a running one is removed with the service). The node's engine is found by
+        node id or by its hostname, as SWARM_NODE_HOSTS may name either."""
         container_id = (task.get("Status", {}).get("ContainerStatus") or {}).get("ContainerID")
         if not container_id:
             return
         with contextlib.suppress(Exception):  # gone already, or its node unreachable: gc
-            engine = self._node_engine(client, own_node, task["NodeID"], None)
+            hostname = node_hostname(client, task)
+            engine = self._node_engine(client, own_node, task["NodeID"], hostname)
             engine.containers.get(container_id).remove(force=True)
+            if image and engine is not client:
+                engine.images.remove(image, force=True)
 
     @staticmethod
     def _follow(service: Any, log: BuildLog) -> None:
