@@ -80,6 +80,8 @@ class Settings:
     swarm_image_registry: str | None = None  # host[:port] every swarm node can pull from
     swarm_network: str = "altruism-lab-jobs"  # internal overlay network of build tasks
     swarm_node_hosts: dict[str, str] = field(default_factory=dict)  # node -> DOCKER_HOST
+    # node -> a folder with ca.pem, cert.pem, key.pem (as DOCKER_CERT_PATH): TLS to its engine
+    swarm_node_certs: dict[str, str] = field(default_factory=dict)
 
 
 def settings() -> Settings:
@@ -99,4 +101,5 @@ def settings() -> Settings:
         swarm_image_registry=os.environ.get("SWARM_IMAGE_REGISTRY", "").strip() or None,
         swarm_network=os.environ.get("SWARM_NETWORK", "").strip() or "altruism-lab-jobs",
         swarm_node_hosts=_pairs("SWARM_NODE_HOSTS"),
+        swarm_node_certs=_pairs("SWARM_NODE_CERTS"),
     )

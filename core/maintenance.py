@@ -26,7 +26,8 @@ from core.schema import ACTIVE_STATUSES, READY
 STALE_INCOMING_S = 3600
 BLOB_KINDS = ("model", "dataset")
 NOUN = {"model": "artifact", "dataset": "dataset"}
-LEFT_ALONE = ("error", "stray_file", "unreadable_file")  # what gc reports but does not remove
+# what gc reports but does not remove
+LEFT_ALONE = ("error", "stray_file", "unreadable_file", "unreachable_engine")
 
 
 @dataclass
@@ -137,7 +138,7 @@ def check(registry: Registry, store: ArtifactStore) -> Report:
     for rel in listing.strays:
         report.add("stray_file", f"{rel} in the artifact store is not an artifact", path=rel)
     _report_unreadable(listing, report, "")
-    for item in leftovers(registry):
+    for item in [*leftovers(registry), *unreachable_engines()]:
         report.add(item["kind"], item["message"], **item["details"])
     report.checked = {
         "versions": versions,
@@ -262,17 +263,41 @@ def _node_engines() -> Iterator[tuple[Any, str]]:
     for url in sorted(set(settings().swarm_node_hosts.values())):
         try:
             yield _engine(url), url
-        except Exception:  # unreachable or malformed: nothing to inspect there now
+        except Exception:  # malformed: `unreachable_engines` says so
             continue
 
 
 def _engine(url: str | None) -> Any:
-    """This machine's engine (None), or the one at `url`."""
-    import docker
+    """This machine's engine (None), or the one at `url` (over TLS when SWARM_NODE_CERTS
+    gives its node a certificate folder)."""
+    from core.builders.docker import docker_client, engine_client
 
-    from core.builders.docker import docker_client
+    if not url:
+        return docker_client()
+    conf = settings()
+    certs = next(
+        (conf.swarm_node_certs[n] for n, u in conf.swarm_node_hosts.items()
+         if u == url and n in conf.swarm_node_certs),
+        None,
+    )  # fmt: skip
+    return engine_client(url, certs, timeout=10)
 
-    return docker.DockerClient(base_url=url, timeout=10) if url else docker_client()
+
+def unreachable_engines() -> Iterator[dict[str, Any]]:
+    """A finding for every engine SWARM_NODE_HOSTS names that does not answer: what its
+    builds left there cannot be inspected or removed."""
+    from core.builders.docker import engine_problem
+
+    for node, url in sorted(settings().swarm_node_hosts.items()):
+        try:
+            _engine(url).ping()
+        except Exception as exc:
+            yield {
+                "kind": "unreachable_engine",
+                "message": f"the engine of node {node} ({url}) did not answer: "
+                f"{engine_problem(exc, url)}",
+                "details": {"node": node, "engine": url},
+            }
 
 
 def gc(
@@ -310,6 +335,8 @@ def gc(
     for item in leftovers(registry):
         undo = None if dry_run else _leftover_remover(item)
         _attempt(report, item["kind"], item["message"], undo, **item["details"])
+    for item in unreachable_engines():
+        report.add(item["kind"], item["message"] + "; nothing there was removed", **item["details"])
     if images:
         _gc_images(registry, report, dry_run)
     return report

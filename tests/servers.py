@@ -418,7 +418,41 @@ def private_dockerd_status() -> tuple[bool, str]:
     return True, "available"
 
 
-def start_private_dockerd(hidden: list[Path]) -> PrivateDockerd:
+def make_tls_certificates(folder: Path) -> tuple[Path, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with
+    openssl: (the server's folder, the client's folder), each with ca.pem, cert.pem and
+    key.pem (the layout DOCKER_CERT_PATH expects)."""
+    server, client = folder / "server", folder / "client"
+    for path in (server, client):
+        path.mkdir(parents=True)
+
+    def ssl(*args: str) -> None:
+        _run(["openssl", *args], "openssl")
+
+    ca_key, ca = folder / "ca-key.pem", folder / "ca.pem"
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+    for who, path, extension in (
+        ("server", server, "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+        ("client", client, "extendedKeyUsage=clientAuth"),
+    ):
+        ext = folder / f"{who}.ext"
+        ext.write_text(extension + "\n")
+        csr = folder / f"{who}.csr"
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={who}",
+            "-keyout", str(path / "key.pem"), "-out", str(csr))  # fmt: skip
+        ssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-days", "2", "-extfile", str(ext),
+            "-out", str(path / "cert.pem"))  # fmt: skip
+        shutil.copy(ca, path / "ca.pem")
+    return server, client
+
+
+def start_private_dockerd(
+    hidden: list[Path], tls: tuple[int, Path] | None = None
+) -> PrivateDockerd:
+    """A private engine; with `tls` = (port, server certificate folder) it also listens on
+    tcp://127.0.0.1:port and requires a client certificate signed by the same CA."""
     root = Path(f"/var/lib/altruism-dockerd-{uuid.uuid4().hex[:10]}")  # outside `hidden`
     for name in ("data", "exec", "run"):
         (root / name).mkdir(parents=True)
@@ -432,6 +466,13 @@ def start_private_dockerd(hidden: list[Path]) -> PrivateDockerd:
         f"-H {engine.host}",
         "--bridge=none --iptables=false --ip6tables=false",
     ]
+    if tls is not None:
+        port, certs = tls
+        dockerd += [
+            f"-H tcp://127.0.0.1:{port} --tlsverify",
+            f"--tlscacert {certs / 'ca.pem'} --tlscert {certs / 'cert.pem'}",
+            f"--tlskey {certs / 'key.pem'}",
+        ]
     log = open(root / "dockerd.log", "wb")  # noqa: SIM115 (handed to the server process)
     engine.proc = subprocess.Popen(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c",

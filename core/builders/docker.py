@@ -35,7 +35,7 @@ from core.builders.base import (
     wait_until,
 )
 from core.config import PROJECT_ROOT, settings
-from core.errors import BuildCancelled, BuildFailed
+from core.errors import BadInput, BuildCancelled, BuildFailed
 from core.provenance import code_fingerprint, file_sha256, git_state
 from core.workfiles import (
     DATA_NAME,
@@ -66,7 +66,57 @@ MAX_ARTIFACT_BYTES = 2 << 30
 def docker_client(timeout: int = 120) -> Any:
     import docker
 
-    return docker.from_env(timeout=timeout)
+    if not os.environ.get("DOCKER_TLS_VERIFY"):
+        return docker.from_env(timeout=timeout)
+    return _own_ca(docker.from_env(timeout=timeout, version=TLS_API_VERSION))
+
+
+# With TLS the API version is fixed (Docker 20.10's; newer engines accept it) rather than
+# asked for while the client is made, before `_own_ca` can pin its CA.
+TLS_API_VERSION = "1.41"
+
+
+def _own_ca(client: Any) -> Any:
+    """Verify the engine against the CA its TLS settings name: requests would otherwise let
+    REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (often set machine-wide) replace it, and a private
+    engine's certificate would then fail to verify."""
+    if isinstance(client.api.verify, str):
+        client.api.trust_env = False
+    return client
+
+
+def engine_client(url: str, cert_dir: str | None = None, timeout: int = 120) -> Any:
+    """A client for the engine at `url`; with `cert_dir` (ca.pem, cert.pem, key.pem, as in
+    DOCKER_CERT_PATH) over TLS, verifying the engine's certificate."""
+    import docker
+
+    tls = None
+    if cert_dir:
+        folder = Path(cert_dir)
+        missing = [n for n in ("ca.pem", "cert.pem", "key.pem") if not (folder / n).is_file()]
+        if missing:
+            raise BadInput(f"TLS folder {folder} lacks {', '.join(missing)}")
+        tls = docker.tls.TLSConfig(
+            client_cert=(str(folder / "cert.pem"), str(folder / "key.pem")),
+            ca_cert=str(folder / "ca.pem"),
+            verify=True,
+        )
+    if tls is None:
+        return docker.DockerClient(base_url=url, timeout=timeout)
+    return _own_ca(
+        docker.DockerClient(base_url=url, tls=tls, timeout=timeout, version=TLS_API_VERSION)
+    )
+
+
+def engine_problem(exc: BaseException, url: str | None = None) -> str:
+    """Why an engine did not answer, in words that name the real cause."""
+    url = url if url is not None else os.environ.get("DOCKER_HOST", "")
+    text = f"{type(exc).__name__}: {exc}"
+    if url.startswith("ssh://") and ("paramiko" in text or isinstance(exc, ImportError)):
+        return f"{url} needs paramiko (pip install 'docker[ssh]'): {text}"[:400]
+    if "SSL" in text or "certificate" in text.lower() or "tls" in text.lower():
+        return f"TLS to {url or 'the engine'} failed (certificates?): {text}"[:400]
+    return type(exc).__name__  # no engine there: the usual case, said briefly
 
 
 def engine_status() -> tuple[bool, str]:
@@ -76,7 +126,7 @@ def engine_status() -> tuple[bool, str]:
         client.ping()
         return True, f"Docker Engine {client.version().get('Version', '?')} reachable"
     except Exception as exc:  # the SDK raises many kinds when no engine answers
-        return False, f"no Docker Engine answered ({type(exc).__name__})"
+        return False, f"no Docker Engine answered ({engine_problem(exc)})"
 
 
 def version_labels(job: BuildJob) -> dict[str, str]:

@@ -32,6 +32,8 @@ from core.builders.docker import (
     DockerBuilder,
     add_work,
     docker_client,
+    engine_client,
+    engine_problem,
     follow_lines,
     image_facts,
     label_filter,
@@ -77,7 +79,7 @@ def swarm_status() -> tuple[bool, str]:
     try:
         swarm = docker_client(timeout=5).info().get("Swarm") or {}
     except Exception as exc:  # the SDK raises many kinds when no engine answers
-        return False, f"no Docker Engine answered ({type(exc).__name__})"
+        return False, f"no Docker Engine answered ({engine_problem(exc)})"
     problem = manager_problem(swarm)
     if problem:
         return False, problem
@@ -356,15 +358,14 @@ class SwarmBuilder(DockerBuilder):
         if node_id == own_node:
             return client
         hosts = self.settings.swarm_node_hosts
-        url = hosts.get(node_id) or hosts.get(hostname or "")
+        key = node_id if node_id in hosts else (hostname or "")
+        url = hosts.get(key)
         if not url:
             raise BuildFailed(
                 f"the build ran on node {hostname or node_id}, whose engine this machine cannot "
                 f"reach; name it in SWARM_NODE_HOSTS ({hostname}=tcp://...)"
             )
-        import docker
-
-        return docker.DockerClient(base_url=url, timeout=120)
+        return engine_client(url, self.settings.swarm_node_certs.get(key))
 
     def _remove_task_container(
         self, client: Any, own_node: str, task: dict[str, Any], image: str | None = None
