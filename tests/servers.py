@@ -574,3 +574,64 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     sys.exit(main(sys.argv[1:]))
+
+
+@dataclass
+class SshGate:
+    """A private sshd on loopback whose sessions reach one Docker Engine (its DOCKER_HOST set
+    with `SetEnv`), and a HOME whose ~/.ssh lets a client in (key, known host, config)."""
+
+    folder: Path
+    port: int
+    home: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def docker_host(self) -> str:
+        return f"ssh://{_current_user()}@127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        _terminate(self.proc)
+        self.proc = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def sshd_status() -> tuple[bool, str]:
+    """Whether a private sshd can be started here (Debian's openssh-server, root)."""
+    if not Path("/usr/sbin/sshd").is_file():
+        return False, "sshd not found (apt-get install openssh-server)"
+    if os.geteuid() != 0:
+        return False, "a private sshd here needs root"
+    return True, "available"
+
+
+def start_sshd(docker_host: str) -> SshGate:
+    """sshd -D on 127.0.0.1:free port, keys made with ssh-keygen, public-key login only."""
+    folder = Path(tempfile.mkdtemp(prefix="altruism-sshd-"))
+    gate = SshGate(folder, free_port(), folder / "home")
+    dot_ssh = gate.home / ".ssh"
+    dot_ssh.mkdir(parents=True, mode=0o700)
+    for key in ("host_key", "client_key"):
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)], "ssh-keygen")
+    shutil.copy(folder / "client_key.pub", folder / "authorized_keys")
+    host_public = (folder / "host_key.pub").read_text().split()[:2]
+    (dot_ssh / "known_hosts").write_text(f"[127.0.0.1]:{gate.port} {' '.join(host_public)}\n")
+    shutil.copy(folder / "client_key", dot_ssh / "id_ed25519")
+    (dot_ssh / "id_ed25519").chmod(0o600)
+    (dot_ssh / "config").write_text(
+        f"Host 127.0.0.1\n  Port {gate.port}\n  IdentityFile {dot_ssh / 'id_ed25519'}\n"
+        f"  UserKnownHostsFile {dot_ssh / 'known_hosts'}\n"
+    )
+    config = folder / "sshd_config"
+    config.write_text(
+        "\n".join([
+            f"Port {gate.port}", "ListenAddress 127.0.0.1", f"HostKey {folder / 'host_key'}",
+            f"AuthorizedKeysFile {folder / 'authorized_keys'}", f"PidFile {folder / 'sshd.pid'}",
+            "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no",
+            f"SetEnv DOCKER_HOST={docker_host}",
+        ]) + "\n"
+    )  # fmt: skip
+    Path("/run/sshd").mkdir(exist_ok=True)  # its privilege-separation folder
+    return _serve(gate, ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                  folder / "sshd.log", "sshd")  # fmt: skip

@@ -147,3 +147,36 @@ def test_tls_engine_of_a_swarm_node_is_inspected_by_check_and_gc(
     left = engine.docker("ps", "-aq", "--filter", f"id={container}")
     assert left.stdout.strip() == ""
     assert check(registry, store).ok
+
+
+def test_ssh_engine_builds_through_a_private_sshd(remote_engine, lab: Path) -> None:
+    """DOCKER_HOST=ssh://... through a private sshd on loopback (Debian's openssh-server) in
+    front of the private engine: docker-py's paramiko transport (docker[ssh]) reaches it, a
+    build runs there and matches the one made through the engine's own socket."""
+    from tests import servers
+
+    ok, reason = servers.sshd_status()
+    if not ok:
+        _missing(f"ssh engine tests: {reason}")
+    gate = servers.start_sshd(remote_engine.host)
+    try:
+        env = {"DOCKER_HOST": gate.docker_host, "HOME": str(gate.home)}
+        built = _train("--seed", "7", env=env)
+        assert built["status"] == "ready", built["error"]
+        direct = _train("--seed", "7", "--force", env={"DOCKER_HOST": remote_engine.host})
+        assert built["artifact_sha256"] == direct["artifact_sha256"]
+        assert (
+            built["provenance"]["docker"]["image_id"] == direct["provenance"]["docker"]["image_id"]
+        )
+        log = (gate.folder / "sshd.log").read_text(errors="replace")
+        assert "Accepted publickey" in log, log[-1000:]
+    finally:
+        gate.stop()
+
+
+def test_ssh_engine_without_paramiko_names_the_cause() -> None:
+    from core.builders.docker import engine_problem
+
+    url = "ssh://ops@build-host"
+    message = engine_problem(ImportError("No module named 'paramiko'"), url)
+    assert "needs paramiko" in message and "docker[ssh]" in message
