@@ -518,7 +518,22 @@ def execute(
     build from another context); it must be of the same kind. `local_dataset`, the
     version's canonical dataset still on this machine, is trained on directly and stored
     in the background meanwhile (a remote store's set-up and upload overlap the fit).
+
+    While it runs, the registry waits out a database server that cannot be reached (a
+    restart) for up to REGISTRY_RETRY_S before an operation fails.
     """
+    with registry.db.patient(settings().registry_retry_s):
+        return _execute(version_id, registry, store, echo, builder, local_dataset)
+
+
+def _execute(
+    version_id: int,
+    registry: Registry,
+    store: ArtifactStore | None,
+    echo: Echo | None,
+    builder: Builder | None,
+    local_dataset: Path | None,
+) -> ModelVersion:
     store = store or open_store()
     row = registry.get_by_id(version_id)
     if row.status not in ACTIVE_STATUSES:

@@ -76,6 +76,7 @@ class Settings:
     build_memory: str | None
     build_cpus: float | None
     upload_limit_mb: float
+    registry_retry_s: float  # how long a running build waits out an unreachable registry
     docker_base_image: str
     swarm_image_registry: str | None = None  # host[:port] every swarm node can pull from
     swarm_network: str = "altruism-lab-jobs"  # internal overlay network of build tasks
@@ -97,6 +98,7 @@ def settings() -> Settings:
         build_memory=os.environ.get("BUILD_MEMORY") or "4g",
         build_cpus=_float("BUILD_CPUS", None),
         upload_limit_mb=_float("UPLOAD_LIMIT_MB", 50.0) or 50.0,
+        registry_retry_s=max(0.0, _float("REGISTRY_RETRY_S", 60.0) or 0.0),
         docker_base_image=os.environ.get("BASE_IMAGE", "python:3.11-slim"),
         swarm_image_registry=os.environ.get("SWARM_IMAGE_REGISTRY", "").strip() or None,
         swarm_network=os.environ.get("SWARM_NETWORK", "").strip() or "altruism-lab-jobs",

@@ -100,6 +100,21 @@ class PostgresServer:
     password: str
     pid: int | None = None
     user: str = PG_USER
+    options: str = ""  # the postmaster's options, for a restart
+
+    def restart(self, down_s: float) -> None:
+        """`pg_ctl stop -m fast`, `down_s` seconds with no server, `pg_ctl start` on the same
+        port: every connection is cut, as in a real restart."""
+        binaries = postgres_bin()
+        assert binaries is not None
+        data = self.folder / "data"
+        _run(_as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w",
+                              "stop"]), "pg_ctl stop")  # fmt: skip
+        time.sleep(down_s)
+        _run(_as_server_user([str(binaries / "pg_ctl"), "-D", str(data), "-o", self.options,
+                              "-l", str(self.folder / "server.log"), "-w", "-t", "60",
+                              "start"]), "pg_ctl start")  # fmt: skip
+        self.pid = int((data / "postmaster.pid").read_text().split()[0])
 
     def url(self, database: str = "postgres", password: str | None = None) -> str:
         secret = self.password if password is None else password
@@ -198,6 +213,7 @@ def start_postgres(max_connections: int = 300) -> PostgresServer:
             f"-c max_connections={max_connections} -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off"
         )
+        server.options = options
         _run(
             _as_server_user(
                 [

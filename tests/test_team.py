@@ -286,3 +286,40 @@ def test_unknown_or_mistyped_artifact_roots_are_refused(root: str, lab: Path) ->
     assert "ARTIFACT_ROOT" in done.stderr and "Traceback" not in done.stderr
     assert not any(p.name.startswith("s3") for p in Path(ROOT).iterdir())
     assert not any(p.name.startswith("s3") for p in lab.iterdir())
+
+
+def test_a_build_survives_a_pg_restart(monkeypatch: pytest.MonkeyPatch, lab: Path) -> None:
+    """`pg_ctl stop -m fast`, 8 s with no server, `pg_ctl start`, while a build runs: its
+    registry reads and writes wait the restart out (REGISTRY_RETRY_S) and it ends ready,
+    its log whole. (Before, the build failed within a second, "cannot reach the registry".)"""
+    import subprocess
+    import sys
+
+    own = servers.start_postgres(max_connections=40)
+    try:
+        url = own.url(own.create_database())
+        monkeypatch.setenv("REGISTRY_URL", url)
+        monkeypatch.setenv("REGISTRY_RETRY_S", "60")
+        registry = Registry()
+        build = subprocess.Popen(
+            [sys.executable, "-m", "core", "train", "--recipe", "narrative-vote", "--backend",
+             "local", "--cv", "5", "--cv-repeats", "3", "--json", "--quiet"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not [r for r in registry.list_versions() if r.status == "running"]:
+            assert build.poll() is None, build.communicate()
+            assert time.monotonic() < deadline, "the build never started running"
+            time.sleep(0.2)
+        own.restart(down_s=8)
+        assert build.poll() is None, "the build ended while the registry was down"
+        out, err = build.communicate(timeout=600)
+        assert build.returncode == 0, err
+        version = json.loads(out)
+        assert version["status"] == "ready", version["error"]
+        (row,) = Registry().list_versions()
+        assert row.status == "ready" and row.artifact_sha256
+        log = Registry().log_text(row.id)
+        assert "progress: " in log and "registered artifact" in log, log[-500:]
+    finally:
+        own.stop()

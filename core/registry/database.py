@@ -172,21 +172,52 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
+        # Seconds to wait out an unreachable database server (a restart) before an operation
+        # fails: 0 for interactive use (fail fast), REGISTRY_RETRY_S while a build runs.
+        self.patience_s = 0.0
 
     @contextlib.contextmanager
-    def session(self, write: bool = False) -> Iterator[Session]:
-        """One transaction; `write=True` takes SQLite's write lock at BEGIN (waiting for it)."""
+    def patient(self, seconds: float) -> Iterator[None]:
+        """Within the block, connecting and writing retry with backoff for up to `seconds`
+        when the server cannot be reached (never for SQLite files: a file does not restart)."""
+        before, self.patience_s = self.patience_s, seconds if self.dialect != "sqlite" else 0.0
+        try:
+            yield
+        finally:
+            self.patience_s = before
+
+    def _retrying(self, step: Callable[[], T], deadline: float | None = None) -> T:
+        """`step()`, again with backoff while the server is unreachable and patience lasts."""
+        deadline = deadline if deadline is not None else time.monotonic() + self.patience_s
+        delay = 0.25
+        while True:
+            try:
+                return step()
+            except RegistryUnavailable:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    def _begin(self, write: bool) -> tuple[Any, Any]:
+        """A connection and its transaction (the first statement runs at BEGIN)."""
         try:
             conn = self.engine.connect()
         except DBAPIError as exc:
             raise classify(exc, self.url) from exc
+        if write:
+            conn = conn.execution_options(altruism_write=True)
+        try:
+            return conn, conn.begin()
+        except DBAPIError as exc:
+            conn.close()
+            raise classify(exc, self.url) from exc
+
+    @contextlib.contextmanager
+    def session(self, write: bool = False) -> Iterator[Session]:
+        """One transaction; `write=True` takes SQLite's write lock at BEGIN (waiting for it)."""
+        conn, transaction = self._retrying(lambda: self._begin(write))
         with conn:
-            if write:
-                conn = conn.execution_options(altruism_write=True)
-            try:
-                transaction = conn.begin()
-            except DBAPIError as exc:
-                raise classify(exc, self.url) from exc
             session = Session(bind=conn, expire_on_commit=False)
             try:
                 yield session
@@ -203,16 +234,23 @@ class Database:
                 session.close()
 
     def write(self, work: Callable[[Session], T], attempts: int = WRITE_ATTEMPTS) -> T:
-        """Run `work` in a write transaction, again after lock or serialisation conflicts."""
-        for attempt in range(attempts):
-            try:
-                with self.session(write=True) as session:
-                    return work(session)
-            except Retryable:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(min(2.0, 0.05 * 2**attempt))
-        raise AssertionError("unreachable")
+        """Run `work` in a write transaction, again after lock or serialisation conflicts,
+        and (with patience) after the server went away mid-transaction: the transaction
+        did not commit, so running it again changes nothing twice."""
+        deadline = time.monotonic() + self.patience_s
+
+        def attempt_all() -> T:
+            for attempt in range(attempts):
+                try:
+                    with self.session(write=True) as session:
+                        return work(session)
+                except Retryable:
+                    if attempt == attempts - 1:
+                        raise
+                    time.sleep(min(2.0, 0.05 * 2**attempt))
+            raise AssertionError("unreachable")
+
+        return self._retrying(attempt_all, deadline)
 
     def read(self, work: Callable[[Session], T]) -> T:
         with self.session() as session:
