@@ -174,8 +174,9 @@ class Explainer:
     background_frame: Any = None  # the background as a frame (explained columns)
     fast: Any = None  # the model accepting `core.marginal.Rows`; None: score masked rows
 
-    def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
-        frame = to_frame(records)
+    def frame(self, records: list[dict[str, Any]], frame: Any = None) -> pd.DataFrame:
+        """The explained frame of `records` (their model-input `frame` when already built)."""
+        frame = to_frame(records) if frame is None else frame
         return frame if self.prefix is None else self.prefix.transform(frame)
 
     def proba(self, rows: np.ndarray) -> np.ndarray:
@@ -281,27 +282,28 @@ def _prepare(pipeline: Any, background: pd.DataFrame) -> Explainer:
 
 
 def marginal_proba(
-    pipeline: Any, records: list[dict[str, Any]], naive: bool = False
+    pipeline: Any, records: list[dict[str, Any]], naive: bool = False, frame: Any = None
 ) -> list[float] | None:
     """Each request's probability, its unknown requester fields averaged over the
     background requesters; None for a pipeline without background rows. The rows are
     built per transformer (`core.marginal`) unless `naive` or the model's shape is not
-    one that module handles: then every masked row is materialised and scored."""
+    one that module handles: then every masked row is materialised and scored. `frame`:
+    the records' model-input frame (`to_frame`), when the caller has it."""
     explainer = explainer_for(pipeline)
     if explainer is None:
         return None
     known = [_known_groups(explainer, record) for record in records]
     if explainer.fast is not None and not naive:
-        return _fast_proba(explainer, records, known)
-    return _naive_proba(explainer, records, known)
+        return _fast_proba(explainer, records, known, frame)
+    return _naive_proba(explainer, records, known, frame)
 
 
 def _fast_proba(
-    explainer: Explainer, records: list[dict[str, Any]], known: list[list[str]]
+    explainer: Explainer, records: list[dict[str, Any]], known: list[list[str]], frame: Any
 ) -> list[float]:
     import numpy as np
 
-    typed = explainer.typed(explainer.frame(records))
+    typed = explainer.typed(explainer.frame(records, frame))
     columns = [
         None
         if len(k) == len(explainer.groups)
@@ -316,11 +318,11 @@ def _fast_proba(
 
 
 def _naive_proba(
-    explainer: Explainer, records: list[dict[str, Any]], known: list[list[str]]
+    explainer: Explainer, records: list[dict[str, Any]], known: list[list[str]], frame: Any
 ) -> list[float]:
     import numpy as np
 
-    frame = explainer.frame(records).to_numpy(dtype=object)
+    frame = explainer.frame(records, frame).to_numpy(dtype=object)
     blocks = [
         frame[i : i + 1] if len(k) == len(explainer.groups) else explainer.masked(frame[i], k)
         for i, k in enumerate(known)
