@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.dataset import REQUEST_ID, REQUESTER_COUNTS, TIMESTAMP
 from core.features import CAPTIONS, CYCLES, TEXT_COLUMN, TEXT_LENGTH, read_columns, to_frame
+from core.marginal import Rows, fast_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -170,21 +171,31 @@ class Explainer:
     background: np.ndarray  # explained-frame rows (object array)
     groups: dict[str, list[int]]  # group -> column positions, in display order
     read: set[str]
+    background_frame: Any = None  # the background as a frame (explained columns)
+    fast: Any = None  # the model accepting `core.marginal.Rows`; None: score masked rows
 
-    def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
-        frame = to_frame(records)
+    def frame(self, records: list[dict[str, Any]], frame: Any = None) -> pd.DataFrame:
+        """The explained frame of `records` (their model-input `frame` when already built)."""
+        frame = to_frame(records) if frame is None else frame
         return frame if self.prefix is None else self.prefix.transform(frame)
 
     def proba(self, rows: np.ndarray) -> np.ndarray:
         """Probability of a pizza for explained-frame rows (an object array)."""
         import pandas as pd
-        from threadpoolctl import threadpool_limits
 
         frame = pd.DataFrame(rows, columns=self.columns).astype(self.dtypes)
-        # one thread: a few thousand rows gain little from OpenMP, and on a busy machine
-        # (2 CPUs shared with other work) its spinning threads made calls 3-5x slower
-        with threadpool_limits(limits=1, user_api="openmp"):
+        with _one_openmp_thread():
             return self.model.predict_proba(frame)[:, 1]
+
+    def typed(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The explained frame with the background's numeric dtypes (as a masked row built
+        from it gets them); strings stay as they are (the same Python strings either way)."""
+        differ = {
+            column: self.dtypes[column]
+            for column, dtype in frame.dtypes.items()
+            if column in self.dtypes and dtype != self.dtypes[column] and not _strings(dtype)
+        }
+        return frame.astype(differ) if differ else frame
 
     def masked(self, row: np.ndarray, groups: list[str]) -> np.ndarray:
         """Background rows with the columns of `groups` taken from `row`."""
@@ -193,6 +204,26 @@ class Explainer:
             positions = self.groups[group]
             rows[:, positions] = row[positions]
         return rows
+
+
+def _strings(dtype: Any) -> bool:
+    """A pandas string dtype ('str', 'string') or object: a column of Python strings."""
+    return getattr(dtype, "kind", "") in ("O", "T", "U") or str(dtype) in ("str", "string")
+
+
+_CONTROLLER: list[Any] = []
+
+
+def _one_openmp_thread() -> Any:
+    """A context limiting OpenMP to one thread: a few thousand rows gain little from it,
+    and on a busy machine (2 CPUs shared with other work) its spinning threads made calls
+    3-5x slower. The libraries are looked up once per process (`threadpool_limits` reads
+    /proc/self/maps on every call: 4 ms a request)."""
+    from threadpoolctl import ThreadpoolController
+
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="openmp")
 
 
 _CACHE: weakref.WeakKeyDictionary[Any, Explainer] = weakref.WeakKeyDictionary()
@@ -236,27 +267,62 @@ def _prepare(pipeline: Any, background: pd.DataFrame) -> Explainer:
         if read & set(wanted):
             groups[group] = [columns.index(c) for c in wanted if c in columns]
     texts = [str(t) for t in frame[TEXT_COLUMN]] if TEXT_COLUMN in frame else []
+    memoised = _with_memo(model, texts)
     return Explainer(
         prefix=prefix,
-        model=_with_memo(model, texts),
+        model=memoised,
         columns=columns,
         dtypes=frame.dtypes.to_dict(),
         background=frame.to_numpy(dtype=object),
         groups=groups,
         read=read,
+        background_frame=frame,
+        fast=fast_model(memoised, frame),
     )
 
 
-def marginal_proba(pipeline: Any, records: list[dict[str, Any]]) -> list[float] | None:
+def marginal_proba(
+    pipeline: Any, records: list[dict[str, Any]], naive: bool = False, frame: Any = None
+) -> list[float] | None:
     """Each request's probability, its unknown requester fields averaged over the
-    background requesters; None for a pipeline without background rows."""
-    import numpy as np
-
+    background requesters; None for a pipeline without background rows. The rows are
+    built per transformer (`core.marginal`) unless `naive` or the model's shape is not
+    one that module handles: then every masked row is materialised and scored. `frame`:
+    the records' model-input frame (`to_frame`), when the caller has it."""
     explainer = explainer_for(pipeline)
     if explainer is None:
         return None
-    frame = explainer.frame(records).to_numpy(dtype=object)
     known = [_known_groups(explainer, record) for record in records]
+    if explainer.fast is not None and not naive:
+        return _fast_proba(explainer, records, known, frame)
+    return _naive_proba(explainer, records, known, frame)
+
+
+def _fast_proba(
+    explainer: Explainer, records: list[dict[str, Any]], known: list[list[str]], frame: Any
+) -> list[float]:
+    import numpy as np
+
+    typed = explainer.typed(explainer.frame(records, frame))
+    columns = [
+        None
+        if len(k) == len(explainer.groups)
+        else frozenset(explainer.columns[p] for g in k for p in explainer.groups[g])
+        for k in known
+    ]
+    rows = Rows(typed.reset_index(drop=True), explainer.background_frame, columns)
+    with _one_openmp_thread():
+        proba = explainer.fast.predict_proba(rows)[:, 1]
+    bounds = np.cumsum([0, *rows.counts])
+    return [float(proba[a:b].mean()) for a, b in itertools.pairwise(bounds)]
+
+
+def _naive_proba(
+    explainer: Explainer, records: list[dict[str, Any]], known: list[list[str]], frame: Any
+) -> list[float]:
+    import numpy as np
+
+    frame = explainer.frame(records, frame).to_numpy(dtype=object)
     blocks = [
         frame[i : i + 1] if len(k) == len(explainer.groups) else explainer.masked(frame[i], k)
         for i, k in enumerate(known)

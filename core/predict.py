@@ -123,7 +123,7 @@ def score(pipeline: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from core.explain import marginal_proba, unknown_fields, unknown_note
 
     frame = to_frame(records)
-    marginal = marginal_proba(pipeline, records)
+    marginal = marginal_proba(pipeline, records, frame=frame)
     averaged = marginal is not None  # else an old artifact: blank fields count as 0
     if marginal is None:
         marginal = [float(p) for p in pipeline.predict_proba(frame)[:, 1]]

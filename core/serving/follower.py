@@ -32,6 +32,7 @@ class RegistryFollower:
         self._aliases: dict[str, Served] = {}
         self._pointers: dict[str, AliasPointer] = {}
         self._numbers: dict[int, tuple[float, Served]] = {}
+        self._latest: tuple[float, Served] | None = None
         self.problems: dict[str, str] = {}
         self.polled = False
         self._stop = threading.Event()
@@ -95,13 +96,22 @@ class RegistryFollower:
                 served = self._load_alias(str(value))
             return served, str(value)
         if kind == "latest":
-            return self.cache.served(self.registry.resolve("latest", self.model)), None
+            return self._newest(), None
         return self._by_number(int(value)), None
 
     def _load_alias(self, alias: str) -> Served:
         """An alias not yet seen by the poll (just created): read it now."""
         row = self.registry.resolve(alias, self.model)
         return self.cache.served(row)
+
+    def _newest(self) -> Served:
+        """`latest`, read from the registry at most once per poll interval (like an alias)."""
+        hit = self._latest
+        if hit is not None and time.monotonic() - hit[0] < self.poll_s:
+            return hit[1]
+        served = self.cache.served(self.registry.resolve("latest", self.model))
+        self._latest = (time.monotonic(), served)
+        return served
 
     def _by_number(self, number: int) -> Served:
         hit = self._numbers.get(number)
