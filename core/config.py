@@ -56,6 +56,15 @@ def _float(name: str, default: float | None) -> float | None:
     return float(value) if value else default
 
 
+def _int(name: str, default: int, low: int, high: int) -> int:
+    """An integer setting, clamped to [low, high]; the default when unset or not a number."""
+    try:
+        value = int(os.environ.get(name, "").strip() or default)
+    except ValueError:
+        return default
+    return min(high, max(low, value))
+
+
 def _pairs(name: str) -> dict[str, str]:
     """`a=x,b=y` -> {"a": "x", "b": "y"} (entries without '=' are ignored)."""
     pairs = (item.split("=", 1) for item in os.environ.get(name, "").split(",") if "=" in item)
@@ -80,6 +89,9 @@ class Settings:
     swarm_image_registry: str | None = None  # host[:port] every swarm node can pull from
     swarm_network: str = "altruism-lab-jobs"  # internal overlay network of build tasks
     swarm_node_hosts: dict[str, str] = field(default_factory=dict)  # node -> DOCKER_HOST
+    uploads_total_mb: float = 100.0  # uploads the dashboard server holds at once, in all
+    script_runs: int = 2  # page runs the dashboard server executes at once
+    build_nice: int = 10  # niceness of builds the dashboard (or a sweep) starts locally
 
 
 def settings() -> Settings:
@@ -99,4 +111,7 @@ def settings() -> Settings:
         swarm_image_registry=os.environ.get("SWARM_IMAGE_REGISTRY", "").strip() or None,
         swarm_network=os.environ.get("SWARM_NETWORK", "").strip() or "altruism-lab-jobs",
         swarm_node_hosts=_pairs("SWARM_NODE_HOSTS"),
+        uploads_total_mb=_float("UPLOADS_TOTAL_MB", 100.0) or 100.0,
+        script_runs=_int("SCRIPT_RUNS", 2, 1, 64),
+        build_nice=_int("BUILD_NICE", 10, 0, 19),
     )

@@ -1,4 +1,5 @@
-"""Start the real dashboard server (`streamlit run app.py`) for browser tests and benchmarks."""
+"""Start the real dashboard server (`python -m ui.dashboard`, i.e. `streamlit run app.py` with
+its guards) for browser tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -63,9 +64,7 @@ def running_dashboard(
             [
                 sys.executable,
                 "-m",
-                "streamlit",
-                "run",
-                "app.py",
+                "ui.dashboard",  # `streamlit run app.py` with the server's guards installed
                 "--server.port",
                 str(port),
                 "--server.headless",
