@@ -241,6 +241,66 @@ def summary(result: LoadResult) -> dict[str, Any]:
     }
 
 
+async def _flood_one(url: str, files: int, size: int, statuses: list[tuple[int, str]]) -> None:
+    """One visitor (no sign-in): open a session, then PUT `files` uploads of `size` bytes to
+    the upload endpoint, as many as a script could."""
+    import uuid
+
+    import aiohttp
+    import websockets
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    jar = aiohttp.CookieJar(unsafe=True)  # a cookie from 127.0.0.1
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=120), cookie_jar=jar
+    ) as http:
+        async with http.get(f"{url}/_stcore/health") as response:  # sets the XSRF cookie
+            await response.read()
+        token = next((c.value for c in http.cookie_jar if c.key == "_streamlit_xsrf"), "")
+        ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
+        async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None) as ws:
+            back = BackMsg()
+            back.rerun_script.query_string = ""
+            await ws.send(back.SerializeToString())
+            session_id = ""
+            while not session_id:
+                msg = ForwardMsg()
+                msg.ParseFromString(await asyncio.wait_for(ws.recv(), timeout=120))
+                if msg.WhichOneof("type") == "new_session":
+                    session_id = msg.new_session.initialize.session_id
+            payload = os.urandom(size)
+            for _ in range(files):
+                form = aiohttp.FormData()
+                form.add_field("file", payload, filename="flood.json")
+                target = f"{url}/_stcore/upload_file/{session_id}/{uuid.uuid4()}"
+                async with http.put(target, data=form, headers={"X-Xsrftoken": token}) as r:
+                    statuses.append((r.status, await r.text()))
+
+
+def upload_flood(url: str, sessions: int, files: int, mb: float) -> list[tuple[int, str]]:
+    """(HTTP status, body) of every upload: `sessions` visitors, one after the other, each
+    sending `files` uploads of `mb` MB and staying connected until all are done."""
+
+    async def run() -> list[tuple[int, str]]:
+        statuses: list[tuple[int, str]] = []
+        await asyncio.gather(
+            *(_flood_one(url, files, int(mb * 1024 * 1024), statuses) for _ in range(sessions))
+        )
+        return statuses
+
+    return asyncio.run(run())
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of `pid` in MB."""
+    import re
+
+    text = Path(f"/proc/{pid}/status").read_text()
+    found = {k: int(v) / 1024 for k, v in re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", text, re.M)}
+    return found.get("VmRSS", 0.0), found.get("VmHWM", 0.0)
+
+
 if __name__ == "__main__":  # the clients' process: URL CLIENTS SECONDS THINK_S
     import json
     import sys

@@ -10,7 +10,7 @@ import streamlit as st
 from core import builds, sweeps
 from core.builders.select import BACKENDS
 from core.builds import MAX_FOLDS, MAX_REPEATS
-from core.config import SAMPLE_DATA
+from core.config import SAMPLE_DATA, settings
 from core.datafiles import list_data_files, resolve_data_file, save_upload
 from core.errors import AltruismError
 from core.operating_point import DEFAULT_POLICY, POLICY_EXAMPLES
@@ -142,7 +142,14 @@ def choose_dataset(source: str) -> str | None:
         except AltruismError as exc:
             show_error(exc)
             return None
-    upload = st.file_uploader("Kaggle-format dataset", type=["json", "jsonl", "zip"])
+    upload = st.file_uploader(
+        "Kaggle-format dataset",
+        type=["json", "jsonl", "zip"],
+        help=f"One upload at a time per visitor (a new one replaces it), at most "
+        f"{settings().upload_limit_mb:g} MB; the server holds at most "
+        f"{settings().uploads_total_mb:g} MB of uploads for everyone at once (UPLOADS_TOTAL_MB) "
+        "and refuses more until they are gone. Larger files: put them in the data folder.",
+    )
     if upload is None:
         return None
     cache = st.session_state.setdefault("uploads", {})

@@ -96,7 +96,8 @@ def upload_quota(
     total = sum(len(rec.data) for files in held.values() for rec in files.values())
     mine = sum(len(rec.data) for rec in held.get(session_id, {}).values())
     if total - mine + size > limit:
-        return replaced, UPLOAD_REFUSED.format(held=(total - mine) / 1e6, limit=limit / 1e6)
+        mib = 1024 * 1024
+        return replaced, UPLOAD_REFUSED.format(held=(total - mine) / mib, limit=limit / mib)
     return replaced, None
 
 
