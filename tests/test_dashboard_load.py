@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,3 +98,43 @@ def test_builds_the_dashboard_launches_run_below_the_server(registry: Registry) 
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG)[0] != pid:
             time.sleep(0.3)
+
+
+@pytest.mark.browser
+def test_a_refused_upload_says_why_in_the_page(
+    lab: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Two visitors in Chromium; the first's upload fills UPLOADS_TOTAL_MB (1 MB here), the
+    second's is refused and the uploader shows the reason, not a traceback."""
+    from playwright.sync_api import sync_playwright
+
+    from ui.server import CHROMIUM, CHROMIUM_ARGS
+
+    monkeypatch.setenv("UPLOADS_TOTAL_MB", "1")
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text('[{"x": "' + "a" * 900_000 + '"}]')
+    second.write_text('[{"x": "' + "b" * 300_000 + '"}]')
+    with (
+        running_dashboard(lab / "streamlit.log", timeout_s=120) as (url, _),
+        sync_playwright() as p,
+    ):
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            pages = []
+            for path in (first, second):
+                page = browser.new_context().new_page()
+                page.set_default_timeout(60_000)
+                page.goto(f"{url}/Build")
+                page.get_by_text("Upload a Kaggle-format file").click()
+                page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+                    str(path)
+                )
+                pages.append(page)
+            pages[0].get_by_text("first.json").first.wait_for()
+            refused = pages[1].get_by_text(re.compile("UPLOADS_TOTAL_MB"))
+            refused.first.wait_for()
+            text = pages[1].locator('[data-testid="stFileUploader"]').inner_text()
+            print(text)
+            assert "Traceback" not in pages[1].content()
+        finally:
+            browser.close()

@@ -33,10 +33,11 @@ UPLOAD_REFUSED = (
 
 
 def install() -> None:
-    """Install the guards into this Streamlit server process (idempotent)."""
+    """Install the guards into this Streamlit server process (idempotent). Not under
+    `AppTest` (the page tests): it runs pages in the test's own process, not a server."""
     global _installed
     with _lock:
-        if _installed:
+        if _installed or "streamlit.testing.v1.app_test" in sys.modules:
             return
         conf = settings()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
