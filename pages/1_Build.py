@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import builds, sweeps
 from core.builders.select import BACKENDS
@@ -16,6 +17,7 @@ from core.errors import AltruismError
 from core.operating_point import DEFAULT_POLICY, POLICY_EXAMPLES
 from core.recipes import Param
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY
+from ui import guards
 from ui.common import (
     builder_status,
     dataset_label,
@@ -142,6 +144,16 @@ def choose_dataset(source: str) -> str | None:
         except AltruismError as exc:
             show_error(exc)
             return None
+    context = get_script_run_ctx()
+    held, total = guards.uploads_held(context.session_id if context else None)
+    room = total - held
+    if room < settings().upload_limit_mb:
+        st.warning(
+            f"The server holds {held:.0f} MB of uploads for all visitors (limit {total:g} MB, "
+            f"UPLOADS_TOTAL_MB): an upload over {max(room, 0):.0f} MB is refused now (the "
+            "uploader then says 'status code 413'). Try again in a few minutes, or put the "
+            "file in the data folder."
+        )
     upload = st.file_uploader(
         "Kaggle-format dataset",
         type=["json", "jsonl", "zip"],

@@ -29,6 +29,7 @@ from ui.guards import upload_quota
 from ui.server import running_dashboard
 
 HEALTH_P99_S = 1.0
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 RSS_LIMIT_MB = 500.0
 
 
@@ -126,15 +127,22 @@ def test_a_refused_upload_says_why_in_the_page(
                 page.set_default_timeout(60_000)
                 page.goto(f"{url}/Build")
                 page.get_by_text("Upload a Kaggle-format file").click()
+                page.locator(IDLE).wait_for()
                 page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
                     str(path)
                 )
+                page.get_by_text(path.name).first.wait_for()
                 pages.append(page)
+            # the first upload is held (its page ran and refused it as a dataset) ...
             pages[0].get_by_text("first.json").first.wait_for()
-            refused = pages[1].get_by_text(re.compile("UPLOADS_TOTAL_MB"))
-            refused.first.wait_for()
-            text = pages[1].locator('[data-testid="stFileUploader"]').inner_text()
+            # ... so the second visitor's page says why before uploading, then the uploader
+            # shows the refusal
+            pages[1].get_by_text(re.compile(r"holds 1 MB of uploads.*UPLOADS_TOTAL_MB")).wait_for()
+            pages[1].get_by_text(re.compile("status code 413")).first.wait_for()
+            text = pages[1].locator('[data-testid="stMain"]').inner_text()
             print(text)
-            assert "Traceback" not in pages[1].content()
+            assert "Traceback" not in text
+            first_page = pages[0].locator('[data-testid="stMain"]').inner_text()
+            assert "holds 1 MB" not in first_page  # its own upload is replaced, not counted
         finally:
             browser.close()

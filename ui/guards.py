@@ -121,3 +121,24 @@ def _cap_uploads(limit: int) -> None:
 
     add_file.__wrapped__ = original  # type: ignore[attr-defined]
     MemoryUploadedFileManager.add_file = add_file  # type: ignore[method-assign]
+
+
+def uploads_held(session_id: str | None = None) -> tuple[float, float]:
+    """(MB of uploads this server holds for the other sessions now, UPLOADS_TOTAL_MB): the
+    room a new upload of `session_id` has (its own held upload would be replaced). (0, total)
+    outside a server."""
+    total = settings().uploads_total_mb
+    try:
+        from streamlit.runtime import Runtime
+
+        manager = Runtime.instance().uploaded_file_mgr
+        with manager._lock:
+            held = sum(
+                len(record.data)
+                for session, files in manager.file_storage.items()
+                if session != session_id
+                for record in files.values()
+            )
+    except Exception:
+        return 0.0, total
+    return held / (1024 * 1024), total
