@@ -54,7 +54,7 @@ def _healthy(url: str) -> bool:
 
 @contextlib.contextmanager
 def running_dashboard(
-    log_path: Path, timeout_s: float = 60
+    log_path: Path, timeout_s: float = 120
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Serve the dashboard on a free localhost port with this process's environment; yield
     (url, process) once /_stcore/health answers; stop the server's process group after."""
