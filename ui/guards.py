@@ -12,7 +12,8 @@ uploads) on one asyncio event loop, in the same process. Two things go wrong wit
   and accepts any number of them, before any page (or the login gate) sees them. Each
   session now holds at most one upload (a newer one replaces the older), and the server
   holds at most UPLOADS_TOTAL_MB of them in all; beyond it an upload is refused with HTTP
-  413 and a message the uploader shows.
+  413 and a sentence saying why (Streamlit's uploader shows only the status code, so the
+  Build page says it too, from `uploads_held`).
 """
 
 from __future__ import annotations
