@@ -5,6 +5,9 @@ Run from the repository root:
     .venv/bin/python bench/ui_bench.py [--data PATH] [--runs 5] [--versions 5000]
                                        [--calls 200] [--no-browser] [--no-write]
 
+    .venv/bin/python bench/ui_bench.py --load [--load-clients 50] [--load-seconds 60]
+                                       [--load-builds 2] [--data PATH] [--no-write]
+
 Everything runs against temporary REGISTRY_URL / ARTIFACT_ROOT / LOG_ROOT / DATA_DIR folders
 (never the checkout's registry.db). Results are printed as markdown and, unless --no-write,
 stored in docs/benchmarks.md under "## Dashboard (bench/ui_bench.py)" (other sections are
@@ -31,6 +34,12 @@ What is measured:
   Chromium (Playwright) opened Try a request in "All ready versions" mode and predicted, which
   loads all four models into the server's cache. With --no-browser (or without Chromium), the
   fallback is the RSS of this process after the same AppTest run (it also holds AppTest itself).
+* Under load (--load, its own section "## Dashboard under load"): a real dashboard server
+  (`python -m ui.dashboard`), `/_stcore/health` timed every 0.1 s, first idle, then with
+  `--load-clients` websocket visitors going round the pages (bench/ui_load.py) while
+  `--load-builds` local cross-validated builds on `--data` run (a finished one is replaced);
+  p50/p95/p99/max and the ratio to idle. Then three visitors who never signed in PUT six
+  40 MB files each to the upload endpoint: accepted/refused counts and the server's RSS.
 """
 
 from __future__ import annotations
@@ -63,6 +72,9 @@ DEFAULT_DATA = (ROOT / ".." / "shared" / "data" / "raop" / "train.json.zip").res
 SAMPLE_DATA = ROOT / "data" / "sample.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Dashboard (bench/ui_bench.py)"
+LOAD_SECTION = "## Dashboard under load (bench/ui_bench.py --load)"
+HEALTH_P99_TARGET_S = 1.0
+UPLOAD_RSS_TARGET_MB = 500.0
 COMPARE_TARGET_S = 1.5
 VERSIONS_TARGET_S = 1.5
 TRY_P99_TARGET_MS = 50.0
@@ -611,6 +623,111 @@ def report(info: dict[str, Any], results: dict[str, Any], args: argparse.Namespa
     return "\n".join(out) + "\n"
 
 
+# --- under load --------------------------------------------------------------------------
+def bench_load(home: Path, data: Path, clients: int, seconds: float, builds: int) -> dict:
+    """Health latency idle and under load, then the upload flood, on one real server."""
+    from bench import ui_load
+    from ui.server import running_dashboard
+
+    use_home(home)
+    with running_dashboard(home / "server.log", timeout_s=180) as (url, process):
+        log("idle baseline ...")
+        idle = ui_load.measure(url, 0, min(seconds, 15))
+        log(f"{clients} visitors + {builds} builds for {seconds:g} s ...")
+        cpu_before = ui_load.process_tree_cpu_s(process.pid)
+        with ui_load.running_builds(builds, str(data), seconds) as pids:
+            loaded = ui_load.measure(url, clients, seconds)
+        server_cpu = ui_load.process_tree_cpu_s(process.pid) - cpu_before
+        log("upload flood ...")
+        before, _ = ui_load.rss_mb(process.pid)
+        statuses = ui_load.upload_flood(url, sessions=3, files=6, mb=40)
+        after, peak = ui_load.rss_mb(process.pid)
+    return {
+        "idle": ui_load.summary(idle),
+        "loaded": ui_load.summary(loaded),
+        "page_median_s": statistics.median(loaded.page_s) if loaded.page_s else float("nan"),
+        "server_cpu_s": server_cpu,
+        "build_launches": len(pids),
+        "uploads": {
+            "accepted": sum(code == 204 for code, _ in statuses),
+            "refused": sum(code == 413 for code, _ in statuses),
+            "other": sorted({code for code, _ in statuses} - {204, 413}),
+            "rss_before": before,
+            "rss_after": after,
+            "rss_peak": peak,
+        },
+    }
+
+
+def load_report(info: dict[str, Any], r: dict[str, Any], args: argparse.Namespace) -> str:
+    idle, loaded, up = r["idle"], r["loaded"], r["uploads"]
+    rows = []
+    for name, q in (
+        ("idle", idle),
+        (f"{args.load_clients} visitors + {args.load_builds} builds", loaded),
+    ):
+        rows.append(
+            [name]
+            + [seconds(q[k]) for k in ("p50", "p95", "p99", "max")]
+            + [str(q["probes"]), str(q["failures"])]
+        )
+    rows.append(
+        ["ratio loaded / idle"]
+        + [
+            f"{loaded[k] / idle[k]:.0f}x" if idle[k] else "n/a"
+            for k in ("p50", "p95", "p99", "max")
+        ]
+        + ["", ""]
+    )
+    out = [
+        LOAD_SECTION,
+        "",
+        f"{info['date']}, {info['cpu']}, {info['nproc']} CPUs, Python {info['python']}. "
+        f"Builds: cross-validated tfidf-meta-logreg on `{args.data_name}` (local builder, "
+        f"{r['build_launches']} launched in all). Other people's processes shared the machine "
+        "(load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()) + " at the end).",
+        "",
+        table(
+            ["/_stcore/health", "p50", "p95", "p99", "max", "probes", "failed"],
+            rows,
+        ),
+        "",
+        f"Health p99 under load {seconds(loaded['p99'])} (target under "
+        f"{HEALTH_P99_TARGET_S:g} s): {verdict(loaded['p99'] < HEALTH_P99_TARGET_S)}. The "
+        f"visitors got {loaded['page_runs']} page runs ({loaded['page_errors']} errors, median "
+        f"{seconds(r['page_median_s'])} from request to the end of the run); the server used "
+        f"{r['server_cpu_s']:.1f} CPU-seconds in {args.load_seconds:g} s.",
+        "",
+        f"Upload flood (3 visitors, no sign-in, 6 × 40 MB each to `/_stcore/upload_file`): "
+        f"{up['accepted']} accepted, {up['refused']} refused with 413"
+        + (f", other statuses {up['other']}" if up["other"] else "")
+        + f"; server RSS {up['rss_before']:.0f} MB before, {up['rss_after']:.0f} MB after, "
+        f"peak {up['rss_peak']:.0f} MB (target under {UPLOAD_RSS_TARGET_MB:g} MB): "
+        f"{verdict(up['rss_peak'] < UPLOAD_RSS_TARGET_MB)}.",
+        "",
+        f"Reproduce: `.venv/bin/python bench/ui_bench.py --load --load-clients {args.load_clients} "
+        f"--load-seconds {args.load_seconds:g} --load-builds {args.load_builds}`.",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def main_load(args: argparse.Namespace) -> int:
+    data = args.data or (DEFAULT_DATA if DEFAULT_DATA.is_file() else SAMPLE_DATA)
+    args.data_name = data.name
+    scratch = Path(tempfile.mkdtemp(prefix="altruism-ui-load-"))
+    try:
+        os.environ.pop("DASHBOARD_PASSWORD", None)
+        results = bench_load(scratch, data, args.load_clients, args.load_seconds, args.load_builds)
+        section = load_report(machine(), results, args)
+        print(section)
+        if not args.no_write:
+            write_section(LOAD_SECTION, section, args.doc)
+            log(f"wrote the section '{LOAD_SECTION}' of {args.doc}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
 # --- main --------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -623,6 +740,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-browser", action="store_true", help="memory via AppTest only")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     parser.add_argument("--doc", type=Path, default=DOC, help=argparse.SUPPRESS)
+    parser.add_argument("--load", action="store_true", help="only the under-load scenario")
+    parser.add_argument("--load-clients", type=int, default=50, help="visitors on the pages")
+    parser.add_argument("--load-seconds", type=float, default=60, help="length of the load")
+    parser.add_argument("--load-builds", type=int, default=2, help="builds kept running")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.versions < 1 or args.calls < 2:
         parser.error("--runs ≥ 1, --versions ≥ 1 and --calls ≥ 2")
@@ -631,6 +752,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.load:
+        return main_load(args)
     monitor = CpuMonitor()
     data = args.data or (DEFAULT_DATA if DEFAULT_DATA.is_file() else SAMPLE_DATA)
     scratch = Path(tempfile.mkdtemp(prefix="altruism-ui-bench-"))

@@ -731,6 +731,17 @@ def run_submission(
     return row
 
 
+def lower_priority() -> int:
+    """Run this detached build (and the local workers it starts, which inherit it) at
+    BUILD_NICE (default 10): the dashboard that launched it shares the machine's CPUs and
+    must keep answering. Returns the niceness now in effect."""
+    current = os.nice(0)
+    wanted = settings().build_nice
+    if wanted > current:
+        current = os.nice(wanted - current)
+    return current
+
+
 def launcher_log(registry: Registry, version_id: int) -> Path:
     """Where a detached build's own stdout and stderr go (only a crash writes there)."""
     return settings().log_root / f"launch-{registry.identity}-{version_id}.log"

@@ -232,9 +232,10 @@ def render_sweep(out: dict[str, Any]) -> str:
 
 def cmd_run_sweep(args: argparse.Namespace) -> Any:
     """Internal: run a detached sweep's queued versions, MAX_PARALLEL_BUILDS at a time."""
-    from core import sweeps
+    from core import builds, sweeps
     from core.registry import Registry
 
+    builds.lower_priority()
     rows = sweeps.run_versions(args.ids, Registry())
     code = 0 if all(r.status == "ready" for r in rows) else 1
     return None, code
@@ -320,6 +321,7 @@ def cmd_run_build(args: argparse.Namespace) -> Any:
     from core import builds
     from core.registry import Registry, version_dict
 
+    builds.lower_priority()
     registry = Registry()
     row = builds.execute(args.id, registry, echo=None if args.quiet else print)
     code = 0 if row.status == "ready" else 1

@@ -56,6 +56,15 @@ def _float(name: str, default: float | None) -> float | None:
     return float(value) if value else default
 
 
+def _int(name: str, default: int, low: int, high: int) -> int:
+    """An integer setting, clamped to [low, high]; the default when unset or not a number."""
+    try:
+        value = int(os.environ.get(name, "").strip() or default)
+    except ValueError:
+        return default
+    return min(high, max(low, value))
+
+
 def _pairs(name: str) -> dict[str, str]:
     """`a=x,b=y` -> {"a": "x", "b": "y"} (entries without '=' are ignored)."""
     pairs = (item.split("=", 1) for item in os.environ.get(name, "").split(",") if "=" in item)
@@ -83,6 +92,9 @@ class Settings:
     swarm_node_hosts: dict[str, str] = field(default_factory=dict)  # node -> DOCKER_HOST
     # node -> a folder with ca.pem, cert.pem, key.pem (as DOCKER_CERT_PATH): TLS to its engine
     swarm_node_certs: dict[str, str] = field(default_factory=dict)
+    uploads_total_mb: float = 100.0  # uploads the dashboard server holds at once, in all
+    script_runs: int = 2  # page runs the dashboard server executes at once
+    build_nice: int = 10  # niceness of builds the dashboard (or a sweep) starts locally
 
 
 def settings() -> Settings:
@@ -104,4 +116,7 @@ def settings() -> Settings:
         swarm_network=os.environ.get("SWARM_NETWORK", "").strip() or "altruism-lab-jobs",
         swarm_node_hosts=_pairs("SWARM_NODE_HOSTS"),
         swarm_node_certs=_pairs("SWARM_NODE_CERTS"),
+        uploads_total_mb=_float("UPLOADS_TOTAL_MB", 100.0) or 100.0,
+        script_runs=_int("SCRIPT_RUNS", 2, 1, 64),
+        build_nice=_int("BUILD_NICE", 10, 0, 19),
     )

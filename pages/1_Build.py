@@ -6,16 +6,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import builds, sweeps
 from core.builders.select import BACKENDS
 from core.builds import MAX_FOLDS, MAX_REPEATS
-from core.config import SAMPLE_DATA
+from core.config import SAMPLE_DATA, settings
 from core.datafiles import list_data_files, resolve_data_file, save_upload
 from core.errors import AltruismError
 from core.operating_point import DEFAULT_POLICY, POLICY_EXAMPLES
 from core.recipes import Param
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY
+from ui import guards
 from ui.common import (
     builder_status,
     dataset_label,
@@ -142,7 +144,24 @@ def choose_dataset(source: str) -> str | None:
         except AltruismError as exc:
             show_error(exc)
             return None
-    upload = st.file_uploader("Kaggle-format dataset", type=["json", "jsonl", "zip"])
+    context = get_script_run_ctx()
+    held, total = guards.uploads_held(context.session_id if context else None)
+    room = total - held
+    if room < settings().upload_limit_mb:
+        st.warning(
+            f"The server holds {held:.0f} MB of uploads for all visitors (limit {total:g} MB, "
+            f"UPLOADS_TOTAL_MB): an upload over {max(room, 0):.0f} MB is refused now (the "
+            "uploader then says 'status code 413'). Try again in a few minutes, or put the "
+            "file in the data folder."
+        )
+    upload = st.file_uploader(
+        "Kaggle-format dataset",
+        type=["json", "jsonl", "zip"],
+        help=f"One upload at a time per visitor (a new one replaces it), at most "
+        f"{settings().upload_limit_mb:g} MB; the server holds at most "
+        f"{settings().uploads_total_mb:g} MB of uploads for everyone at once (UPLOADS_TOTAL_MB) "
+        "and refuses more until they are gone. Larger files: put them in the data folder.",
+    )
     if upload is None:
         return None
     cache = st.session_state.setdefault("uploads", {})

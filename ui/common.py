@@ -17,6 +17,7 @@ from core.errors import AltruismError
 from core.predict import load_model
 from core.registry import Registry
 from core.schema import ModelVersion
+from ui import guards
 
 PASSWORD_ENV = "DASHBOARD_PASSWORD"
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
@@ -41,7 +42,9 @@ def version_numbers(raw: object, limit: int = 4) -> list[int]:
 
 
 def page_setup(title: str, icon: str = "🍕") -> None:
-    """Common page config, the optional login gate and the sidebar facts."""
+    """Common page config, the server's guards, the optional login gate and the sidebar
+    facts."""
+    guards.install()
     st.set_page_config(page_title=f"{title} · Altruism Lab", page_icon=icon, layout="wide")
     require_login()
     require_registry()

@@ -1,4 +1,5 @@
-"""Start the real dashboard server (`streamlit run app.py`) for browser tests and benchmarks."""
+"""Start the real dashboard server (`python -m ui.dashboard`, i.e. `streamlit run app.py` with
+its guards) for browser tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def _healthy(url: str) -> bool:
 
 @contextlib.contextmanager
 def running_dashboard(
-    log_path: Path, timeout_s: float = 60
+    log_path: Path, timeout_s: float = 120
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Serve the dashboard on a free localhost port with this process's environment; yield
     (url, process) once /_stcore/health answers; stop the server's process group after."""
@@ -63,9 +64,7 @@ def running_dashboard(
             [
                 sys.executable,
                 "-m",
-                "streamlit",
-                "run",
-                "app.py",
+                "ui.dashboard",  # `streamlit run app.py` with the server's guards installed
                 "--server.port",
                 str(port),
                 "--server.headless",
