@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.actor import current_actor
 from core.artifacts import ArtifactStore, open_store
 from core.builders import Builder, BuildJob, BuildLimits, BuildLog, get_builder, resolve_backend
 from core.config import DEFAULT_MODEL, PROJECT_ROOT, SAMPLE_DATA, settings
@@ -72,6 +73,7 @@ class TrainRequest:
     refit_of: int | None = None  # a ready version's id: fit on all its data, keep its scores
     cv_folds: int | None = None  # cross-validate with this many stratified folds ...
     cv_repeats: int = 1  # ... repeated this many times (instead of one held-out split)
+    actor: str | None = None  # who asks (a dashboard login name); default `current_actor()`
 
     def cv(self) -> dict[str, int] | None:
         """{"folds": K, "repeats": R} of a cross-validated request, else None."""
@@ -288,6 +290,7 @@ def submitting(
             data_kind=request.data_kind or data_kind_of(data_path),
             split_seed=request.seed,
             split_test_size=float(request.test_size),
+            created_by=current_actor(request.actor),
             provenance={
                 "request": {
                     "timeout_s": request.timeout_s,
@@ -628,6 +631,7 @@ def submit_refit(
     registry: Registry,
     store: ArtifactStore | None = None,
     backend: str = "auto",
+    actor: str | None = None,
 ) -> Submission:
     """Queue (or reuse) the refit of a ready version on all of its data: same recipe,
     parameters and dataset (read from the artifact store), scored by the parent."""
@@ -655,6 +659,7 @@ def submit_refit(
             data_name=parent.data_name,
             data_kind=parent.data_kind,
             refit_of=parent.id,
+            actor=actor,
         )
         return submit(request, registry, store)
 

@@ -12,6 +12,7 @@ from sqlalchemy import Text, cast, func, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
+from core.actor import current_actor
 from core.config import DEFAULT_MODEL
 from core.errors import BadInput, DamagedRecord, NotFound
 from core.operating_point import flags_of, policy_label
@@ -78,6 +79,9 @@ def version_dict(row: ModelVersion, aliases: list[str] | None = None) -> dict[st
         "tags": [t.name for t in row.tags],
         "aliases": aliases or [],
         "archived": row.archived,
+        "created_by": row.created_by,
+        "archived_by": row.archived_by,
+        "archived_at": _iso(row.archived_at),
         "cancel_requested": row.cancel_requested,
         "reproduction": row.reproduction,
     }
@@ -200,6 +204,7 @@ LIST_COLUMNS = [
     "artifact_sha256",
     "error",
     "created_at",
+    "created_by",
 ]
 
 
@@ -304,6 +309,7 @@ class VersionQueries:
         the insert happen under the model's lock, so identical requests never both build.
         """
         statuses = ACTIVE_STATUSES if in_flight_only else (READY, *ACTIVE_STATUSES)
+        values.setdefault("created_by", current_actor())
 
         def work(session: Session) -> tuple[int, bool]:
             owner = self._locked_model(session, model)
