@@ -784,10 +784,14 @@ def clean_after_orphans(registry: Registry, orphans: list[ModelVersion]) -> list
 STARTER_RECIPES = ("nb-bow", "tfidf-logreg", "tfidf-meta-logreg")
 
 
-def launch_starters(registry: Registry, backend: str = "auto") -> list[Submission]:
+def launch_starters(
+    registry: Registry, backend: str = "auto", actor: str | None = None
+) -> list[Submission]:
     """Queue and launch the starter recipes on the bundled sample (empty-registry button)."""
     submissions = [
-        submit(TrainRequest(recipe=name, backend=backend, data_kind="sample"), registry)
+        submit(
+            TrainRequest(recipe=name, backend=backend, data_kind="sample", actor=actor), registry
+        )
         for name in STARTER_RECIPES
     ]
     for submission in submissions:

@@ -17,6 +17,7 @@ from core.operating_point import DEFAULT_POLICY, POLICY_EXAMPLES
 from core.recipes import Param
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY
 from ui.common import (
+    actor,
     builder_status,
     dataset_label,
     get_registry,
@@ -271,6 +272,7 @@ with left:
                 cpus=float(cpus) or None,
                 cv_folds=int(folds) if cv else None,
                 cv_repeats=int(repeats) if cv else 1,
+                actor=actor(),
             )
             try:
                 if grid:
