@@ -38,7 +38,7 @@ from core.dataset import Dataset, scan_dataset
 from core.errors import AltruismError, BadInput, BuildCancelled, NotFound
 from core.operating_point import DEFAULT_POLICY, parse_policy, policy_label
 from core.provenance import code_fingerprint, environment, git_state
-from core.registry import Registry, launcher_identity
+from core.registry import Registry, launcher_identity, lease_holder
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY, ModelVersion
 
 Echo = Callable[[str], None]
@@ -477,6 +477,34 @@ def build_log(registry: Registry, row: ModelVersion, echo: Echo | None = None) -
     )
 
 
+class LeaseKeeper:
+    """Renew a running build's lease from a background thread of the process that runs or
+    watches it (every `lease_s / 6` seconds), until `stop()`. A renewal the registry refuses
+    (the version ended, or another process's recovery failed it) sets `lost`; one that
+    cannot reach the registry is retried at the next tick."""
+
+    def __init__(self, registry: Registry, version_id: int, lease_s: float) -> None:
+        self.registry, self.version_id, self.lease_s = registry, version_id, lease_s
+        self.holder = lease_holder()
+        self.lost = False
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="build-lease", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_s / 6):
+            try:
+                if not self.registry.renew_lease(self.version_id, self.holder, self.lease_s):
+                    self.lost = True
+                    return
+            except Exception:  # the registry is unreachable now: try again next tick
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=30)
+
+
 class DatasetUpload:
     """Store a build's dataset in a background thread while its worker trains."""
 
@@ -527,8 +555,12 @@ def execute(
         raise BadInput(f"version {row.version} is {row.status}; only queued builds run")
     log = build_log(registry, row, echo)
     started = _now()
-    registry.mark_running(row.id, "building image" if row.builder != "local" else "training")
+    lease_s = settings().build_lease_s
+    registry.mark_running(
+        row.id, "building image" if row.builder != "local" else "training", lease_s=lease_s
+    )
     work_dir = new_work_dir(registry, row)
+    lease = LeaseKeeper(registry, row.id, lease_s)
     sha256: str | None = None
     upload: DatasetUpload | None = None
     try:
@@ -542,7 +574,9 @@ def execute(
                 work_dir,
                 log,
                 should_cancel=lambda: (
-                    (upload is not None and upload.failed()) or registry.cancel_requested(row.id)
+                    (upload is not None and upload.failed())
+                    or lease.lost
+                    or registry.cancel_requested(row.id)
                 ),
             )
         except BuildCancelled:
@@ -578,6 +612,10 @@ def execute(
             },
         )
     except BuildCancelled as exc:
+        if lease.lost:  # another process's recovery ended it: keep its reason
+            log("stopped: this launcher's lease was taken (the version was ended elsewhere)")
+            log.close()
+            return registry.get_by_id(row.id)
         log(f"cancelled: {exc}")
         return _finish_failed(registry, store, row, str(exc), log, sha256, CANCELLED)
     except Exception as exc:
@@ -588,6 +626,7 @@ def execute(
         _finish_failed(registry, store, row, f"interrupted ({type(exc).__name__})", log, sha256)
         raise
     finally:
+        lease.stop()
         log.close()
 
 
@@ -752,7 +791,7 @@ def detach(verb: list[str], version_ids: list[int], registry: Registry, log_file
             start_new_session=True,
         )
     for version_id in version_ids:
-        registry.claim_for(version_id, process.pid)
+        registry.claim_for(version_id, process.pid, lease_s=settings().build_lease_s)
     return process.pid
 
 

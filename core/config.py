@@ -80,6 +80,7 @@ class Settings:
     swarm_image_registry: str | None = None  # host[:port] every swarm node can pull from
     swarm_network: str = "altruism-lab-jobs"  # internal overlay network of build tasks
     swarm_node_hosts: dict[str, str] = field(default_factory=dict)  # node -> DOCKER_HOST
+    build_lease_s: float = 60.0  # a running build whose launcher stops renewing ends after it
 
 
 def settings() -> Settings:
@@ -99,4 +100,5 @@ def settings() -> Settings:
         swarm_image_registry=os.environ.get("SWARM_IMAGE_REGISTRY", "").strip() or None,
         swarm_network=os.environ.get("SWARM_NETWORK", "").strip() or "altruism-lab-jobs",
         swarm_node_hosts=_pairs("SWARM_NODE_HOSTS"),
+        build_lease_s=max(1.0, _float("BUILD_LEASE_S", 60.0) or 60.0),
     )

@@ -131,6 +131,10 @@ class ModelVersion(Base):
     created_by: Mapped[str | None] = mapped_column(String(200))
     archived_by: Mapped[str | None] = mapped_column(String(200))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # build leases (migration 0009): the launcher renews the lease while the build runs
+    lease_holder: Mapped[str | None] = mapped_column(String(300))
+    lease_renewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     model: Mapped[Model] = relationship(lazy="joined")
     tags: Mapped[list[Tag]] = relationship(

@@ -177,6 +177,8 @@ def test_migration_from_0001_keeps_rows(registry_backend):
     assert isinstance({c["name"]: c["type"] for c in size}["artifact_size"], sa.BigInteger)
     # 0008: old rows have no known actor; the alias's history starts from its last move
     assert (row.created_by, row.archived_by, row.archived_at) == (None, None, None)
+    # 0009: no lease on old rows (judged by pid on their own host, as before)
+    assert (row.lease_holder, row.lease_renewed_at, row.lease_expires_at) == (None, None, None)
     (span,) = upgraded.alias_history("champion")
     assert (span["version"], span["how"], span["set_by"], span["until"]) == (
         1,

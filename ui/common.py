@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 import re
+import time
 from typing import Any
 
 import streamlit as st
@@ -51,7 +52,9 @@ def page_setup(title: str, icon: str = "🍕") -> None:
 def require_registry() -> None:
     """Stop the page with one line when the registry cannot be opened or reached now."""
     try:
-        get_registry().ping()
+        registry = get_registry()
+        registry.ping()
+        recover_now(registry)
     except AltruismError as exc:
         st.error(f"The registry cannot be used right now: {md(exc)}")
         st.caption("Nothing was changed. Reload the page once the database is back.")
@@ -83,6 +86,20 @@ def actor() -> str:
     """Who this dashboard session acts as: the name given at sign-in, else the
     dashboard's ALTRUISM_ACTOR or OS user (`core.actor.current_actor`)."""
     return current_actor(st.session_state.get("login_name") or None)
+
+
+RECOVERY_EVERY_S = 10.0
+_last_recovery: dict[str, float] = {}
+
+
+def recover_now(registry: Registry) -> None:
+    """End builds that can never finish (a dead local worker, an expired lease), at most
+    every RECOVERY_EVERY_S per registry for the whole server."""
+    now = time.monotonic()
+    if now - _last_recovery.get(registry.url, -RECOVERY_EVERY_S) < RECOVERY_EVERY_S:
+        return
+    _last_recovery[registry.url] = now
+    builds.recover_orphans(registry)
 
 
 @st.cache_resource(show_spinner=False)
