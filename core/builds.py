@@ -478,13 +478,15 @@ def build_log(registry: Registry, row: ModelVersion, echo: Echo | None = None) -
 
 
 class LeaseKeeper:
-    """Renew a running build's lease from a background thread of the process that runs or
-    watches it (every `lease_s / 6` seconds), until `stop()`. A renewal the registry refuses
-    (the version ended, or another process's recovery failed it) sets `lost`; one that
-    cannot reach the registry is retried at the next tick."""
+    """Renew the leases of running (or claimed, waiting) builds from a background thread of
+    the process that runs or watches them, every `lease_s / 6` seconds until `stop()`. A
+    renewal the registry refuses (the version ended, or another process's recovery failed
+    it) drops that version and sets `lost`; one that cannot reach the registry is retried
+    at the next tick."""
 
-    def __init__(self, registry: Registry, version_id: int, lease_s: float) -> None:
-        self.registry, self.version_id, self.lease_s = registry, version_id, lease_s
+    def __init__(self, registry: Registry, version_ids: list[int], lease_s: float) -> None:
+        self.registry, self.lease_s = registry, lease_s
+        self.version_ids = list(version_ids)
         self.holder = lease_holder()
         self.lost = False
         self._stop = threading.Event()
@@ -492,13 +494,14 @@ class LeaseKeeper:
         self.thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.lease_s / 6):
-            try:
-                if not self.registry.renew_lease(self.version_id, self.holder, self.lease_s):
-                    self.lost = True
-                    return
-            except Exception:  # the registry is unreachable now: try again next tick
-                continue
+        while self.version_ids and not self._stop.wait(self.lease_s / 6):
+            for version_id in list(self.version_ids):
+                try:
+                    if not self.registry.renew_lease(version_id, self.holder, self.lease_s):
+                        self.lost = True
+                        self.version_ids.remove(version_id)
+                except Exception:  # the registry is unreachable now: try again next tick
+                    continue
 
     def stop(self) -> None:
         self._stop.set()
@@ -560,7 +563,7 @@ def execute(
         row.id, "building image" if row.builder != "local" else "training", lease_s=lease_s
     )
     work_dir = new_work_dir(registry, row)
-    lease = LeaseKeeper(registry, row.id, lease_s)
+    lease = LeaseKeeper(registry, [row.id], lease_s)
     sha256: str | None = None
     upload: DatasetUpload | None = None
     try:

@@ -142,3 +142,42 @@ def test_lease_not_pid_judges_a_container_sharing_this_hostname(registry: Regist
     )
     same_namespace = registry._update(row.id, lease_holder=builds.lease_holder())
     assert "pid" in (orphan_reason(same_namespace) or ""), "our own namespace: pid fast path"
+
+
+@pytest.mark.sqlite_only
+def test_a_sweep_keeps_the_lease_of_builds_waiting_for_a_slot(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep claims all its builds at once but runs them a few at a time: the waiting ones
+    are renewed too, so another host never takes them for abandoned."""
+    import threading
+
+    from core import sweeps
+    from core.registry import orphan_reason
+
+    monkeypatch.setenv("BUILD_LEASE_S", "2")
+    rows = [
+        builds.submit(
+            builds.TrainRequest(
+                recipe="nb-bow", backend="local", force=True, fault=f"sleep:{s}", seed=s
+            ),
+            registry,
+        ).version
+        for s in (8, 1)
+    ]
+    runner = threading.Thread(
+        target=sweeps.run_versions, args=([r.id for r in rows], registry), kwargs={"parallel": 1}
+    )
+    runner.start()
+    try:
+        wait_until(lambda: registry.get_by_id(rows[1].id).worker_pid, "the claim", timeout_s=30)
+        registry._update(rows[1].id, worker_host=FOREIGN)  # judged by its lease only
+        waited = 0
+        while registry.get_by_id(rows[1].id).status == "queued":
+            assert orphan_reason(registry.get_by_id(rows[1].id)) is None
+            waited += 1
+            time.sleep(0.5)
+        assert waited >= 8, "the second build did not wait beyond its 2 s lease"
+    finally:
+        runner.join(timeout=180)
+    assert [registry.get_by_id(r.id).status for r in rows] == ["ready", "ready"]
