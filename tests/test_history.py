@@ -58,6 +58,11 @@ def test_history_records_who_trained_promoted_and_archived(
     listed = json.loads(run_cli("list", "--json", "--all").stdout)
     assert {v["version"]: v["created_by"] for v in listed} == {1: "alice", 2: "bob"}
     assert json.loads(run_cli("history", "nobody-had-it", "--json").stdout) == []
+    from core.modelcard import model_card, model_card_markdown
+
+    card = model_card(registry.get_by_id(first.id), registry)
+    assert card["created_by"] == "alice"
+    assert "queued by alice" in model_card_markdown({**card, "metrics": None})
 
 
 def test_history_actor_defaults_to_the_os_user(monkeypatch: pytest.MonkeyPatch) -> None:
