@@ -181,3 +181,39 @@ def test_a_sweep_keeps_the_lease_of_builds_waiting_for_a_slot(
     finally:
         runner.join(timeout=180)
     assert [registry.get_by_id(r.id).status for r in rows] == ["ready", "ready"]
+
+
+@pytest.mark.sqlite_only
+def test_the_dashboard_ends_a_build_whose_lease_expired(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening any page runs recovery (at most every 10 s per server): a build on another
+    host whose lease expired is failed with the launcher's host and last renewal."""
+    from datetime import timedelta
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.helpers import ROOT
+    from ui import common
+
+    at = AppTest.from_file(str(ROOT / "pages" / "1_Build.py"), default_timeout=60)
+    at.run()  # the server opens (and caches) the registry before the lease expires
+    monkeypatch.setattr(common, "_last_recovery", {})  # as if the last pass was 10 s ago
+    row = builds.submit(builds.TrainRequest(recipe="nb-bow", backend="local"), registry).version
+    renewed = datetime.now(UTC) - timedelta(seconds=90)
+    registry._update(
+        row.id,
+        status="running",
+        worker_pid=2**22 + 4711,
+        worker_host=FOREIGN,
+        lease_holder=f"{FOREIGN} pid 4711 ns 1",
+        lease_renewed_at=renewed,
+        lease_expires_at=renewed + timedelta(seconds=60),
+    )
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    ended = registry.get_by_id(row.id)
+    assert ended.status == "failed", ended.status
+    assert f"launcher on {FOREIGN} stopped renewing at {renewed:%Y-%m-%d %H:%M:%S} UTC" in (
+        ended.error
+    )
