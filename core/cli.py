@@ -377,6 +377,7 @@ def cmd_show(args: argparse.Namespace) -> Any:
     registry = open_registry()
     out = _as_dict(registry, registry.resolve(args.version, args.model))
     out["log_tail"] = registry.log_tail(out["id"]) or out["log_tail"]
+    out["changes"] = registry.changes(out["id"])
     return out
 
 
@@ -419,6 +420,12 @@ def render_show(v: dict[str, Any]) -> str:
             lines.append(f"{key + ':':<12}{json.dumps(prov[key])}")
     if v["artifact_sha256"]:
         lines.append(f"artifact:   {v['artifact_sha256']} ({v['artifact_size']:,} bytes)")
+    for change in v.get("changes") or []:
+        detail = f" {change['detail']}" if change.get("detail") else ""
+        lines.append(
+            f"changed:    {(change['at'] or '')[:19]} {change['action']}{detail}"
+            f" by {change['actor'] or 'unknown'}"
+        )
     if v["error"]:
         lines += [f"error:      {v['error']}", "log tail:", v["log_tail"] or ""]
     return "\n".join(lines)

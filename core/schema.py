@@ -185,6 +185,21 @@ class AliasEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class VersionEvent(Base):
+    """One change to a version by someone (migration 0008): queued, cancel, tag, untag,
+    note, archive, restore; `detail` holds the tag, for instance."""
+
+    __tablename__ = "version_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(String(300))
+    actor: Mapped[str | None] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class BuildLogChunk(Base):
     """A piece of a build's log (whole lines, in order): readable from every machine."""
 

@@ -118,7 +118,7 @@ def submit_sweep(
         for params in combos:
             submission = builds.submit(replace(request, params=params), registry, store)
             sweep.submissions.append(submission)
-            registry.add_tag(submission.version.id, sweep.sweep_id)
+            registry.add_tag(submission.version.id, sweep.sweep_id, actor=request.actor)
     except BaseException:  # Ctrl-C or an error half-way: leave no queued row behind
         _end_queued(sweep, registry, "the sweep was interrupted before it ran this build")
         raise

@@ -399,7 +399,7 @@ def build_panel() -> None:
             if row.status in ACTIVE_STATUSES and not row.cancel_requested:
                 if st.button("Cancel build", key=f"cancel-{row.id}"):
                     try:
-                        registry.request_cancel(row.id)
+                        registry.request_cancel(row.id, actor=actor())
                         st.toast(f"Cancelling v{row.version} ...")
                     except AltruismError as exc:
                         show_error(exc)

@@ -200,6 +200,21 @@ st.caption(
 )
 if row.note:
     st.text(f"Note: {row.note}")
+if changes := registry.changes(row.id):
+    with st.expander(f"Changes ({len(changes)})"):
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "at": (c["at"] or "")[:19],
+                        "change": c["action"] + (f" {c['detail']}" if c["detail"] else ""),
+                        "by": c["actor"] or "unknown",
+                    }
+                    for c in changes
+                ]
+            ),
+            hide_index=True,
+        )
 if row.tags:
     st.text("Tags: " + ", ".join(t.name for t in row.tags))
 parent = (row.provenance or {}).get("refit_of")
@@ -358,9 +373,9 @@ with actions:
             if add_clicked or remove_clicked:
                 try:
                     if remove_clicked:
-                        registry.remove_tag(row.id, tag.strip().lower())
+                        registry.remove_tag(row.id, tag.strip().lower(), actor=actor())
                     else:
-                        registry.add_tag(row.id, tag)
+                        registry.add_tag(row.id, tag, actor=actor())
                     st.rerun()
                 except AltruismError as exc:
                     show_error(exc)
@@ -369,7 +384,7 @@ with actions:
             note = st.text_area("Note", row.note or "", max_chars=10_000)
             if st.form_submit_button("Save note"):
                 try:
-                    registry.set_note(row.id, note)
+                    registry.set_note(row.id, note, actor=actor())
                     st.rerun()
                 except AltruismError as exc:
                     show_error(exc)

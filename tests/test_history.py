@@ -32,6 +32,16 @@ def test_history_records_who_trained_promoted_and_archived(
     registry.set_archived(second.id, actor="carol (dashboard)")  # a dashboard login wins
 
     assert registry.get_by_id(first.id).created_by == "alice"
+    registry.add_tag(first.id, "baseline")
+    registry.set_note(first.id, "the first try", actor="erin")
+    registry.remove_tag(first.id, "baseline", actor="erin")
+    changes = [(c["action"], c["detail"], c["actor"]) for c in registry.changes(first.id)]
+    assert changes == [
+        ("queued", None, "alice"),
+        ("tag", "baseline", "bob"),
+        ("note", None, "erin"),
+        ("untag", "baseline", "erin"),
+    ]
     archived = registry.get_by_id(second.id)
     assert (archived.created_by, archived.archived_by) == ("bob", "carol (dashboard)")
     assert archived.archived_at is not None
@@ -55,6 +65,7 @@ def test_history_records_who_trained_promoted_and_archived(
 
     text = render_show({**json.loads(shown.stdout), "metrics": None})  # made-up metrics
     assert "created by: bob" in text and "archived by: carol (dashboard)" in text
+    assert "archive by carol (dashboard)" in text
     listed = json.loads(run_cli("list", "--json", "--all").stdout)
     assert {v["version"]: v["created_by"] for v in listed} == {1: "alice", 2: "bob"}
     assert json.loads(run_cli("history", "nobody-had-it", "--json").stdout) == []
@@ -63,6 +74,23 @@ def test_history_records_who_trained_promoted_and_archived(
     card = model_card(registry.get_by_id(first.id), registry)
     assert card["created_by"] == "alice"
     assert "queued by alice" in model_card_markdown({**card, "metrics": None})
+
+
+def test_history_records_who_cancelled_a_build(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core import builds
+
+    monkeypatch.setenv("ALTRUISM_ACTOR", "frank")
+    row = builds.submit(builds.TrainRequest(recipe="nb-bow", backend="local"), registry).version
+    done = run_cli("cancel", str(row.version), "--json", env={"ALTRUISM_ACTOR": "grace"})
+    assert done.returncode == 0, done.stderr
+    ended = registry.get_by_id(row.id)
+    assert ended.status == "cancelled" and ended.error == "cancelled by grace before it started"
+    assert [(c["action"], c["actor"]) for c in registry.changes(row.id)] == [
+        ("queued", "frank"),
+        ("cancel", "grace"),
+    ]
 
 
 def test_history_actor_defaults_to_the_os_user(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -179,6 +179,7 @@ def test_migration_from_0001_keeps_rows(registry_backend):
     assert (row.created_by, row.archived_by, row.archived_at) == (None, None, None)
     # 0009: no lease on old rows (judged by pid on their own host, as before)
     assert (row.lease_holder, row.lease_renewed_at, row.lease_expires_at) == (None, None, None)
+    assert upgraded.changes(row.id) == []  # no change of an old version is made up
     (span,) = upgraded.alias_history("champion")
     assert (span["version"], span["how"], span["set_by"], span["until"]) == (
         1,

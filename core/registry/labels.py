@@ -11,7 +11,7 @@ from core.actor import current_actor
 from core.config import DEFAULT_MODEL
 from core.errors import BadInput, NotFound
 from core.registry.database import Database
-from core.registry.versions import _iso, check_name
+from core.registry.versions import _iso, check_name, record_change
 from core.schema import (
     ACTIVE_STATUSES,
     READY,
@@ -128,29 +128,43 @@ class Labels:
             )
         return spans
 
-    def add_tag(self, version_id: int, tag: str) -> None:
+    def add_tag(self, version_id: int, tag: str, actor: str | None = None) -> None:
         tag = check_name("tag", tag)
+        actor = current_actor(actor)
 
         def work(session: Session) -> None:
             if session.get(ModelVersion, version_id) is None:
                 raise NotFound(f"no version with id {version_id}")
             if session.get(Tag, (version_id, tag)) is None:
                 session.add(Tag(version_id=version_id, name=tag))
+                record_change(session, version_id, "tag", actor, tag)
 
         self.db.write(work)
 
-    def remove_tag(self, version_id: int, tag: str) -> None:
+    def remove_tag(self, version_id: int, tag: str, actor: str | None = None) -> None:
+        actor = current_actor(actor)
+
         def work(session: Session) -> None:
             existing = session.get(Tag, (version_id, tag))
             if existing is not None:
                 session.delete(existing)
+                record_change(session, version_id, "untag", actor, tag)
 
         self.db.write(work)
 
-    def set_note(self, version_id: int, note: str) -> None:
+    def set_note(self, version_id: int, note: str, actor: str | None = None) -> None:
         if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
             raise BadInput(f"a note is limited to {MAX_NOTE_CHARS:,} characters")
-        self._update(version_id, note=note or None)
+        actor = current_actor(actor)
+
+        def work(session: Session) -> None:
+            row = session.get(ModelVersion, version_id)
+            if row is None:
+                raise NotFound(f"no version with id {version_id}")
+            row.note = note or None
+            record_change(session, version_id, "note", actor, "cleared" if not note else None)
+
+        self.db.write(work)
 
     def set_archived(
         self, version_id: int, archived: bool = True, actor: str | None = None
@@ -166,6 +180,7 @@ class Labels:
             if archived and row.status in ACTIVE_STATUSES:
                 raise BadInput(f"version {row.version} is still {row.status}; cancel it first")
             row.archived, row.archived_by, row.archived_at = archived, actor, utcnow()
+            record_change(session, row.id, "archive" if archived else "restore", actor)
             if archived:
                 names = session.scalars(select(Alias.name).where(Alias.version_id == row.id))
                 for name in sorted(names):

@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.actor import current_actor
 from core.errors import BadInput, NotFound
 from core.registry.database import Database
+from core.registry.versions import record_change
 from core.schema import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -201,15 +203,20 @@ class Lifecycle:
     def set_stage(self, version_id: int, stage: str) -> None:
         self._update(version_id, stage=stage)
 
-    def request_cancel(self, version_id: int) -> ModelVersion:
+    def request_cancel(self, version_id: int, actor: str | None = None) -> ModelVersion:
+        """Cancel a queued or running build (recording who asked)."""
         row = self.get_by_id(version_id)
         if row.status not in ACTIVE_STATUSES:
             raise BadInput(
                 f"version {row.version} is {row.status}; only queued or running "
                 "builds can be cancelled"
             )
+        actor = current_actor(actor)
+        self.db.write(lambda session: record_change(session, version_id, "cancel", actor))
         if row.status == QUEUED and row.worker_pid is None:
-            return self.fail(version_id, "cancelled before it started", status=CANCELLED)
+            return self.fail(
+                version_id, f"cancelled by {actor} before it started", status=CANCELLED
+            )
         return self._update(version_id, cancel_requested=True)
 
     def cancel_requested(self, version_id: int) -> bool:

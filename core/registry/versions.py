@@ -27,6 +27,7 @@ from core.schema import (
     ModelVersion,
     Tag,
     VersionDetail,
+    VersionEvent,
     aware,
     utcnow,
 )
@@ -85,6 +86,21 @@ def version_dict(row: ModelVersion, aliases: list[str] | None = None) -> dict[st
         "cancel_requested": row.cancel_requested,
         "reproduction": row.reproduction,
     }
+
+
+def record_change(
+    session: Session, version_id: int, action: str, actor: str | None, detail: str | None = None
+) -> None:
+    """Append one change of a version to its history (inside the change's transaction)."""
+    session.add(
+        VersionEvent(
+            version_id=version_id,
+            action=action,
+            detail=detail[:300] if detail else None,
+            actor=actor,
+            at=utcnow(),
+        )
+    )
 
 
 def check_name(kind: str, value: str) -> str:
@@ -335,6 +351,7 @@ class VersionQueries:
             )
             session.add(row)
             session.flush()
+            record_change(session, row.id, "queued", row.created_by)
             return row.id, False
 
         row_id, reused = self.db.write(work)
@@ -595,6 +612,20 @@ class VersionQueries:
                 .order_by(ModelVersion.version.desc())
                 .limit(1)
             )
+
+    def changes(self, version_id: int) -> list[dict[str, Any]]:
+        """Who changed a version, oldest first: queued, cancel, tag, untag, note, archive,
+        restore (alias moves are in `alias_history`)."""
+        with self.db.session() as session:
+            events = session.scalars(
+                select(VersionEvent)
+                .where(VersionEvent.version_id == version_id)
+                .order_by(VersionEvent.id)
+            )
+            return [
+                {"at": _iso(e.at), "action": e.action, "detail": e.detail, "actor": e.actor}
+                for e in events
+            ]
 
     def _update(self, version_id: int, **values: Any) -> ModelVersion:
         def work(session: Session) -> None:

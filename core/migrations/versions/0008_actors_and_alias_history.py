@@ -1,6 +1,7 @@
 """Who did what: versions record who queued them (`created_by`) and who last archived or
 restored them (`archived_by`, `archived_at`); every alias move is kept in
-`alias_history` (alias, version number, action, actor, time).
+`alias_history` (alias, version number, action, actor, time), and every other change to a
+version (queued, cancel, tag, untag, note, archive, restore) in `version_events`.
 
 Existing versions keep every value; their actor is unknown (null). Each existing alias
 gets one `recorded` history row at its last update, so `history` starts from today's
@@ -41,6 +42,21 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_alias_history_alias", "alias_history", ["model_id", "alias", "id"])
+    op.create_table(
+        "version_events",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column(
+            "version_id",
+            sa.Integer,
+            sa.ForeignKey("model_versions.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("action", sa.String(20), nullable=False),
+        sa.Column("detail", sa.String(300), nullable=True),
+        sa.Column("actor", sa.String(200), nullable=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_version_events_version_id", "version_events", ["version_id"])
     op.execute(
         "INSERT INTO alias_history (model_id, alias, version, action, actor, at) "
         "SELECT a.model_id, a.name, v.version, 'recorded', NULL, a.updated_at "
@@ -50,6 +66,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("version_events")
     op.drop_table("alias_history")
     with op.batch_alter_table("model_versions") as batch:
         batch.drop_column("archived_at")
