@@ -17,6 +17,7 @@ from core.registry import version_dict
 from core.schema import ACTIVE_STATUSES, READY
 from core.serving.live import live
 from ui.common import (
+    actor,
     builder_status,
     chart,
     dataset_label,
@@ -38,7 +39,7 @@ def starter_button(builder: str) -> None:
     )
     if st.button("Train starter recipes on the bundled sample", type="primary"):
         try:
-            started = builds.launch_starters(get_registry())
+            started = builds.launch_starters(get_registry(), actor=actor())
             st.session_state["flash"] = (
                 f"Started {len(started)} builds with the {builder} builder; they appear below "
                 "as they progress."

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.actor import current_actor
 from core.artifacts import ArtifactStore, open_store
 from core.builders import Builder, BuildJob, BuildLimits, BuildLog, get_builder, resolve_backend
 from core.config import DEFAULT_MODEL, PROJECT_ROOT, SAMPLE_DATA, settings
@@ -37,7 +38,7 @@ from core.dataset import Dataset, scan_dataset
 from core.errors import AltruismError, BadInput, BuildCancelled, NotFound
 from core.operating_point import DEFAULT_POLICY, parse_policy, policy_label
 from core.provenance import code_fingerprint, environment, git_state
-from core.registry import Registry, launcher_identity
+from core.registry import Registry, launcher_identity, lease_holder
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY, ModelVersion
 
 Echo = Callable[[str], None]
@@ -72,6 +73,7 @@ class TrainRequest:
     refit_of: int | None = None  # a ready version's id: fit on all its data, keep its scores
     cv_folds: int | None = None  # cross-validate with this many stratified folds ...
     cv_repeats: int = 1  # ... repeated this many times (instead of one held-out split)
+    actor: str | None = None  # who asks (a dashboard login name); default `current_actor()`
 
     def cv(self) -> dict[str, int] | None:
         """{"folds": K, "repeats": R} of a cross-validated request, else None."""
@@ -288,6 +290,7 @@ def submitting(
             data_kind=request.data_kind or data_kind_of(data_path),
             split_seed=request.seed,
             split_test_size=float(request.test_size),
+            created_by=current_actor(request.actor),
             provenance={
                 "request": {
                     "timeout_s": request.timeout_s,
@@ -475,6 +478,37 @@ def build_log(registry: Registry, row: ModelVersion, echo: Echo | None = None) -
     )
 
 
+class LeaseKeeper:
+    """Renew the leases of running (or claimed, waiting) builds from a background thread of
+    the process that runs or watches them, every `lease_s / 6` seconds until `stop()`. A
+    renewal the registry refuses (the version ended, or another process's recovery failed
+    it) drops that version and sets `lost`; one that cannot reach the registry is retried
+    at the next tick."""
+
+    def __init__(self, registry: Registry, version_ids: list[int], lease_s: float) -> None:
+        self.registry, self.lease_s = registry, lease_s
+        self.version_ids = list(version_ids)
+        self.holder = lease_holder()
+        self.lost = False
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="build-lease", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.version_ids and not self._stop.wait(self.lease_s / 6):
+            for version_id in list(self.version_ids):
+                try:
+                    if not self.registry.renew_lease(version_id, self.holder, self.lease_s):
+                        self.lost = True
+                        self.version_ids.remove(version_id)
+                except Exception:  # the registry is unreachable now: try again next tick
+                    continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=30)
+
+
 class DatasetUpload:
     """Store a build's dataset in a background thread while its worker trains."""
 
@@ -540,8 +574,12 @@ def _execute(
         raise BadInput(f"version {row.version} is {row.status}; only queued builds run")
     log = build_log(registry, row, echo)
     started = _now()
-    registry.mark_running(row.id, "building image" if row.builder != "local" else "training")
+    lease_s = settings().build_lease_s
+    registry.mark_running(
+        row.id, "building image" if row.builder != "local" else "training", lease_s=lease_s
+    )
     work_dir = new_work_dir(registry, row)
+    lease = LeaseKeeper(registry, [row.id], lease_s)
     sha256: str | None = None
     upload: DatasetUpload | None = None
     try:
@@ -555,7 +593,9 @@ def _execute(
                 work_dir,
                 log,
                 should_cancel=lambda: (
-                    (upload is not None and upload.failed()) or registry.cancel_requested(row.id)
+                    (upload is not None and upload.failed())
+                    or lease.lost
+                    or registry.cancel_requested(row.id)
                 ),
             )
         except BuildCancelled:
@@ -591,6 +631,10 @@ def _execute(
             },
         )
     except BuildCancelled as exc:
+        if lease.lost:  # another process's recovery ended it: keep its reason
+            log("stopped: this launcher's lease was taken (the version was ended elsewhere)")
+            log.close()
+            return registry.get_by_id(row.id)
         log(f"cancelled: {exc}")
         return _finish_failed(registry, store, row, str(exc), log, sha256, CANCELLED)
     except Exception as exc:
@@ -601,6 +645,7 @@ def _execute(
         _finish_failed(registry, store, row, f"interrupted ({type(exc).__name__})", log, sha256)
         raise
     finally:
+        lease.stop()
         log.close()
 
 
@@ -644,6 +689,7 @@ def submit_refit(
     registry: Registry,
     store: ArtifactStore | None = None,
     backend: str = "auto",
+    actor: str | None = None,
 ) -> Submission:
     """Queue (or reuse) the refit of a ready version on all of its data: same recipe,
     parameters and dataset (read from the artifact store), scored by the parent."""
@@ -671,6 +717,7 @@ def submit_refit(
             data_name=parent.data_name,
             data_kind=parent.data_kind,
             refit_of=parent.id,
+            actor=actor,
         )
         return submit(request, registry, store)
 
@@ -774,7 +821,7 @@ def detach(verb: list[str], version_ids: list[int], registry: Registry, log_file
             start_new_session=True,
         )
     for version_id in version_ids:
-        registry.claim_for(version_id, process.pid)
+        registry.claim_for(version_id, process.pid, lease_s=settings().build_lease_s)
     return process.pid
 
 
@@ -806,10 +853,14 @@ def clean_after_orphans(registry: Registry, orphans: list[ModelVersion]) -> list
 STARTER_RECIPES = ("nb-bow", "tfidf-logreg", "tfidf-meta-logreg")
 
 
-def launch_starters(registry: Registry, backend: str = "auto") -> list[Submission]:
+def launch_starters(
+    registry: Registry, backend: str = "auto", actor: str | None = None
+) -> list[Submission]:
     """Queue and launch the starter recipes on the bundled sample (empty-registry button)."""
     submissions = [
-        submit(TrainRequest(recipe=name, backend=backend, data_kind="sample"), registry)
+        submit(
+            TrainRequest(recipe=name, backend=backend, data_kind="sample", actor=actor), registry
+        )
         for name in STARTER_RECIPES
     ]
     for submission in submissions:

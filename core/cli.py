@@ -1,4 +1,4 @@
-"""`python -m core VERB`: train, list, show, promote, compare, predict, evaluate, serve, ...
+"""`python -m core VERB`: train, list, show, promote, history, compare, predict, serve, ...
 
 Every verb takes `--json` (one JSON document on stdout); otherwise it prints a readable
 table. Messages and progress go to stderr. Exit codes: 0 success, 2 bad input, 1 other.
@@ -379,6 +379,7 @@ def cmd_show(args: argparse.Namespace) -> Any:
     registry = open_registry()
     out = _as_dict(registry, registry.resolve(args.version, args.model))
     out["log_tail"] = registry.log_tail(out["id"]) or out["log_tail"]
+    out["changes"] = registry.changes(out["id"])
     return out
 
 
@@ -409,6 +410,10 @@ def render_show(v: dict[str, Any]) -> str:
         )
     lines += [f"warning:    {w}" for w in _flag_warnings(v)]
     lines.append(f"data:       {v.get('data_name')} ({v.get('data_kind')}) {v['data_sha256']}")
+    lines.append(f"created by: {v.get('created_by') or 'unknown'}")
+    if v.get("archived_by"):
+        verb = "archived" if v.get("archived") else "restored"
+        lines.append(f"{verb} by: {v['archived_by']} at {(v.get('archived_at') or '')[:19]}")
     if v.get("imported"):
         lines.append("imported:   yes (from an archive; never reused for a train request)")
     prov = v["provenance"] or {}
@@ -417,6 +422,12 @@ def render_show(v: dict[str, Any]) -> str:
             lines.append(f"{key + ':':<12}{json.dumps(prov[key])}")
     if v["artifact_sha256"]:
         lines.append(f"artifact:   {v['artifact_sha256']} ({v['artifact_size']:,} bytes)")
+    for change in v.get("changes") or []:
+        detail = f" {change['detail']}" if change.get("detail") else ""
+        lines.append(
+            f"changed:    {(change['at'] or '')[:19]} {change['action']}{detail}"
+            f" by {change['actor'] or 'unknown'}"
+        )
     if v["error"]:
         lines += [f"error:      {v['error']}", "log tail:", v["log_tail"] or ""]
     return "\n".join(lines)
@@ -427,6 +438,29 @@ def cmd_promote(args: argparse.Namespace) -> Any:
     row = registry.promote(args.version, args.alias, args.model)
     say(f"{args.alias} -> version {row.version}")
     return _as_dict(registry, registry.get_by_id(row.id))
+
+
+def cmd_history(args: argparse.Namespace) -> Any:
+    registry = open_registry()
+    return registry.alias_history(args.alias, args.model)
+
+
+def render_history(spans: list[dict[str, Any]]) -> str:
+    if not spans:
+        return "(this alias was never set)"
+    return table(
+        ["version", "from", "until", "set by", "ended by"],
+        [
+            [
+                s["version"],
+                (s["from"] or "")[:19],
+                (s["until"] or "now")[:19],
+                f"{s['set_by'] or 'unknown'} ({s['how']})",
+                f"{s['ended_by'] or 'unknown'} ({s['ended_how']})" if s["until"] else "",
+            ]
+            for s in spans
+        ],
+    )
 
 
 def cmd_cancel(args: argparse.Namespace) -> Any:
@@ -886,6 +920,10 @@ def build_parser() -> argparse.ArgumentParser:
     promote = verb("promote", cmd_promote, render_train, "point an alias at a version")
     promote.add_argument("version")
     promote.add_argument("--alias", default="champion")
+    history = verb(
+        "history", cmd_history, render_history, "when each version held an alias, and who moved it"
+    )
+    history.add_argument("alias", help="e.g. champion")
     verb("cancel", cmd_cancel, render_train, "cancel a queued or running build").add_argument(
         "version"
     )

@@ -95,6 +95,7 @@ class Settings:
     uploads_total_mb: float = 100.0  # uploads the dashboard server holds at once, in all
     script_runs: int = 2  # page runs the dashboard server executes at once
     build_nice: int = 10  # niceness of builds the dashboard (or a sweep) starts locally
+    build_lease_s: float = 60.0  # a running build whose launcher stops renewing ends after it
 
 
 def settings() -> Settings:
@@ -119,4 +120,5 @@ def settings() -> Settings:
         uploads_total_mb=_float("UPLOADS_TOTAL_MB", 100.0) or 100.0,
         script_runs=_int("SCRIPT_RUNS", 2, 1, 64),
         build_nice=_int("BUILD_NICE", 10, 0, 19),
+        build_lease_s=max(1.0, _float("BUILD_LEASE_S", 60.0) or 60.0),
     )

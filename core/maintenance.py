@@ -20,8 +20,8 @@ from sqlalchemy import text
 
 from core.artifacts import KINDS, ArtifactStore
 from core.config import settings
-from core.registry import Registry, orphan_reason
-from core.schema import ACTIVE_STATUSES, READY
+from core.registry import Registry, lease_reason, orphan_reason
+from core.schema import ACTIVE_STATUSES, READY, ModelVersion
 
 STALE_INCOMING_S = 3600
 BLOB_KINDS = ("model", "dataset")
@@ -104,9 +104,26 @@ def _check_details(registry: Registry, row: Any, report: Report) -> None:
         report.add("damaged_details", str(exc), version=row.version)
 
 
+def _end_expired(
+    registry: Registry, row: ModelVersion, reason: str, where: str, report: Report
+) -> None:
+    """Fail a build whose launcher stopped renewing its lease (and remove its leftovers)."""
+    from core.builds import clean_after_orphans
+
+    ended = registry.fail_if_active(row.id, f"{reason}; marked failed on recovery")
+    if ended is not None:
+        clean_after_orphans(registry, [ended])
+        report.add(
+            "stuck_build",
+            f"{where} was {row.status} but {reason}: marked failed",
+            version=row.version,
+        )
+
+
 def check(registry: Registry, store: ArtifactStore) -> Report:
     """Verify database, every ready artifact, unreferenced and stray files, stuck builds
-    and leftovers of builds that ended (containers, work folders)."""
+    and leftovers of builds that ended (containers, work folders). Only reports, except
+    that a build whose lease expired (its launcher, on any host, is gone) is ended."""
     report = Report()
     _check_database(registry, report)
     listing = list_store(store)
@@ -120,8 +137,11 @@ def check(registry: Registry, store: ArtifactStore) -> Report:
             _check_artifact(row, where, store, verified, report)
             _check_details(registry, row, report)
         elif row.status in ACTIVE_STATUSES:
-            reason = orphan_reason(registry.get_by_id(row.id))  # with its launcher
-            if reason:
+            full = registry.get_by_id(row.id)  # with its launcher and lease
+            reason = orphan_reason(full)
+            if reason and lease_reason(full):  # its launcher is gone: any process ends it
+                _end_expired(registry, full, reason, where, report)
+            elif reason:
                 report.add(
                     "stuck_build", f"{where} is {row.status} but {reason}", version=row.version
                 )

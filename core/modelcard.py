@@ -54,6 +54,7 @@ def model_card(row: ModelVersion, registry: Registry) -> dict[str, Any]:
         "served": served_summary(registry, row.model.name, row.id),
         "tags": version["tags"],
         "note": row.note,
+        "created_by": row.created_by,
     }
 
 
@@ -132,7 +133,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"- packages: {json.dumps(prov.get('packages'))}",
         *([f"- docker image: `{prov['docker'].get('image_id')}`"] if "docker" in prov else []),
         *(_swarm_lines(prov["swarm"]) if isinstance(prov.get("swarm"), dict) else []),
-        f"- built {prov.get('started_at')} to {prov.get('finished_at')}",
+        f"- built {prov.get('started_at')} to {prov.get('finished_at')}"
+        + (f", queued by {card['created_by']}" if card.get("created_by") else ""),
         "",
         *_recipe_lines(card.get("recipe_file")),
         "## Artifact",

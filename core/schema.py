@@ -127,6 +127,14 @@ class ModelVersion(Base):
     # operating points (migration 0006): how the threshold was chosen, warnings on decisions
     threshold_policy: Mapped[str | None] = mapped_column(String(100))
     flags: Mapped[list[str] | None] = mapped_column(JSON)
+    # who did what (migration 0008): who queued the build, who last archived or restored it
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    archived_by: Mapped[str | None] = mapped_column(String(200))
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # build leases (migration 0009): the launcher renews the lease while the build runs
+    lease_holder: Mapped[str | None] = mapped_column(String(300))
+    lease_renewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     model: Mapped[Model] = relationship(lazy="joined")
     tags: Mapped[list[Tag]] = relationship(
@@ -160,6 +168,36 @@ class Alias(Base):
     name: Mapped[str] = mapped_column(String(100))
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AliasEvent(Base):
+    """One move of an alias (migration 0008): it now points at `version` (None: removed),
+    set by `actor` at `at`. Rows are numbered in the order the moves committed."""
+
+    __tablename__ = "alias_history"
+    __table_args__ = (Index("ix_alias_history_alias", "model_id", "alias", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int | None] = mapped_column(Integer)  # the number: kept if the row goes
+    action: Mapped[str] = mapped_column(String(20))  # promote, remove, archive, recorded
+    actor: Mapped[str | None] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class VersionEvent(Base):
+    """One change to a version by someone (migration 0008): queued, cancel, tag, untag,
+    note, archive, restore; `detail` holds the tag, for instance."""
+
+    __tablename__ = "version_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(String(300))
+    actor: Mapped[str | None] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class BuildLogChunk(Base):

@@ -118,7 +118,7 @@ def submit_sweep(
         for params in combos:
             submission = builds.submit(replace(request, params=params), registry, store)
             sweep.submissions.append(submission)
-            registry.add_tag(submission.version.id, sweep.sweep_id)
+            registry.add_tag(submission.version.id, sweep.sweep_id, actor=request.actor)
     except BaseException:  # Ctrl-C or an error half-way: leave no queued row behind
         _end_queued(sweep, registry, "the sweep was interrupted before it ran this build")
         raise
@@ -145,8 +145,25 @@ def run_versions(
     store = store or open_store()
     rows = [registry.get_by_id(i) for i in version_ids]
     queued = [r for r in rows if r.status == "queued"]
+    lease_s = settings().build_lease_s
     for row in queued:  # ours while they wait for a free slot: never taken for abandoned
-        registry.claim_for(row.id, os.getpid())
+        registry.claim_for(row.id, os.getpid(), lease_s=lease_s)
+    waiting = builds.LeaseKeeper(registry, [r.id for r in queued], lease_s)  # until they run
+    try:
+        return _run_claimed(rows, queued, registry, store, parallel, echo)
+    finally:
+        waiting.stop()
+
+
+def _run_claimed(
+    rows: list[ModelVersion],
+    queued: list[ModelVersion],
+    registry: Registry,
+    store: ArtifactStore,
+    parallel: int | None,
+    echo: Callable[[str], None] | None,
+) -> list[ModelVersion]:
+    """`run_versions` once the queued versions are claimed (and their leases renewed)."""
     if any(r.builder in ("docker", "swarm") for r in queued):  # the image once, not per thread
         from core.builders.base import BuildLog
         from core.builders.docker import DockerBuilder

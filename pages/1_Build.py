@@ -19,6 +19,7 @@ from core.recipes import Param
 from core.schema import ACTIVE_STATUSES, CANCELLED, READY
 from ui import guards
 from ui.common import (
+    actor,
     builder_status,
     dataset_label,
     get_registry,
@@ -290,6 +291,7 @@ with left:
                 cpus=float(cpus) or None,
                 cv_folds=int(folds) if cv else None,
                 cv_repeats=int(repeats) if cv else 1,
+                actor=actor(),
             )
             try:
                 if grid:
@@ -416,7 +418,7 @@ def build_panel() -> None:
             if row.status in ACTIVE_STATUSES and not row.cancel_requested:
                 if st.button("Cancel build", key=f"cancel-{row.id}"):
                     try:
-                        registry.request_cancel(row.id)
+                        registry.request_cancel(row.id, actor=actor())
                         st.toast(f"Cancelling v{row.version} ...")
                     except AltruismError as exc:
                         show_error(exc)

@@ -19,6 +19,7 @@ from core.schema import ACTIVE_STATUSES, READY, STATUSES
 from core.serving.live import history as serving_history
 from core.sweeps import MAX_SWEEP, RANKING_WORDS, sweeps_of, swept_values
 from ui.common import (
+    actor,
     chart,
     dataset_label,
     fmt,
@@ -189,9 +190,31 @@ st.caption(
     + (" · **imported** from an archive (not built here)" if row.imported else "")
     + f" · dataset {md(dataset_label(row))}"
     + f" · created {row.created_at:%Y-%m-%d %H:%M} UTC"
+    + (f" by {md(row.created_by)}" if row.created_by else "")
+    + (
+        f" · {'archived' if row.archived else 'restored'} by {md(row.archived_by)}"
+        f" {row.archived_at:%Y-%m-%d %H:%M} UTC"
+        if row.archived_by and row.archived_at
+        else ""
+    )
 )
 if row.note:
     st.text(f"Note: {row.note}")
+if changes := registry.changes(row.id):
+    with st.expander(f"Changes ({len(changes)})"):
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "at": (c["at"] or "")[:19],
+                        "change": c["action"] + (f" {c['detail']}" if c["detail"] else ""),
+                        "by": c["actor"] or "unknown",
+                    }
+                    for c in changes
+                ]
+            ),
+            hide_index=True,
+        )
 if row.tags:
     st.text("Tags: " + ", ".join(t.name for t in row.tags))
 parent = (row.provenance or {}).get("refit_of")
@@ -214,7 +237,7 @@ def refit_button(row) -> None:
     ):
         return
     try:
-        submission = builds.submit_refit(row, registry)
+        submission = builds.submit_refit(row, registry, actor=actor())
         if not submission.reused:
             builds.launch(submission.version.id, registry)
         done = "already exists" if submission.reused else "is building"
@@ -314,11 +337,34 @@ with actions:
             alias = st.text_input("Alias", "champion")
             if st.form_submit_button("Promote to alias", disabled=row.status != READY):
                 try:
-                    registry.promote(row.version, alias, model)
+                    registry.promote(row.version, alias, model, actor=actor())
                     st.session_state["flash"] = f"{alias.strip().lower()} → v{row.version}"
                     st.rerun()
                 except AltruismError as exc:
                     show_error(exc)
+        alias_names = sorted({"champion", *(a for v in aliases.values() for a in v)})
+        with st.expander("Alias history"):
+            held = st.selectbox("Alias", alias_names, key="history_alias")
+            spans = registry.alias_history(held, model)[-20:]
+            if spans:
+                st.dataframe(
+                    pd.DataFrame(
+                        [
+                            {
+                                "version": s["version"],
+                                "from": s["from"][:19],
+                                "until": (s["until"] or "now")[:19],
+                                "set by": f"{s['set_by'] or 'unknown'} ({s['how']})",
+                                "ended by": s["ended_by"] or "",
+                            }
+                            for s in reversed(spans)
+                        ]
+                    ),
+                    hide_index=True,
+                )
+                st.caption("Newest first; `python -m core history ALIAS` lists all of it.")
+            else:
+                st.caption(f"{md(held)} was never set.")
         with st.form("tag"):
             tag = st.text_input("Tag")
             add, remove = st.columns(2)
@@ -327,9 +373,9 @@ with actions:
             if add_clicked or remove_clicked:
                 try:
                     if remove_clicked:
-                        registry.remove_tag(row.id, tag.strip().lower())
+                        registry.remove_tag(row.id, tag.strip().lower(), actor=actor())
                     else:
-                        registry.add_tag(row.id, tag)
+                        registry.add_tag(row.id, tag, actor=actor())
                     st.rerun()
                 except AltruismError as exc:
                     show_error(exc)
@@ -338,7 +384,7 @@ with actions:
             note = st.text_area("Note", row.note or "", max_chars=10_000)
             if st.form_submit_button("Save note"):
                 try:
-                    registry.set_note(row.id, note)
+                    registry.set_note(row.id, note, actor=actor())
                     st.rerun()
                 except AltruismError as exc:
                     show_error(exc)
@@ -351,7 +397,7 @@ with actions:
             st.caption("Running builds can be cancelled on **Build**.")
         elif st.button("Restore" if row.archived else "Archive", key="archive"):
             try:
-                registry.set_archived(row.id, not row.archived)
+                registry.set_archived(row.id, not row.archived, actor=actor())
                 st.rerun()
             except AltruismError as exc:
                 show_error(exc)

@@ -241,6 +241,24 @@ def test_versions_table_lists_every_version(populated: Registry) -> None:
     assert at.dataframe[0].value["version"].tolist() == [4]
 
 
+def test_versions_page_promote_records_the_login_name_in_history(
+    populated: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASHBOARD_PASSWORD", "pw")
+    at = page(VERSIONS, v="2")
+    at.session_state["authenticated"] = True
+    at.session_state["login_name"] = "Ann Lee"
+    run(at)
+    by_label(at.text_input, "Alias").input("champion")
+    next(b for b in at.button if b.label == "Promote to alias").click()
+    run(at)
+    (span,) = populated.alias_history("champion")
+    assert (span["version"], span["set_by"]) == (2, "Ann Lee")
+    history = next(d.value for d in at.dataframe if "set by" in d.value.columns)
+    assert history["set by"].tolist() == ["Ann Lee (promote)"]
+    assert history["version"].tolist() == [2]
+
+
 def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
     at = run(page(COMPARE, v="1,2"))
     assert by_label(at.multiselect, "Versions (2 to 4; the first is the baseline)").value == [1, 2]

@@ -175,6 +175,19 @@ def test_migration_from_0001_keeps_rows(registry_backend):
             assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
     size = sa.inspect(upgraded.engine).get_columns("model_versions")
     assert isinstance({c["name"]: c["type"] for c in size}["artifact_size"], sa.BigInteger)
+    # 0008: old rows have no known actor; the alias's history starts from its last move
+    assert (row.created_by, row.archived_by, row.archived_at) == (None, None, None)
+    # 0009: no lease on old rows (judged by pid on their own host, as before)
+    assert (row.lease_holder, row.lease_renewed_at, row.lease_expires_at) == (None, None, None)
+    assert upgraded.changes(row.id) == []  # no change of an old version is made up
+    (span,) = upgraded.alias_history("champion")
+    assert (span["version"], span["how"], span["set_by"], span["until"]) == (
+        1,
+        "recorded",
+        None,
+        None,
+    )
+    assert span["from"].startswith("2025-01-02T03:04:05")
     # and the upgraded registry keeps numbering after the old row
     assert add_version(upgraded).version == 2
 

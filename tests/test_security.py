@@ -372,21 +372,23 @@ def test_dashboard_login_gate(two: tuple, monkeypatch: pytest.MonkeyPatch) -> No
 
     def locked() -> None:
         assert [t.value for t in at.title] == ["Altruism Lab"]
-        assert [t.label for t in at.text_input] == ["Team password"]
+        assert [t.label for t in at.text_input] == ["Your name", "Team password"]
         assert not at.subheader and not at.metric and not at.dataframe
         assert "champion" not in json.dumps([m.value for m in at.markdown]).lower()
 
     locked()
-    at.text_input[0].input("wrong")
+    at.text_input[1].input("wrong")
     at.button[0].click().run()
     assert [e.value for e in at.error] == ["Wrong password."]
     locked()
 
-    at.text_input[0].input("correct horse")
+    at.text_input[0].input("  Ann   Lee ")
+    at.text_input[1].input("correct horse")
     at.button[0].click().run()
     assert not at.exception, [e.message for e in at.exception]
     assert "Team password" not in [t.label for t in at.text_input]
     assert at.subheader and at.metric  # the Home page and the champion's numbers
+    assert at.session_state["login_name"] == "Ann Lee"  # recorded with what they change
 
 
 # --- export / import -----------------------------------------------------------------------

@@ -42,6 +42,7 @@ def imported_by(*argv: str) -> tuple[int, set[str]]:
         ("list", "--json"),
         ("list", "--full", "--json"),
         ("show", "1", "--json"),
+        ("history", "champion", "--json"),
     ],
 )
 def test_quick_verbs_do_not_import_the_ml_stack(registry: Registry, argv: tuple[str, ...]) -> None:

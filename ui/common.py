@@ -5,11 +5,13 @@ from __future__ import annotations
 import hmac
 import os
 import re
+import time
 from typing import Any
 
 import streamlit as st
 
 from core import builds
+from core.actor import MAX_ACTOR_CHARS, current_actor
 from core.artifacts import ArtifactStore, open_store
 from core.builders import resolve_backend
 from core.config import DEFAULT_MODEL, settings
@@ -53,7 +55,9 @@ def page_setup(title: str, icon: str = "🍕") -> None:
 def require_registry() -> None:
     """Stop the page with one line when the registry cannot be opened or reached now."""
     try:
-        get_registry().ping()
+        registry = get_registry()
+        registry.ping()
+        recover_now(registry)
     except AltruismError as exc:
         st.error(f"The registry cannot be used right now: {md(exc)}")
         st.caption("Nothing was changed. Reload the page once the database is back.")
@@ -61,19 +65,44 @@ def require_registry() -> None:
 
 
 def require_login() -> None:
-    """When DASHBOARD_PASSWORD is set, ask for it once per session (off by default)."""
+    """When DASHBOARD_PASSWORD is set, ask for it (and the user's name, recorded with what
+    they change) once per session (off by default)."""
     secret = os.environ.get(PASSWORD_ENV)
     if not secret or st.session_state.get("authenticated"):
         return
     st.title("Altruism Lab")
     with st.form("login"):
+        name = st.text_input(
+            "Your name", help="recorded with the versions you train, promote or archive"
+        )
         typed = st.text_input("Team password", type="password")
         if st.form_submit_button("Sign in"):
             if hmac.compare_digest(typed.encode(), secret.encode()):
                 st.session_state["authenticated"] = True
+                st.session_state["login_name"] = " ".join(name.split())[:MAX_ACTOR_CHARS]
                 st.rerun()
             st.error("Wrong password.")
     st.stop()
+
+
+def actor() -> str:
+    """Who this dashboard session acts as: the name given at sign-in, else the
+    dashboard's ALTRUISM_ACTOR or OS user (`core.actor.current_actor`)."""
+    return current_actor(st.session_state.get("login_name") or None)
+
+
+RECOVERY_EVERY_S = 10.0
+_last_recovery: dict[str, float] = {}
+
+
+def recover_now(registry: Registry) -> None:
+    """End builds that can never finish (a dead local worker, an expired lease), at most
+    every RECOVERY_EVERY_S per registry for the whole server."""
+    now = time.monotonic()
+    if now - _last_recovery.get(registry.url, -RECOVERY_EVERY_S) < RECOVERY_EVERY_S:
+        return
+    _last_recovery[registry.url] = now
+    builds.recover_orphans(registry)
 
 
 @st.cache_resource(show_spinner=False)

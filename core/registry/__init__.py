@@ -19,7 +19,14 @@ from sqlalchemy.orm import Session
 from core.config import settings
 from core.registry.database import Database, classify, safe_url, sqlite_path
 from core.registry.labels import Labels
-from core.registry.lifecycle import Lifecycle, launcher_identity, orphan_reason, pid_alive
+from core.registry.lifecycle import (
+    Lifecycle,
+    launcher_identity,
+    lease_holder,
+    lease_reason,
+    orphan_reason,
+    pid_alive,
+)
 from core.registry.logs import BuildLogs
 from core.registry.references import References
 from core.registry.serving import Serving
@@ -35,7 +42,7 @@ from core.schema import RegistryMeta
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # The newest migration. Opening a registry at this revision needs no Alembic at all (a
 # test checks that it matches the migration scripts).
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0009"
 
 
 class Registry(VersionQueries, Lifecycle, Labels, BuildLogs, References, Serving):
@@ -133,6 +140,8 @@ __all__ = [
     "VersionSummary",
     "check_name",
     "launcher_identity",
+    "lease_holder",
+    "lease_reason",
     "orphan_reason",
     "parse_ref",
     "pid_alive",

@@ -7,11 +7,13 @@ import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.actor import current_actor
 from core.errors import BadInput, NotFound
 from core.registry.database import Database
+from core.registry.versions import record_change
 from core.schema import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -52,6 +54,48 @@ def process_start(pid: int) -> int | None:
         return None
 
 
+def pid_namespace() -> str | None:
+    """This process's pid namespace (an inode number; Linux), to tell two containers that
+    share a hostname apart: their pids mean nothing to each other."""
+    try:
+        return os.readlink("/proc/self/ns/pid").split("[", 1)[-1].rstrip("]") or None
+    except OSError:
+        return None
+
+
+def lease_holder() -> str:
+    """This process as a lease holder: `HOST pid PID ns NAMESPACE`."""
+    return f"{socket.gethostname()} pid {os.getpid()} ns {pid_namespace() or '?'}"
+
+
+def holder_host(holder: str | None) -> str | None:
+    """The host named in a lease holder, or None."""
+    return holder.split(" pid ", 1)[0] if holder and " pid " in holder else None
+
+
+def holder_is_local(holder: str | None) -> bool:
+    """Whether a lease holder (None: no lease) shares this host's pids: same host and, when
+    both are known, the same pid namespace."""
+    if not holder or " pid " not in holder:
+        return True
+    if holder_host(holder) != socket.gethostname():
+        return False
+    theirs, ours = holder.rsplit(" ns ", 1)[-1] if " ns " in holder else "?", pid_namespace()
+    return theirs == "?" or ours is None or theirs == ours
+
+
+def lease_reason(row: ModelVersion, now: datetime | None = None) -> str | None:
+    """Why an active version's lease says its launcher is gone (it expired), or None while
+    it holds (or it has no lease: a build from before leases, judged on its own host)."""
+    if row.status not in ACTIVE_STATUSES or row.lease_expires_at is None:
+        return None
+    if (now or datetime.now(UTC)) <= aware(row.lease_expires_at):
+        return None
+    host = holder_host(row.lease_holder) or row.worker_host or "an unknown host"
+    last = aware(row.lease_renewed_at or row.lease_expires_at)
+    return f"launcher on {host} stopped renewing at {last:%Y-%m-%d %H:%M:%S} UTC"
+
+
 def launcher_identity() -> dict[str, Any]:
     """This process as the launcher that holds the versions it queues until a worker runs
     them (recorded in `provenance.request.launcher`)."""
@@ -85,18 +129,20 @@ def queued_grace() -> timedelta:
 def orphan_reason(row: ModelVersion, now: datetime | None = None) -> str | None:
     """Why an active version can never finish, or None while it may.
 
-    Only a worker on this host can be checked (by pid); a build on another host is left to
-    that host's own checks.
+    A worker on this host (and in this pid namespace) is checked by pid, at once; any
+    other is judged by its lease, which its launcher renews while it runs: once that
+    expires, the launcher is gone. A build without a lease on another host (from before
+    leases) is left to that host's own checks.
     """
     if row.status not in ACTIVE_STATUSES:
         return None
     here = socket.gethostname()
     if row.worker_pid:
-        if row.worker_host and row.worker_host != here:
+        if (not row.worker_host or row.worker_host == here) and holder_is_local(row.lease_holder):
+            if not pid_alive(row.worker_pid):
+                return f"the build worker (pid {row.worker_pid}) died before finishing"
             return None
-        if not pid_alive(row.worker_pid):
-            return f"the build worker (pid {row.worker_pid}) died before finishing"
-        return None
+        return lease_reason(row, now)
     if row.status == QUEUED and (gone := launcher_gone(row)):
         return gone
     age = (now or datetime.now(UTC)) - aware(row.created_at)
@@ -110,28 +156,67 @@ class Lifecycle:
 
     db: Database  # `get_by_id`, `_update` and `fail` come from VersionQueries
 
-    def mark_running(self, version_id: int, stage: str) -> None:
+    def mark_running(self, version_id: int, stage: str, lease_s: float | None = None) -> None:
+        """This process runs the version now and holds its lease for `lease_s` seconds
+        (renew it with `renew_lease`; without `lease_s` no lease is taken)."""
+        now = utcnow()
         self._update(
             version_id,
             status=RUNNING,
             stage=stage,
-            started_at=utcnow(),
+            started_at=now,
             worker_pid=os.getpid(),
             worker_host=socket.gethostname(),
+            **self._lease_values(now, lease_s),
         )
+
+    @staticmethod
+    def _lease_values(now: datetime, lease_s: float | None) -> dict[str, Any]:
+        if lease_s is None:
+            return {}
+        return {
+            "lease_holder": lease_holder(),
+            "lease_renewed_at": now,
+            "lease_expires_at": now + timedelta(seconds=lease_s),
+        }
+
+    def renew_lease(self, version_id: int, holder: str, lease_s: float) -> bool:
+        """Extend the lease `holder` has on an active version by `lease_s` seconds from now;
+        False when it no longer holds it (the version ended, or recovery took it)."""
+        now = utcnow()
+
+        def work(session: Session) -> bool:
+            result = session.execute(
+                update(ModelVersion)
+                .where(
+                    ModelVersion.id == version_id,
+                    ModelVersion.status.in_(ACTIVE_STATUSES),
+                    ModelVersion.lease_holder == holder,
+                )
+                .values(lease_renewed_at=now, lease_expires_at=now + timedelta(seconds=lease_s))
+                .execution_options(synchronize_session=False)
+            )
+            return result.rowcount == 1
+
+        return bool(self.db.write(work))
 
     def set_stage(self, version_id: int, stage: str) -> None:
         self._update(version_id, stage=stage)
 
-    def request_cancel(self, version_id: int) -> ModelVersion:
+    def request_cancel(self, version_id: int, actor: str | None = None) -> ModelVersion:
+        """Cancel a queued or running build (recording who asked)."""
         row = self.get_by_id(version_id)
         if row.status not in ACTIVE_STATUSES:
             raise BadInput(
                 f"version {row.version} is {row.status}; only queued or running "
                 "builds can be cancelled"
             )
+        actor = current_actor(actor)
+        self.db.write(lambda session: record_change(session, version_id, "cancel", actor))
         if row.status == QUEUED and row.worker_pid is None:
-            return self.fail(version_id, "cancelled before it started", status=CANCELLED)
+            return self.fail(
+                version_id, f"cancelled by {actor} before it started", status=CANCELLED
+            )
         return self._update(version_id, cancel_requested=True)
 
     def cancel_requested(self, version_id: int) -> bool:
@@ -142,9 +227,13 @@ class Lifecycle:
                 )
             )
 
-    def claim_for(self, version_id: int, pid: int) -> None:
-        """Record `pid` on this host as the version's worker (before it starts running)."""
-        self._update(version_id, worker_pid=pid, worker_host=socket.gethostname())
+    def claim_for(self, version_id: int, pid: int, lease_s: float | None = None) -> None:
+        """Record `pid` on this host as the version's worker (before it starts running),
+        with a lease of `lease_s` seconds for it to start and renew (none without)."""
+        values = self._lease_values(utcnow(), lease_s)
+        if values:
+            values["lease_holder"] = f"{socket.gethostname()} pid {pid} ns {pid_namespace() or '?'}"
+        self._update(version_id, worker_pid=pid, worker_host=socket.gethostname(), **values)
 
     def pin_artifact(self, version_id: int, sha256: str) -> None:
         """Record the digest a running build is about to store, before the file lands, so

@@ -12,6 +12,7 @@ from sqlalchemy import Text, cast, func, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
+from core.actor import current_actor
 from core.config import DEFAULT_MODEL
 from core.errors import BadInput, DamagedRecord, NotFound
 from core.operating_point import flags_of, policy_label
@@ -26,6 +27,7 @@ from core.schema import (
     ModelVersion,
     Tag,
     VersionDetail,
+    VersionEvent,
     aware,
     utcnow,
 )
@@ -78,9 +80,27 @@ def version_dict(row: ModelVersion, aliases: list[str] | None = None) -> dict[st
         "tags": [t.name for t in row.tags],
         "aliases": aliases or [],
         "archived": row.archived,
+        "created_by": row.created_by,
+        "archived_by": row.archived_by,
+        "archived_at": _iso(row.archived_at),
         "cancel_requested": row.cancel_requested,
         "reproduction": row.reproduction,
     }
+
+
+def record_change(
+    session: Session, version_id: int, action: str, actor: str | None, detail: str | None = None
+) -> None:
+    """Append one change of a version to its history (inside the change's transaction)."""
+    session.add(
+        VersionEvent(
+            version_id=version_id,
+            action=action,
+            detail=detail[:300] if detail else None,
+            actor=actor,
+            at=utcnow(),
+        )
+    )
 
 
 def check_name(kind: str, value: str) -> str:
@@ -200,6 +220,7 @@ LIST_COLUMNS = [
     "artifact_sha256",
     "error",
     "created_at",
+    "created_by",
 ]
 
 
@@ -304,6 +325,7 @@ class VersionQueries:
         the insert happen under the model's lock, so identical requests never both build.
         """
         statuses = ACTIVE_STATUSES if in_flight_only else (READY, *ACTIVE_STATUSES)
+        values.setdefault("created_by", current_actor())
 
         def work(session: Session) -> tuple[int, bool]:
             owner = self._locked_model(session, model)
@@ -329,6 +351,7 @@ class VersionQueries:
             )
             session.add(row)
             session.flush()
+            record_change(session, row.id, "queued", row.created_by)
             return row.id, False
 
         row_id, reused = self.db.write(work)
@@ -589,6 +612,20 @@ class VersionQueries:
                 .order_by(ModelVersion.version.desc())
                 .limit(1)
             )
+
+    def changes(self, version_id: int) -> list[dict[str, Any]]:
+        """Who changed a version, oldest first: queued, cancel, tag, untag, note, archive,
+        restore (alias moves are in `alias_history`)."""
+        with self.db.session() as session:
+            events = session.scalars(
+                select(VersionEvent)
+                .where(VersionEvent.version_id == version_id)
+                .order_by(VersionEvent.id)
+            )
+            return [
+                {"at": _iso(e.at), "action": e.action, "detail": e.detail, "actor": e.actor}
+                for e in events
+            ]
 
     def _update(self, version_id: int, **values: Any) -> ModelVersion:
         def work(session: Session) -> None:
