@@ -321,7 +321,7 @@ def submitting(
 def _check_class_counts(request: TrainRequest, dataset: Dataset) -> None:
     """Too few requests of a class for the split, the folds or the threshold's inner folds:
     refused before a version is written (a refit fits on everything and tunes nothing)."""
-    from core.evaluate import check_class_counts
+    from core.class_counts import check_class_counts
 
     if request.refit_of is not None or dataset.positives is None:
         return

@@ -243,3 +243,24 @@ def test_several_versions_against_one_baseline_get_a_bonferroni_interval():
     assert low < one["auc_difference_ci95"][0] and high > one["auc_difference_ci95"][1]
     said = pair_verdict(three | {"first": 1, "second": 2, "n": 400}, "each version's own")
     assert "(98.33% Bonferroni-adjusted CI " in said and "-" not in said.split(":")[1][:40]
+
+
+def test_the_quick_class_count_bounds_never_exceed_the_exact_split() -> None:
+    """`check_class_counts` skips scikit-learn when its bounds clear the limits: they must be
+    lower bounds of the real split's counts, for any size, balance, test size and seed."""
+    import random
+
+    from core.class_counts import _split_bounds, _split_least
+
+    rng = random.Random(3)
+    for _ in range(400):
+        rows = rng.randint(6, 3000)
+        positives = rng.randint(2, rows - 2)
+        test_size = rng.choice([0.1, 0.2, 0.25, 0.33, 0.5])
+        seed = rng.randint(0, 10_000)
+        try:
+            exact = _split_least(rows, positives, seed, test_size, "")
+        except Exception:
+            continue
+        low = _split_bounds(rows, positives, test_size)
+        assert low[0] <= exact[0] and low[1] <= exact[1], (rows, positives, test_size, seed)
