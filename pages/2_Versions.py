@@ -33,6 +33,21 @@ from ui.common import (
 )
 
 DETAIL_CHOICES = 500
+# Shown by default: they fit 1280 px without a horizontal scroll; the rest on demand.
+VERSION_COLUMNS = [
+    "version",
+    "status",
+    "recipe",
+    "ROC AUC",
+    "F1",
+    "evaluated",
+    "dataset",
+    "aliases",
+    "tags",
+    "created",
+]
+MORE_COLUMNS = ["FPR", "FNR", "threshold", "flags", "data", "builder"]
+
 page_setup("Versions")
 registry = get_registry()
 model = model_name()
@@ -146,7 +161,8 @@ table = pd.DataFrame(
             "created": r.created_at,
         }
         for r in shown
-    ]
+    ],
+    columns=[*VERSION_COLUMNS, *MORE_COLUMNS],
 )
 st.caption(
     f"{len(shown)} of {len(rows)} versions. Click a column header to sort. F1, FPR and FNR "
@@ -155,11 +171,19 @@ st.caption(
     "got the same decision."
 )
 numbers = ["ROC AUC", "F1", "FPR", "FNR"]
+more = st.multiselect(
+    "More columns",
+    MORE_COLUMNS,
+    placeholder="FPR, FNR, threshold, flags, data hash, builder",
+    help="At 1280 px the table shows every default column in full; more columns may scroll.",
+)
 st.dataframe(
     table.style.format({n: "{:.4f}" for n in numbers}, na_rep="—"),
     hide_index=True,
     width="stretch",
     height=320,
+    column_order=[*VERSION_COLUMNS, *more],
+    column_config={"created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
 )
 
 if not shown:
@@ -305,7 +329,7 @@ with provenance:
         st.json(row.reproduction, expanded=False)
 with log:
     tail = registry.log_tail(row.id, 6000) or row.log_tail
-    st.code(tail or "no log recorded", language=None)
+    st.code(tail or "no log recorded", language=None, wrap_lines=True)
 
 with actions:
     left, right = st.columns(2)
