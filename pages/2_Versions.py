@@ -17,7 +17,7 @@ from core.recipe_files import recipe_paths
 from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES
 from core.serving.live import history as serving_history
-from core.sweeps import MAX_SWEEP, RANKING_WORDS, sweeps_of, swept_values
+from core.sweeps import MAX_SWEEP, RANKING_WORDS, SWEEP_TAG, sweeps_of, swept_values
 from ui.common import (
     chart,
     dataset_label,
@@ -40,13 +40,13 @@ VERSION_COLUMNS = [
     "recipe",
     "ROC AUC",
     "F1",
-    "evaluated",
     "dataset",
     "aliases",
     "tags",
     "created",
 ]
-MORE_COLUMNS = ["FPR", "FNR", "threshold", "flags", "data", "builder"]
+# (sweep tags have the Sweep picker above and a column here, so `tags` stays short)
+MORE_COLUMNS = ["evaluated", "FPR", "FNR", "threshold", "flags", "sweep", "data", "builder"]
 
 page_setup("Versions")
 registry = get_registry()
@@ -157,7 +157,8 @@ table = pd.DataFrame(
             "dataset": dataset_label(r),
             "builder": r.builder + (" · imported" if r.imported else ""),
             "aliases": ", ".join(aliases.get(r.id, [])),
-            "tags": ", ".join(r.tags),
+            "tags": ", ".join(t for t in r.tags if not SWEEP_TAG.match(t)),
+            "sweep": ", ".join(t for t in r.tags if SWEEP_TAG.match(t)),
             "created": r.created_at,
         }
         for r in shown
@@ -174,7 +175,7 @@ numbers = ["ROC AUC", "F1", "FPR", "FNR"]
 more = st.multiselect(
     "More columns",
     MORE_COLUMNS,
-    placeholder="FPR, FNR, threshold, flags, data hash, builder",
+    placeholder="evaluated, FPR, FNR, threshold, flags, sweep, data hash, builder",
     help="At 1280 px the table shows every default column in full; more columns may scroll.",
 )
 st.dataframe(

@@ -469,7 +469,7 @@ def test_home_separates_datasets_and_points_to_the_real_data(
     # the axis starts at the first version shown, with room for its point
     assert spec["encoding"]["x"]["scale"]["domain"] == [row.version - 0.5, row.version + 0.5]
     assert history[0]["data"].startswith("other.json (")
-    frame = at.dataframe[0].value
+    frame = at.table[0].value
     assert "dataset" in frame.columns and "synthetic sample" in frame["dataset"].tolist()
 
 
@@ -718,7 +718,7 @@ def test_the_starter_button_starts_three_builds(lab: Path, registry: Registry) -
     assert {r.builder for r in rows} == {"local"}
     # the page reran: the starter button is gone and the new builds are listed
     assert not [b for b in at.button if b.label.startswith("Train starter")]
-    assert at.dataframe[0].value["version"].tolist() == [3, 2, 1]
+    assert at.table[0].value["version"].tolist() == [3, 2, 1]
     finished = wait_all(registry)
     assert [r.status for r in finished] == [READY, READY, READY], [r.error for r in finished]
 

@@ -25,6 +25,7 @@ from ui.server import CHROMIUM, CHROMIUM_ARGS, running_dashboard
 pytestmark = [pytest.mark.browser, pytest.mark.shared_data]
 
 WIDTH = 1280
+SWEEP = "sweep-0123abcd"
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 BUILDS = (  # four recipes on one split of the real data: Compare has paired statistics
     ("nb-bow", {}),
@@ -109,6 +110,8 @@ def real_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         registry.promote(4, "champion")
         registry.promote(2, "challenger")
         registry.add_tag(1, "baseline-from-the-first-week")
+        for version_id in (1, 3):  # a sweep: Compare offers its best against the champion
+            registry.add_tag(version_id, SWEEP)
         yield home
 
 
@@ -172,6 +175,7 @@ def test_home_versions_and_build_fit_1280(layout_server: str, narrow_page) -> No
 def test_compare_of_four_fits_1280(layout_server: str, narrow_page) -> None:
     page = narrow_page
     visit(page, f"{layout_server}/Compare?v=1,2,3,4", "Who won")
+    page.get_by_role("button", name="Compare best of sweep vs champion").wait_for()
     charts = page.locator('[data-testid="stVegaLiteChart"]')
     charts.nth(7).locator("svg, canvas").first.wait_for()
     problems = overflowing(page)
