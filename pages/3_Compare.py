@@ -223,7 +223,11 @@ for m in result["metrics"]:
     table.append(entry)
 frame = pd.DataFrame(table)
 # an HTML table: every row and every cell shown in full (a canvas grid scrolls and clips)
-st.table(frame.style.format({n: "{:.4f}" for n in names}, na_rep="—"), hide_index=True)
+styled = frame.style.format({n: "{:.4f}" for n in names}, na_rep="—")
+counts = [i for i, m in enumerate(result["metrics"]) if m["metric"] in ("tn", "fp", "fn", "tp")]
+if counts:  # the confusion counts are whole numbers: 390, not 390.0000
+    styled = styled.format("{:.0f}", subset=pd.IndexSlice[counts, names], na_rep="—")
+st.table(styled, hide_index=True)
 if len(comparable) < len(rows) - 1:
     st.caption("Δ without ▲/▼: the two were measured on different requests, so no better/worse.")
 
