@@ -144,21 +144,18 @@ def latest_builds() -> None:
                 "status": r.status + (f" · {r.stage}" if r.stage else ""),
                 "recipe": r.recipe,
                 "dataset": dataset_label(r),
-                "ROC AUC": (r.metrics or {}).get("roc_auc"),
+                "ROC AUC": fmt((r.metrics or {}).get("roc_auc"), 4),  # "—" while building
                 "evaluated": version_dict(r)["evaluated"],
                 "builder": r.builder,
                 "aliases": ", ".join(aliases.get(r.id, [])),
-                "created": r.created_at,
+                "created": f"{r.created_at:%Y-%m-%d %H:%M}",
                 "error": r.error or "",
             }
             for r in rows
         ]
     )
-    st.dataframe(
-        frame.style.format({"ROC AUC": "{:.4f}"}, na_rep="—"),
-        hide_index=True,
-        width="stretch",
-    )
+    # an HTML table: a running build's stage and a long error wrap instead of being cut off
+    st.table(frame, hide_index=True)
     ready = [
         r for r in registry.version_summaries(model, include_archived=False) if r.status == READY
     ]

@@ -40,6 +40,14 @@ What is measured:
   `--load-builds` local cross-validated builds on `--data` run (a finished one is replaced);
   p50/p95/p99/max and the ratio to idle. Then three visitors who never signed in PUT six
   40 MB files each to the upload endpoint: accepted/refused counts and the server's RSS.
+* Pages in a real browser (issue 23 item 10; its own section "## Dashboard pages in a browser
+  (bench/ui_bench.py)"): Chromium (Playwright) at 1280 x 900 against `streamlit run app.py` on
+  the four real builds. "first" is the page opened on a freshly started server (nothing cached:
+  imports, registry, models, statistics); "warm" reloads the page on that server (a new
+  session, the server's caches warm), median of `--runs`. Each time runs from navigation
+  until the page's key element is visible and Streamlit is idle (the script finished). Try a
+  request is timed from pressing Predict to the probability shown, for one version. Only this
+  part: `--pages-only`.
 """
 
 from __future__ import annotations
@@ -75,6 +83,16 @@ SECTION = "## Dashboard (bench/ui_bench.py)"
 LOAD_SECTION = "## Dashboard under load (bench/ui_bench.py --load)"
 HEALTH_P99_TARGET_S = 1.0
 UPLOAD_RSS_TARGET_MB = 500.0
+PAGES_SECTION = "## Dashboard pages in a browser (bench/ui_bench.py)"
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+# page: (path, warm target s, first-render target s or None); issue 23 item 10
+PAGE_TARGETS: dict[str, tuple[str, float | None, float | None]] = {
+    "Home": ("", 1.0, None),
+    "Build": ("/Build", None, None),
+    "Versions": ("/Versions", 1.0, None),
+    "Compare, 4 versions": ("/Compare?v=1,2,3,4", 1.5, 3.0),
+    "Try a request, 1 version (Predict → probability)": ("/Try_a_request", 1.0, None),
+}
 COMPARE_TARGET_S = 1.5
 VERSIONS_TARGET_S = 1.5
 TRY_P99_TARGET_MS = 50.0
@@ -488,6 +506,127 @@ def bench_memory_apptest(expected_models: int) -> dict[str, Any]:
     }
 
 
+def _page_ready(tab: Any, name: str) -> None:
+    """Wait until `name`'s key element is visible and the script has finished."""
+    if name == "Home":
+        tab.get_by_text("ROC AUC by version").wait_for()
+        tab.locator('[data-testid="stVegaLiteChart"]').first.locator("svg, canvas").first.wait_for()
+    elif name == "Build":
+        tab.get_by_role("button", name="Start build").wait_for()
+    elif name == "Versions":
+        tab.locator('[data-testid="stDataFrame"] .dvn-scroller').first.wait_for()
+        tab.get_by_text("Details for").first.wait_for()
+    elif name.startswith("Compare"):
+        charts = tab.locator('[data-testid="stVegaLiteChart"]')
+        charts.nth(7).locator("svg, canvas").first.wait_for()
+        tab.locator('[data-testid="stTable"]').nth(1).wait_for()
+    else:
+        tab.get_by_label("Request text", exact=True).wait_for()
+    tab.locator(IDLE).wait_for()
+
+
+def _open(tab: Any, url: str, name: str) -> float:
+    start = time.perf_counter()
+    tab.goto(url)
+    _page_ready(tab, name)
+    return time.perf_counter() - start
+
+
+def _predict(tab: Any, text: str) -> float:
+    """Type a request on Try a request and press Predict: seconds to the probability."""
+    tab.get_by_label("Title", exact=True).fill(TITLE)
+    tab.get_by_label("Request text", exact=True).fill(text)
+    tab.locator(IDLE).wait_for()
+    metric = tab.locator('[data-testid="stMetricValue"]')
+    start = time.perf_counter()
+    tab.get_by_role("button", name="Predict").click()
+    metric.first.wait_for()
+    tab.locator(IDLE).wait_for()
+    elapsed = time.perf_counter() - start
+    if not metric.first.inner_text().strip().endswith("%"):
+        raise RuntimeError("Try a request did not show a probability")
+    return elapsed
+
+
+def bench_pages_browser(home: Path, runs: int) -> dict[str, dict[str, Any]]:
+    """First render on a fresh server and warm reloads of each page, in Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    from ui.server import running_dashboard
+
+    results: dict[str, dict[str, Any]] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for name, (path, _, _) in PAGE_TARGETS.items():
+                log(f"browser: {name} ...")
+                with running_dashboard(home / f"streamlit-{len(results)}.log") as (url, _):
+                    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+                    tab.set_default_timeout(120_000)
+                    try:
+                        trying = name.startswith("Try")
+                        first = _open(tab, url + path, name)
+                        if trying:
+                            first = _predict(tab, TEXT)
+                        warm = []
+                        for i in range(runs):
+                            elapsed = _open(tab, url + path, name)
+                            warm.append(_predict(tab, f"{TEXT} ({i})") if trying else elapsed)
+                    finally:
+                        tab.close()
+                results[name] = {"first": first, "warm": warm}
+        finally:
+            browser.close()
+    return results
+
+
+def pages_report(info: dict[str, Any], results: dict[str, Any], args: argparse.Namespace) -> str:
+    rows = []
+    for name, (_, warm_target, first_target) in PAGE_TARGETS.items():
+        got = results["pages"][name]
+        warm = statistics.median(got["warm"])
+        targets, verdicts = [], []
+        if warm_target is not None:
+            targets.append(f"warm ≤ {warm_target:g} s")
+            verdicts.append(f"warm {verdict(warm <= warm_target)} ({warm / warm_target:.2f}×)")
+        if first_target is not None:
+            targets.append(f"first ≤ {first_target:g} s")
+            ok = got["first"] <= first_target
+            verdicts.append(f"first {verdict(ok)} ({got['first'] / first_target:.2f}×)")
+        rows.append(
+            [
+                name,
+                seconds(got["first"]),
+                f"{seconds(warm)} ({seconds(min(got['warm']))}–{seconds(max(got['warm']))})",
+                "; ".join(targets) or "–",
+                "; ".join(verdicts),
+            ]
+        )
+    out = [PAGES_SECTION, ""]
+    out.append(
+        f"Measured {info['date']} on {info['nproc']} CPUs ({info['cpu']}), Python "
+        f"{info['python']}, Streamlit {info['streamlit']}, Chromium via Playwright at 1280 x "
+        f"900 against `streamlit run app.py` on loopback. Data: `{results['data_name']}` "
+        f"({results['data_rows']:,} requests), four local builds (nb-bow, tfidf-logreg, "
+        f"tfidf-meta-logreg, nb-bow alpha 0.3). *first*: the page opened on a freshly started "
+        f"server (nothing imported or cached yet); *warm*: the page reloaded on that server, "
+        f"median (min–max) of {args.runs}. Times run from navigation until the page's key "
+        f"element is visible and Streamlit is idle; for Try a request from pressing Predict "
+        f"to the probability (first: the model is loaded). {results['noise']}."
+    )
+    out.append("")
+    out.append(table(["page", "first", "warm", "target", "verdict"], rows))
+    out.append("")
+    if results.get("noise_share", 0.0) > 0.1:
+        out.append(
+            "The machine was shared and busy during this run (other people's test runs): the "
+            "targets are stated for a quiet 2-core machine, so a miss here is not conclusive."
+        )
+        out.append("")
+    out.append(f"Reproduce: `.venv/bin/python bench/ui_bench.py --pages-only --runs {args.runs}`.")
+    return "\n".join(out) + "\n"
+
+
 # --- report ------------------------------------------------------------------------------
 def report(info: dict[str, Any], results: dict[str, Any], args: argparse.Namespace) -> str:
     compare, versions, trying, memory = (
@@ -739,6 +878,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=200, help="Try-a-request submits")
     parser.add_argument("--no-browser", action="store_true", help="memory via AppTest only")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
+    parser.add_argument(
+        "--pages-only", action="store_true", help="only the pages in a real browser"
+    )
     parser.add_argument("--doc", type=Path, default=DOC, help=argparse.SUPPRESS)
     parser.add_argument("--load", action="store_true", help="only the under-load scenario")
     parser.add_argument("--load-clients", type=int, default=50, help="visitors on the pages")
@@ -768,6 +910,16 @@ def main(argv: list[str] | None = None) -> int:
         rows = load_dataset(data).rows
         results: dict[str, Any] = {"data_name": data.name, "data_rows": rows}
         templates = build_versions(data)
+        if args.pages_only:
+            results["pages"] = bench_pages_browser(scratch / "four", args.runs)
+            results["noise"] = monitor.report()
+            results["noise_share"] = monitor.share
+            section = pages_report(machine(), results, args)
+            print(section)
+            if not args.no_write:
+                write_section(PAGES_SECTION, section, args.doc)
+                log(f"wrote the section '{PAGES_SECTION}' of {args.doc}")
+            return 0
 
         log("Compare with 4 versions ...")
         results["compare"] = bench_compare(args.runs, [t.version for t in templates])
@@ -783,6 +935,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log("memory: streamlit server + Chromium ...")
             results["memory"] = bench_memory_browser(scratch / "four", len(templates))
+            results["pages"] = bench_pages_browser(scratch / "four", args.runs)
 
         log(f"Versions with {args.versions:,} versions ...")
         use_home(scratch / "many")
@@ -797,6 +950,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_write:
             write_section(SECTION, section, args.doc)
             log(f"wrote the section '{SECTION}' of {args.doc}")
+        if "pages" in results:
+            pages = pages_report(info, results, args)
+            print(pages)
+            if not args.no_write:
+                write_section(PAGES_SECTION, pages, args.doc)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

@@ -136,7 +136,8 @@ def probability_bars(rows: list[dict[str, Any]]) -> alt.LayerChart:
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            y=alt.Y("version:N", title=None, sort=None),
+            # the whole label (version, recipe, aliases, dataset): never cut short with "…"
+            y=alt.Y("version:N", title=None, sort=None, axis=alt.Axis(labelLimit=0)),
             x=alt.X(
                 "probability:Q",
                 title="predicted probability of getting a pizza",

@@ -17,7 +17,7 @@ from core.recipe_files import recipe_paths
 from core.recipes import RECIPES
 from core.schema import ACTIVE_STATUSES, READY, STATUSES
 from core.serving.live import history as serving_history
-from core.sweeps import MAX_SWEEP, RANKING_WORDS, sweeps_of, swept_values
+from core.sweeps import MAX_SWEEP, RANKING_WORDS, SWEEP_TAG, sweeps_of, swept_values
 from ui.common import (
     actor,
     chart,
@@ -34,6 +34,21 @@ from ui.common import (
 )
 
 DETAIL_CHOICES = 500
+# Shown by default: they fit 1280 px without a horizontal scroll; the rest on demand.
+VERSION_COLUMNS = [
+    "version",
+    "status",
+    "recipe",
+    "ROC AUC",
+    "F1",
+    "dataset",
+    "aliases",
+    "tags",
+    "created",
+]
+# (sweep tags have the Sweep picker above and a column here, so `tags` stays short)
+MORE_COLUMNS = ["evaluated", "FPR", "FNR", "threshold", "flags", "sweep", "data", "builder"]
+
 page_setup("Versions")
 registry = get_registry()
 model = model_name()
@@ -143,11 +158,13 @@ table = pd.DataFrame(
             "dataset": dataset_label(r),
             "builder": r.builder + (" · imported" if r.imported else ""),
             "aliases": ", ".join(aliases.get(r.id, [])),
-            "tags": ", ".join(r.tags),
+            "tags": ", ".join(t for t in r.tags if not SWEEP_TAG.match(t)),
+            "sweep": ", ".join(t for t in r.tags if SWEEP_TAG.match(t)),
             "created": r.created_at,
         }
         for r in shown
-    ]
+    ],
+    columns=[*VERSION_COLUMNS, *MORE_COLUMNS],
 )
 st.caption(
     f"{len(shown)} of {len(rows)} versions. Click a column header to sort. F1, FPR and FNR "
@@ -156,11 +173,19 @@ st.caption(
     "got the same decision."
 )
 numbers = ["ROC AUC", "F1", "FPR", "FNR"]
+more = st.multiselect(
+    "More columns",
+    MORE_COLUMNS,
+    placeholder="evaluated, FPR, FNR, threshold, flags, sweep, data hash, builder",
+    help="At 1280 px the table shows every default column in full; more columns may scroll.",
+)
 st.dataframe(
     table.style.format({n: "{:.4f}" for n in numbers}, na_rep="—"),
     hide_index=True,
     width="stretch",
     height=320,
+    column_order=[*VERSION_COLUMNS, *more],
+    column_config={"created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
 )
 
 if not shown:
@@ -328,7 +353,7 @@ with provenance:
         st.json(row.reproduction, expanded=False)
 with log:
     tail = registry.log_tail(row.id, 6000) or row.log_tail
-    st.code(tail or "no log recorded", language=None)
+    st.code(tail or "no log recorded", language=None, wrap_lines=True)
 
 with actions:
     left, right = st.columns(2)

@@ -77,7 +77,7 @@ def best_of_sweep_control() -> None:
         champion = None
     if not names or champion is None:
         return
-    left, right = st.columns([3, 1])
+    left, right = st.columns([2, 1], vertical_alignment="bottom")
     sweep = left.selectbox(
         "Best of a sweep against the champion",
         names,
@@ -85,7 +85,7 @@ def best_of_sweep_control() -> None:
         "like the champion.",
     )
     left.caption(f"Best means {RANKING_WORDS}.")
-    if right.button("Compare best of sweep vs champion"):
+    if right.button("Compare best of sweep vs champion", width="stretch"):
         best = best_of_sweep(ready, sweep, like=champion)
         if best is None:
             st.warning(
@@ -222,11 +222,12 @@ for m in result["metrics"]:
     entry["what it means"] = meaning
     table.append(entry)
 frame = pd.DataFrame(table)
-st.dataframe(
-    frame.style.format({n: "{:.4f}" for n in names}, na_rep="—"),
-    hide_index=True,
-    width="stretch",
-)
+# an HTML table: every row and every cell shown in full (a canvas grid scrolls and clips)
+styled = frame.style.format({n: "{:.4f}" for n in names}, na_rep="—")
+counts = [i for i, m in enumerate(result["metrics"]) if m["metric"] in ("tn", "fp", "fn", "tp")]
+if counts:  # the confusion counts are whole numbers: 390, not 390.0000
+    styled = styled.format("{:.0f}", subset=pd.IndexSlice[counts, names], na_rep="—")
+st.table(styled, hide_index=True)
 if len(comparable) < len(rows) - 1:
     st.caption("Δ without ▲/▼: the two were measured on different requests, so no better/worse.")
 
@@ -261,7 +262,9 @@ for start in range(0, len(rows), 2):  # two per row: axis labels never overlap
         at_words = f"at {at['threshold_label']}"
         chart(col, charts.confusion_heatmap(label(row, aliases), matrix, normalize, at_words))
 
-left, middle, right, far = st.columns(4)
+# two per row: at 1280 px four side by side leave each chart half legend
+left, middle = st.columns(2)
+right, far = st.columns(2)
 left.markdown("**False positive and false negative rates**")
 at_point = {m["metric"]: m["values"] for m in result["metrics"]}
 rates = [
@@ -302,13 +305,11 @@ st.caption(
     f"Rows marked ≠ differ between the versions; {same} fields are the same"
     + (" (shown)." if everything else " (hidden).")
 )
-st.dataframe(
+st.table(  # long values (params, digests) wrap instead of being cut off
     diff.style.apply(
         lambda r: ["background-color: #fff3cd" if r["differs"] else "" for _ in r], axis=1
     ),
     hide_index=True,
-    width="stretch",
-    column_config={n: st.column_config.TextColumn(width="medium") for n in names},
 )
 for recipe_diff in result.get("recipe_diffs", []):
     st.markdown(

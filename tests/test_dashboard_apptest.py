@@ -181,7 +181,7 @@ def test_home_on_an_empty_registry_offers_the_starter_button(registry: Registry)
     assert any("The registry is empty" in v for v in texts(at.info))
     assert by_label(at.button, "Train starter recipes on the bundled sample")
     assert "Champion" in texts(at.subheader)
-    assert not at.dataframe  # no latest builds yet
+    assert not at.table  # no latest builds yet
 
 
 @pytest.mark.parametrize(
@@ -219,11 +219,32 @@ def test_home_shows_the_champion_metrics_after_promote(populated: Registry) -> N
     assert metrics["F1"] == f"{m['f1']:.3f}"
     assert metrics["Ready"] == "3" and metrics["Failed"] == "1"
     assert any("v2 · tfidf-logreg (champion)" in v for v in texts(at.markdown))
-    latest = at.dataframe[0].value
+    latest = at.table[0].value
     assert latest["version"].tolist() == [4, 3, 2, 1]
     assert "injected training fault" in latest["error"].iloc[0]
     assert "ROC AUC by version" in texts(at.subheader)
     assert not any("registry is empty" in v for v in texts(at.info))
+
+
+def test_home_shows_a_queued_build_readably(populated: Registry) -> None:
+    """Issue 23 item 7: a build not finished yet has its whole status and "—", never "None",
+    in an HTML table (cells wrap, nothing is cut off with "…")."""
+    populated.promote(2, "champion")
+    queued = builds.submit(
+        builds.TrainRequest(recipe="tfidf-meta-logreg", backend="local"), populated
+    )
+    at = run(page(HOME))
+    latest = at.table[0].value
+    first = latest.iloc[0]
+    assert first["version"] == queued.version.version and first["status"].startswith("queued"), (
+        first
+    )
+    assert first["ROC AUC"] == "—"
+    assert "None" not in latest.astype(str).to_numpy().ravel().tolist()
+    assert latest["ROC AUC"].iloc[1:].str.fullmatch(r"\d\.\d{4}|—").all()
+    metrics = {x.label: x.value for x in at.metric}
+    assert "None" not in metrics.values()
+    assert metrics["Building"] == "1"
 
 
 def test_versions_table_lists_every_version(populated: Registry) -> None:
@@ -282,14 +303,14 @@ def test_compare_two_versions_on_the_same_split(populated: Registry) -> None:
     (calibration,) = chart_data(at, '"share that got a pizza"')
     assert {row["version"] for row in calibration} == {"v1", "v2"}
     assert all(0 <= row["predicted"] <= 1 and 0 <= row["observed"] <= 1 for row in calibration)
-    metrics, provenance = (d.value for d in at.dataframe)
+    metrics, provenance = (d.value for d in at.table)
     assert {"metric", "v1", "v2", "Δ v2"} <= set(metrics.columns)
     assert "ROC AUC" in metrics["metric"].tolist()
     assert "what it means" in metrics.columns
     assert {"field", "differs", "v1", "v2"} <= set(provenance.columns)
     assert set(provenance["differs"]) == {"≠"}  # only what differs, by default
     run(at.toggle(key="provenance-all").set_value(True))
-    everything = at.dataframe[1].value
+    everything = at.table[1].value
     assert "code_fingerprint" in everything["field"].tolist()
     assert len(everything) > len(provenance)
     recipe_row = provenance[provenance["field"] == "recipe"].iloc[0]
@@ -466,7 +487,7 @@ def test_home_separates_datasets_and_points_to_the_real_data(
     # the axis starts at the first version shown, with room for its point
     assert spec["encoding"]["x"]["scale"]["domain"] == [row.version - 0.5, row.version + 0.5]
     assert history[0]["data"].startswith("other.json (")
-    frame = at.dataframe[0].value
+    frame = at.table[0].value
     assert "dataset" in frame.columns and "synthetic sample" in frame["dataset"].tolist()
 
 
@@ -715,7 +736,7 @@ def test_the_starter_button_starts_three_builds(lab: Path, registry: Registry) -
     assert {r.builder for r in rows} == {"local"}
     # the page reran: the starter button is gone and the new builds are listed
     assert not [b for b in at.button if b.label.startswith("Train starter")]
-    assert at.dataframe[0].value["version"].tolist() == [3, 2, 1]
+    assert at.table[0].value["version"].tolist() == [3, 2, 1]
     finished = wait_all(registry)
     assert [r.status for r in finished] == [READY, READY, READY], [r.error for r in finished]
 

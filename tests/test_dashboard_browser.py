@@ -179,7 +179,7 @@ def test_build_compare_and_try_in_a_browser(
     assert "Calibration" in drawn
     page.get_by_text("False positive and false negative rates").wait_for()
     page.get_by_role("heading", name="Provenance").wait_for()
-    tables = page.locator('[data-testid="stDataFrame"]')
+    tables = page.locator('[data-testid="stTable"]')
     assert tables.count() == 2  # metrics and provenance
     tables.nth(1).get_by_text("recipe").wait_for(state="attached")  # differs: shown
     page.get_by_text("Show the fields that are the same too").click()

@@ -383,13 +383,13 @@ def test_versions_home_and_compare_show_operating_points(three: list[dict]) -> N
     assert any("equal false positive rate 0.2" in m for m in texts(at.markdown))
     subtitles = [s["title"]["subtitle"] for s in charts(at) if isinstance(s.get("title"), dict)]
     assert len(subtitles) == 2 and all("(not its own" in s for s in subtitles), subtitles
-    metrics = at.dataframe[0].value
+    metrics = at.table[0].value
     fprs = metrics.loc[metrics["metric"] == "False positive rate", ["v1", "v2"]].iloc[0]
     assert all(0.15 < f <= 0.2 for f in fprs)
 
     at = run(page(COMPARE, v="2,3"))
     assert any("single-class" in w for w in texts(at.warning))
-    metrics = at.dataframe[0].value
+    metrics = at.table[0].value
     assert metrics.loc[metrics["metric"] == "Precision", "Δ v3"].iloc[0] == "—"
 
 

@@ -373,7 +373,7 @@ def test_dashboard_login_gate(two: tuple, monkeypatch: pytest.MonkeyPatch) -> No
     def locked() -> None:
         assert [t.value for t in at.title] == ["Altruism Lab"]
         assert [t.label for t in at.text_input] == ["Your name", "Team password"]
-        assert not at.subheader and not at.metric and not at.dataframe
+        assert not at.subheader and not at.metric and not at.dataframe and not at.table
         assert "champion" not in json.dumps([m.value for m in at.markdown]).lower()
 
     locked()

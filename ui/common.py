@@ -43,11 +43,34 @@ def version_numbers(raw: object, limit: int = 4) -> list[int]:
     return list(dict.fromkeys(numbers))[:limit]
 
 
+# At 1280 px with the sidebar open the wide layout's 5rem side padding leaves ~820 px; 1.5rem
+# gives the tables and charts ~110 px more. HTML table cells wrap and break long values (JSON
+# params, digests) instead of cutting them off with an ellipsis or passing the window; the
+# first two columns (names: field, metric, version, status) are never broken mid-word.
+LAYOUT_CSS = """<style>
+[data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; }
+[data-testid="stTable"] table { display: table !important; width: 100% !important; }
+[data-testid="stTable"] td, [data-testid="stTable"] th,
+[data-testid="stTable"] td *, [data-testid="stTable"] th * {
+  white-space: normal !important; overflow-wrap: anywhere !important;
+}
+[data-testid="stTable"] tr > :is(td, th):nth-child(-n + 2),
+[data-testid="stTable"] tr > :is(td, th):nth-child(-n + 2) * {
+  white-space: nowrap !important; overflow-wrap: normal !important;
+}
+[data-testid="stTable"] [data-testid="stMarkdownContainer"] {
+  display: block !important; width: auto !important; max-width: none !important;
+  overflow: visible !important;
+}
+</style>"""
+
+
 def page_setup(title: str, icon: str = "🍕") -> None:
     """Common page config, the server's guards, the optional login gate and the sidebar
     facts."""
     guards.install()
     st.set_page_config(page_title=f"{title} · Altruism Lab", page_icon=icon, layout="wide")
+    st.html(LAYOUT_CSS)
     require_login()
     require_registry()
 
