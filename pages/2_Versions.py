@@ -41,13 +41,14 @@ VERSION_COLUMNS = [
     "recipe",
     "ROC AUC",
     "F1",
+    "evaluated",  # how the figures beside it were measured (split, K-fold CV, refit of vN)
     "dataset",
     "aliases",
     "tags",
-    "created",
 ]
-# (sweep tags have the Sweep picker above and a column here, so `tags` stays short)
-MORE_COLUMNS = ["evaluated", "FPR", "FNR", "threshold", "flags", "sweep", "data", "builder"]
+# (sweep tags have the Sweep picker above and a column here, so `tags` stays short; the
+# table is newest first, and each version's details give its creation time)
+MORE_COLUMNS = ["created", "FPR", "FNR", "threshold", "flags", "sweep", "data", "builder"]
 
 page_setup("Versions")
 registry = get_registry()
@@ -176,7 +177,7 @@ numbers = ["ROC AUC", "F1", "FPR", "FNR"]
 more = st.multiselect(
     "More columns",
     MORE_COLUMNS,
-    placeholder="evaluated, FPR, FNR, threshold, flags, sweep, data hash, builder",
+    placeholder="created, FPR, FNR, threshold, flags, sweep, data hash, builder",
     help="At 1280 px the table shows every default column in full; more columns may scroll.",
 )
 st.dataframe(

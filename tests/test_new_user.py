@@ -91,8 +91,10 @@ def test_the_evaluation_kind_is_shown_wherever_a_metric_is(lab: Path) -> None:
     assert (
         "evaluated:  refit of v1: the split, confusion matrix and metrics below are v1's" in shown
     )
-    table = run(page(VERSIONS)).dataframe[0].value
-    assert table["evaluated"].tolist() == ["refit of v1", "3-fold CV", "20% split"]
+    versions = run(page(VERSIONS)).dataframe[0]
+    assert versions.value["evaluated"].tolist() == ["refit of v1", "3-fold CV", "20% split"]
+    shown = list(versions.proto.column_order)  # the columns on screen by default
+    assert shown.index("evaluated") == shown.index("F1") + 1, shown  # beside the metrics
     (spec,) = [c for c in charts(run(page(HOME))) if "roc_auc" in json.dumps(c)]
     assert spec["encoding"]["shape"]["field"] == "kind"
     assert spec["encoding"]["y"]["title"] == "ROC AUC"
