@@ -158,7 +158,8 @@ def check(registry: Registry, store: ArtifactStore) -> Report:
     for rel in listing.strays:
         report.add("stray_file", f"{rel} in the artifact store is not an artifact", path=rel)
     _report_unreadable(listing, report, "")
-    for item in [*leftovers(registry), *unreachable_engines()]:
+    nodes, unreachable = node_engines()
+    for item in [*leftovers(registry, nodes), *unreachable]:
         report.add(item["kind"], item["message"], **item["details"])
     report.checked = {
         "versions": versions,
@@ -196,8 +197,9 @@ def _check_artifact(
         )
 
 
-def leftovers(registry: Registry) -> Iterator[dict[str, Any]]:
-    """Containers and work folders of this registry's builds that are no longer active.
+def leftovers(registry: Registry, nodes: list[NodeEngine]) -> Iterator[dict[str, Any]]:
+    """Containers (here and on the swarm `nodes`) and work folders of this registry's
+    builds that are no longer active.
 
     They are listed before the statuses are read, so a build that starts meanwhile is not
     in the listing, and one listed is judged by its status after the listing; one that ended
@@ -206,7 +208,7 @@ def leftovers(registry: Registry) -> Iterator[dict[str, Any]]:
     from core.builds import work_dirs
 
     dirs = work_dirs(registry)
-    containers = list(_containers(registry))
+    containers = list(_containers(registry, nodes))
     services = list(_services(registry))
     active = {row.id for row in registry.active_versions() if not orphan_reason(row)}
     for path, version_id in dirs:
@@ -216,15 +218,15 @@ def leftovers(registry: Registry) -> Iterator[dict[str, Any]]:
                 "message": f"work folder {path} of a build that ended",
                 "details": {"path": str(path)},
             }
-    for container, version_id, engine in containers:
+    for container, version_id, node in containers:
         if version_id not in active and _still_there(container):
             yield {
                 "kind": "leftover_container",
                 "message": f"trainer container {container.short_id} ({container.status}) of "
                 f"version id {version_id}, which is no longer building"
-                + (f", on the engine at {engine}" if engine else ""),
+                + (f", on node {node}" if node else ""),
                 "details": {"container": container.id, "version_id": version_id}
-                | ({"engine": engine} if engine else {}),
+                | ({"node": node} if node else {}),
             }
     for service, version_id in services:
         if version_id not in active and _still_there(service):
@@ -256,7 +258,9 @@ def _services(registry: Registry) -> Iterator[tuple[Any, int]]:
         yield service, (int(raw) if raw.isdigit() else -1)
 
 
-def _containers(registry: Registry) -> Iterator[tuple[Any, int]]:
+def _containers(registry: Registry, nodes: list[NodeEngine]) -> Iterator[tuple[Any, int, str]]:
+    """This registry's trainer containers on this machine's engine and on the `nodes`, each
+    with the node it is on ("" for this machine)."""
     from core.builders.docker import (
         CONTAINER_LABEL,
         docker_client,
@@ -265,59 +269,52 @@ def _containers(registry: Registry) -> Iterator[tuple[Any, int]]:
     )
 
     ok, _ = engine_status()
-    engines: list[tuple[Any, str | None]] = [(docker_client(), None)] if ok else []
-    engines += list(_node_engines())
-    for engine, url in engines:
+    engines = [NodeEngine("", "", docker_client())] if ok else []
+    for engine in [*engines, *nodes]:
         try:
-            found = registry_containers(engine, registry.identity)
-        except Exception:  # a node that cannot be reached now: the next check sees it
+            found = registry_containers(engine.client, registry.identity)
+        except Exception:  # gone since it answered: the next check sees it
             continue
         for container in found:
             raw = (container.labels or {}).get(CONTAINER_LABEL, "")
-            yield container, (int(raw) if raw.isdigit() else -1), url
+            yield container, (int(raw) if raw.isdigit() else -1), engine.node
 
 
-def _node_engines() -> Iterator[tuple[Any, str]]:
-    """A client for every engine SWARM_NODE_HOSTS names (the swarm's other nodes, where
-    finished build tasks' containers would stay), with its address."""
-    for url in sorted(set(settings().swarm_node_hosts.values())):
-        try:
-            yield _engine(url), url
-        except Exception:  # malformed: `unreachable_engines` says so
-            continue
+@dataclass
+class NodeEngine:
+    """The engine of a swarm node SWARM_NODE_HOSTS names ("" and "": this machine's)."""
+
+    node: str
+    url: str
+    client: Any
 
 
-def _engine(url: str | None) -> Any:
-    """This machine's engine (None), or the one at `url` (over TLS when SWARM_NODE_CERTS
-    gives its node a certificate folder)."""
-    from core.builders.docker import docker_client, engine_client
-
-    if not url:
-        return docker_client()
-    conf = settings()
-    certs = next(
-        (conf.swarm_node_certs[n] for n, u in conf.swarm_node_hosts.items()
-         if u == url and n in conf.swarm_node_certs),
-        None,
-    )  # fmt: skip
-    return engine_client(url, certs, timeout=10)
-
-
-def unreachable_engines() -> Iterator[dict[str, Any]]:
-    """A finding for every engine SWARM_NODE_HOSTS names that does not answer: what its
-    builds left there cannot be inspected or removed."""
+def node_engines() -> tuple[list[NodeEngine], list[dict[str, Any]]]:
+    """The engines SWARM_NODE_HOSTS names (the swarm's other nodes, where finished build
+    tasks' containers would stay), each asked once: those that answer, and a finding for
+    each that does not (what its builds left there cannot be inspected or removed)."""
     from core.builders.docker import engine_problem
+    from core.builders.swarm import node_client
 
+    first_name: dict[str, str] = {}  # a node may be named by hostname and by id
     for node, url in sorted(settings().swarm_node_hosts.items()):
+        first_name.setdefault(url, node)
+    answered, unreachable = [], []
+    for url, node in first_name.items():
         try:
-            _engine(url).ping()
+            client = node_client(node, timeout=10)
+            client.ping()
+            answered.append(NodeEngine(node, url, client))
         except Exception as exc:
-            yield {
-                "kind": "unreachable_engine",
-                "message": f"the engine of node {node} ({url}) did not answer: "
-                f"{engine_problem(exc, url)}",
-                "details": {"node": node, "engine": url},
-            }
+            unreachable.append(
+                {
+                    "kind": "unreachable_engine",
+                    "message": f"the engine of node {node} ({url}) did not answer: "
+                    f"{engine_problem(exc, url)}",
+                    "details": {"node": node, "engine": url},
+                }
+            )
+    return answered, unreachable
 
 
 def gc(
@@ -352,10 +349,11 @@ def gc(
     for rel in listing.strays:
         report.add("stray_file", f"{rel} in the artifact store is not an artifact; left alone")
     _report_unreadable(listing, report, "; left alone")
-    for item in leftovers(registry):
+    nodes, unreachable = node_engines()
+    for item in leftovers(registry, nodes):
         undo = None if dry_run else _leftover_remover(item)
         _attempt(report, item["kind"], item["message"], undo, **item["details"])
-    for item in unreachable_engines():
+    for item in unreachable:
         report.add(item["kind"], item["message"] + "; nothing there was removed", **item["details"])
     if images:
         _gc_images(registry, report, dry_run)
@@ -398,7 +396,11 @@ def _leftover_remover(item: dict[str, Any]):
     def remove_container() -> None:
         import docker.errors
 
-        client = _engine(item["details"].get("engine"))
+        from core.builders.docker import docker_client
+        from core.builders.swarm import node_client
+
+        node = item["details"].get("node")
+        client = node_client(node, timeout=10) if node else docker_client()
         with contextlib.suppress(docker.errors.NotFound):  # gone meanwhile: fine
             if item["kind"] == "leftover_service":
                 client.services.get(item["details"]["service"]).remove()

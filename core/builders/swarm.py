@@ -173,6 +173,13 @@ def service_name(job: BuildJob, tag: str) -> str:
     return f"altruism-{job.registry_id[:8]}-{tag}"
 
 
+def node_client(node: str, timeout: int = 120) -> Any:
+    """A client for the engine SWARM_NODE_HOSTS names for `node` (a hostname or node id),
+    over TLS when SWARM_NODE_CERTS gives the node a certificate folder."""
+    conf = settings()
+    return engine_client(conf.swarm_node_hosts[node], conf.swarm_node_certs.get(node), timeout)
+
+
 def node_hostname(client: Any, task: dict[str, Any]) -> str | None:
     """The hostname of the node a task ran on (None when the manager does not know it)."""
     with contextlib.suppress(Exception):
@@ -365,7 +372,7 @@ class SwarmBuilder(DockerBuilder):
                 f"the build ran on node {hostname or node_id}, whose engine this machine cannot "
                 f"reach; name it in SWARM_NODE_HOSTS ({hostname}=tcp://...)"
             )
-        return engine_client(url, self.settings.swarm_node_certs.get(key))
+        return node_client(key)
 
     def _remove_task_container(
         self, client: Any, own_node: str, task: dict[str, Any], image: str | None = None
