@@ -67,3 +67,38 @@ def log_of(row: Any) -> str:
     from core.registry import Registry
 
     return Registry().log_text(row.id)
+
+
+def render_page(path: str, **query: str) -> Any:
+    """Run a dashboard page (relative to the checkout) in AppTest with `query` as its query
+    parameters; it must not raise."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / path), default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def build_serve_image(tag: str, timeout: int = 600) -> None:
+    """Build the Dockerfile's serve stage as `tag` on the shared engine (BUILD_NETWORK)."""
+    import docker
+
+    from core.config import settings
+
+    conf = settings()
+    client = docker.from_env(timeout=timeout)
+    try:
+        for chunk in client.api.build(
+            path=str(ROOT),
+            target="serve",
+            tag=tag,
+            rm=True,
+            decode=True,
+            network_mode=conf.build_network,
+            buildargs={"BASE_IMAGE": conf.docker_base_image},
+        ):
+            assert "error" not in chunk, chunk["error"]
+    finally:
+        client.close()

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from bench import memory_bench
 from core import builds
 from core.registry import Registry
 from tests.conftest import SAMPLE
@@ -488,47 +489,16 @@ def test_a_file_url_artifact_root_is_its_absolute_folder(
 
 
 # --- 2. valid records with a large unused field ------------------------------------------------
-PEAK_RSS = """
-import resource, subprocess, sys
-done = subprocess.run([sys.executable, "-m", "core", *sys.argv[1:]], capture_output=True)
-print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss >> 10)
-"""
-
-
-def _fat_records(lab: Path, extra_chars: int = 2 << 20) -> Path:
-    """The sample's requests, 30 of them (15 of each label) with an unused field of about
-    `extra_chars` of `[[],[],...]` (the most Python objects per byte of JSON)."""
-    fat = "[" + ",".join(["[]"] * (extra_chars // 3)) + "]"
-    records = json.loads(SAMPLE.read_text())
-    chosen = [r["request_id"] for r in records if r["requester_received_pizza"]][:15]
-    chosen += [r["request_id"] for r in records if not r["requester_received_pizza"]][:15]
-    texts = [
-        json.dumps(r)[:-1] + ', "extra": ' + fat + "}"
-        if r["request_id"] in chosen
-        else json.dumps(r)
-        for r in records
-    ]
-    path = lab / "fat.json"
-    path.write_text("[" + ",".join(texts) + "]")
-    return path
-
-
-VERBS = {
-    "train": ["train", "--recipe", "nb-bow", "--backend", "local", "--data"],
-    "evaluate": ["evaluate", "1", "--data"],
-    "predict --file": ["predict", "1", "--file"],
-}
-
-
-@pytest.mark.parametrize("verb", list(VERBS))
+@pytest.mark.parametrize("verb", list(memory_bench.VERBS))
 def test_a_large_unused_field_is_dropped_as_records_are_read(
     one: Registry, lab: Path, verb: str
 ) -> None:
-    fat = _fat_records(lab)
-    argv = [*VERBS[verb], str(fat)]
-    env = {**os.environ, **NO_ENGINE}
-    done = subprocess.run([sys.executable, "-c", PEAK_RSS, *argv, "--json"], text=True,
-                          capture_output=True, cwd=ROOT, env=env)  # fmt: skip
-    code, peak_mib = map(int, done.stdout.split())
-    assert code == 0, done.stderr
+    """The sample's requests, 30 of them with an unused field of 2 MB of `[[],[],...]` (the
+    most Python objects per byte of JSON), through the memory bench's own runner: the whole
+    process, its worker included."""
+    fat = lab / "fat.json.zip"
+    memory_bench.fat_records_zip(fat, 2 << 20)
+    result = memory_bench.run_verb(verb, fat)
+    assert result["code"] == 0, result["stderr"]
+    peak_mib = result["kib"] >> 10
     assert peak_mib < 400, f"{verb} peaked at {peak_mib} MiB holding 30 records' unused fields"

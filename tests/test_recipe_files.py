@@ -19,7 +19,7 @@ from core.errors import BadInput
 from core.predict import load_model, make_request, predict_proba
 from core.registry import Registry
 from core.schema import FAILED, READY
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, render_page, run_cli
 
 RECIPE = '''"""Word counts plus request length + logistic regression (a test recipe)."""
 
@@ -288,18 +288,9 @@ def test_export_and_import_carry_the_source(
 def test_dashboard_lists_team_recipes_shows_source_and_diff(
     recipe_dir: Path, registry: Registry
 ) -> None:
-    from streamlit.testing.v1 import AppTest
-
-    def page(path: str, **query: str) -> AppTest:
-        at = AppTest.from_file(str(ROOT / path), default_timeout=60)
-        at.query_params.update(query)
-        at.run()
-        assert not at.exception, [e.message for e in at.exception]
-        return at
-
     (recipe_dir / "good.py").write_text(RECIPE)
     (recipe_dir / "broken.py").write_text(BAD["syntax"][0])
-    at = page("pages/1_Build.py")
+    at = render_page("pages/1_Build.py")
     recipe = next(w for w in at.selectbox if w.label == "Recipe")
     assert "good" in recipe.options[-1] and "team" in recipe.options[-1]
     assert "broken" not in " ".join(recipe.options)
@@ -309,9 +300,9 @@ def test_dashboard_lists_team_recipes_shows_source_and_diff(
     first, _ = train(registry, "good")
     (recipe_dir / "good.py").write_text(RECIPE.replace("/ 1000.0", "/ 10.0"))
     second, _ = train(registry, "good")
-    at = page("pages/2_Versions.py", v=str(first.version))
+    at = render_page("pages/2_Versions.py", v=str(first.version))
     assert any(c.value.strip() == RECIPE.strip() for c in at.code)
-    at = page("pages/3_Compare.py", v=f"{first.version},{second.version}")
+    at = render_page("pages/3_Compare.py", v=f"{first.version},{second.version}")
     diffs = [c.value for c in at.code if c.language == "diff"]
     assert diffs and "-        return np.array([[len(str(t)) / 1000.0]" in diffs[0]
     assert "+        return np.array([[len(str(t)) / 10.0]" in diffs[0]

@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from core.registry import Registry
-from tests.helpers import ROOT, wait_until
+from tests.helpers import build_serve_image, wait_until
 from tests.test_serving import BODY, free_port, two_versions
 
 pytestmark = pytest.mark.docker
@@ -40,27 +40,16 @@ def _serve_image() -> tuple[str, bool]:
     """The Dockerfile's serve stage on the shared engine; whether this call created the tag."""
     import docker
 
-    from core.config import settings
     from core.provenance import code_fingerprint
 
     client = docker.from_env(timeout=600)
     tag = f"altruism-lab/serve:swarm-test-{code_fingerprint()[:12]}"
     try:
         existed = bool(client.images.list(name=tag))
-        conf = settings()
-        for chunk in client.api.build(
-            path=str(ROOT),
-            target="serve",
-            tag=tag,
-            rm=True,
-            decode=True,
-            network_mode=conf.build_network,
-            buildargs={"BASE_IMAGE": conf.docker_base_image},
-        ):
-            assert "error" not in chunk, chunk["error"]
-        return tag, not existed
     finally:
         client.close()
+    build_serve_image(tag)
+    return tag, not existed
 
 
 @pytest.fixture

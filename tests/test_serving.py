@@ -31,7 +31,7 @@ import pytest
 from core import builds
 from core.registry import Registry
 from core.schema import READY
-from tests.helpers import ROOT, run_cli, use_lab, wait_until
+from tests.helpers import ROOT, build_serve_image, render_page, run_cli, use_lab, wait_until
 
 BODY = {"title": "Broke student, payday Friday", "text": "Lost my job, fridge is empty."}
 MAX_BODY = 200_000
@@ -306,16 +306,6 @@ def _on_dashboard(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     use_lab(monkeypatch.setenv, server.home)
 
 
-def _page(path: str, **query: str) -> Any:
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(ROOT / path), default_timeout=60)
-    at.query_params.update(query)
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
 def test_home_live_panel_and_versions_history_show_what_was_served(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -333,7 +323,7 @@ def test_home_live_panel_and_versions_history_show_what_was_served(
         "the champion's aggregates",
     )
     _on_dashboard(server, monkeypatch)
-    home = _page("app.py")
+    home = render_page("app.py")
     assert "Live" in [s.value for s in home.subheader]
     lines = [m.value for m in home.markdown if m.value.startswith("champion v")]
     assert lines, [m.value for m in home.markdown]
@@ -341,7 +331,7 @@ def test_home_live_panel_and_versions_history_show_what_was_served(
     assert re.match(rf"champion v{champion} — served [\d,]+ requests in the last hour", words)
     assert "from 1 host" in words and "p99" in words and "out of range" in words
     assert f"v{other} answered until" in words
-    versions = _page("pages/2_Versions.py", v=str(champion))
+    versions = render_page("pages/2_Versions.py", v=str(champion))
     history = [d.value for d in versions.dataframe if "host" in d.value.columns]
     assert history and history[0]["requests"].sum() > 0
     assert set(history[0]["host"]) == {socket.gethostname()}
@@ -398,22 +388,11 @@ def _dir(name: str, owned: Callable[[Any], Any]) -> Any:
 def test_the_serve_image_serves_the_registry(server: Server) -> None:
     import docker
 
-    from core.config import settings
     from core.provenance import code_fingerprint
 
-    client = docker.from_env(timeout=300)
     tag = f"altruism-lab/serve:test-{code_fingerprint()[:12]}"
-    conf = settings()
-    for chunk in client.api.build(
-        path=str(ROOT),
-        target="serve",
-        tag=tag,
-        rm=True,
-        decode=True,
-        network_mode=conf.build_network,
-        buildargs={"BASE_IMAGE": conf.docker_base_image},
-    ):
-        assert "error" not in chunk, chunk["error"]
+    build_serve_image(tag, timeout=300)
+    client = docker.from_env(timeout=300)
     port = free_port()
     container = client.containers.create(
         tag,
