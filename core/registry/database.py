@@ -214,9 +214,10 @@ class Database:
             raise classify(exc, self.url) from exc
 
     @contextlib.contextmanager
-    def session(self, write: bool = False) -> Iterator[Session]:
-        """One transaction; `write=True` takes SQLite's write lock at BEGIN (waiting for it)."""
-        conn, transaction = self._retrying(lambda: self._begin(write))
+    def session(self, write: bool = False, deadline: float | None = None) -> Iterator[Session]:
+        """One transaction; `write=True` takes SQLite's write lock at BEGIN (waiting for it).
+        Connecting is retried while patience lasts, or until `deadline` (monotonic)."""
+        conn, transaction = self._retrying(lambda: self._begin(write), deadline)
         with conn:
             session = Session(bind=conn, expire_on_commit=False)
             try:
@@ -242,7 +243,7 @@ class Database:
         def attempt_all() -> T:
             for attempt in range(attempts):
                 try:
-                    with self.session(write=True) as session:
+                    with self.session(write=True, deadline=deadline) as session:
                         return work(session)
                 except Retryable:
                     if attempt == attempts - 1:
