@@ -32,7 +32,15 @@ from typing import Any
 
 from core.actor import current_actor
 from core.artifacts import ArtifactStore, open_store
-from core.builders import Builder, BuildJob, BuildLimits, BuildLog, get_builder, resolve_backend
+from core.builders import (
+    Builder,
+    BuildJob,
+    BuildLimits,
+    BuildLog,
+    BuildOutcome,
+    get_builder,
+    resolve_backend,
+)
 from core.config import DEFAULT_MODEL, PROJECT_ROOT, SAMPLE_DATA, settings
 from core.dataset import Dataset, scan_dataset
 from core.errors import AltruismError, BadInput, BuildCancelled, NotFound
@@ -305,7 +313,7 @@ def submitting(
                 **({"recipe_file": recipe_file} if recipe_file else {}),
             },
         )
-        registry.mark_orphans()  # other builds that can never finish
+        recover_orphans(registry)  # other builds that can never finish
         if not reused and keep_dataset_now:  # the version now pins the dataset's digest: store it
             try:
                 keep_dataset(store, dataset.sha256, canonical)
@@ -335,7 +343,8 @@ def _check_class_counts(request: TrainRequest, dataset: Dataset) -> None:
     )
 
 
-def _limits(row: ModelVersion) -> BuildLimits:
+def build_limits(row: ModelVersion) -> BuildLimits:
+    """The limits a version was asked to build within (or the settings' defaults)."""
     asked = row.provenance.get("request", {})
     conf = settings()
     return BuildLimits(
@@ -359,7 +368,7 @@ def _job(row: ModelVersion, registry: Registry, data_file: Path) -> BuildJob:
         seed=row.split_seed,
         test_size=0.0 if refit_parent_id(row) else row.split_test_size,
         threshold_policy=row.threshold_policy or DEFAULT_POLICY,
-        limits=_limits(row),
+        limits=build_limits(row),
         fault=row.provenance.get("request", {}).get("fault"),
         cv=cv_of(row),
         recipe_file=(row.provenance or {}).get("recipe_file"),
@@ -578,17 +587,17 @@ def _execute(
     registry.mark_running(
         row.id, "building image" if row.builder != "local" else "training", lease_s=lease_s
     )
-    work_dir = new_work_dir(registry, row)
     lease = LeaseKeeper(registry, [row.id], lease_s)
-    sha256: str | None = None
-    upload: DatasetUpload | None = None
-    try:
+
+    def run() -> BuildOutcome:
+        work_dir = new_work_dir(registry, row)
+        upload: DatasetUpload | None = None
         try:
-            builder = builder or get_builder(row.builder)
+            chosen = builder or get_builder(row.builder)
             if local_dataset is not None:
                 upload = DatasetUpload(store, row.data_sha256, local_dataset)
             data_file = local_dataset or dataset_file(row, store, work_dir)
-            outcome = builder.run(
+            outcome = chosen.run(
                 _job(row, registry, data_file),
                 work_dir,
                 log,
@@ -606,30 +615,27 @@ def _execute(
             shutil.rmtree(work_dir, ignore_errors=True)
         if upload is not None:
             upload.wait()
+        return outcome
+
+    return see_through(registry, store, row, log, lease, run, started)
+
+
+def see_through(
+    registry: Registry,
+    store: ArtifactStore,
+    row: ModelVersion,
+    log: BuildLog,
+    lease: LeaseKeeper,
+    run: Callable[[], BuildOutcome],
+    started: str,
+) -> ModelVersion:
+    """Get a running version's outcome from `run()` and register it ready, or end the
+    version failed or cancelled with the reason; the lease is given up either way."""
+    sha256: str | None = None
+    try:
+        outcome = run()
         sha256 = outcome.artifact_sha256
-        registry.pin_artifact(row.id, sha256)
-        stored, size = store.put_bytes(outcome.artifact, "model")
-        result = outcome.result
-        provenance = _provenance(row, result, outcome.provenance, started, store)
-        if refit_parent_id(row):
-            result, provenance = _parents_evaluation(registry, row, result, provenance, log)
-        log(f"registered artifact {stored[:12]} ({size:,} bytes) in {store.location}")
-        log.close()
-        return registry.complete(
-            row.id,
-            metrics=result["metrics"],
-            split_hash=result["split_hash"],
-            provenance=provenance,
-            artifact_sha256=stored,
-            artifact_size=size,
-            log_tail=log.tail(),
-            details={
-                "curves": result["curves"],
-                "test_ids": result["test_ids"],
-                "test_labels": result["test_labels"],
-                "test_probabilities": result["test_probabilities"],
-            },
-        )
+        return _register(registry, store, row, outcome, log, started)
     except BuildCancelled as exc:
         if lease.lost:  # another process's recovery ended it: keep its reason
             log("stopped: this launcher's lease was taken (the version was ended elsewhere)")
@@ -647,6 +653,40 @@ def _execute(
     finally:
         lease.stop()
         log.close()
+
+
+def _register(
+    registry: Registry,
+    store: ArtifactStore,
+    row: ModelVersion,
+    outcome: BuildOutcome,
+    log: BuildLog,
+    started: str,
+) -> ModelVersion:
+    """Store a verified outcome's artifact and mark the version ready with its results."""
+    registry.pin_artifact(row.id, outcome.artifact_sha256)
+    stored, size = store.put_bytes(outcome.artifact, "model")
+    result = outcome.result
+    provenance = _provenance(row, result, outcome.provenance, started, store)
+    if refit_parent_id(row):
+        result, provenance = _parents_evaluation(registry, row, result, provenance, log)
+    log(f"registered artifact {stored[:12]} ({size:,} bytes) in {store.location}")
+    log.close()
+    return registry.complete(
+        row.id,
+        metrics=result["metrics"],
+        split_hash=result["split_hash"],
+        provenance=provenance,
+        artifact_sha256=stored,
+        artifact_size=size,
+        log_tail=log.tail(),
+        details={
+            "curves": result["curves"],
+            "test_ids": result["test_ids"],
+            "test_labels": result["test_labels"],
+            "test_probabilities": result["test_probabilities"],
+        },
+    )
 
 
 def refit_parent_id(row: ModelVersion) -> int | None:
@@ -826,8 +866,11 @@ def detach(verb: list[str], version_ids: list[int], registry: Registry, log_file
 
 
 def recover_orphans(registry: Registry) -> list[ModelVersion]:
-    """Fail builds that can never finish, and remove their containers and work folders."""
-    return clean_after_orphans(registry, registry.mark_orphans())
+    """Fail builds that can never finish, and remove their containers and work folders;
+    a swarm build whose launcher died is adopted instead (core.reconcile)."""
+    from core.reconcile import adopter
+
+    return clean_after_orphans(registry, registry.mark_orphans(adopter(registry)))
 
 
 def clean_after_orphans(registry: Registry, orphans: list[ModelVersion]) -> list[ModelVersion]:

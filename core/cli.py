@@ -36,10 +36,11 @@ def say(message: str) -> None:
 def open_registry() -> Registry:
     """The registry from REGISTRY_URL, with builds that can never finish marked failed
     (the build machinery is imported only when there is something to clean up)."""
+    from core.reconcile import adopter
     from core.registry import Registry
 
     registry = Registry()
-    orphans = registry.mark_orphans()
+    orphans = registry.mark_orphans(adopter(registry))
     if orphans:
         from core.builds import clean_after_orphans
 
@@ -326,6 +327,20 @@ def cmd_run_build(args: argparse.Namespace) -> Any:
     row = builds.execute(args.id, registry, echo=None if args.quiet else print)
     code = 0 if row.status == "ready" else 1
     return (None if args.quiet else version_dict(row)), code
+
+
+def cmd_reconcile(args: argparse.Namespace) -> Any:
+    """Adopt swarm builds whose launcher is gone and see them to their end."""
+    from core import builds
+    from core.reconcile import reconcile
+    from core.registry import Registry, version_dict
+
+    builds.lower_priority()
+    registry = Registry()
+    echo = None if args.quiet else say
+    rows = reconcile(registry, echo=echo, version_ids=[args.id] if args.id else None)
+    code = 0 if all(row.status == "ready" for row in rows) else 1
+    return (None if args.quiet else [version_dict(row) for row in rows]), code
 
 
 def cmd_list(args: argparse.Namespace) -> Any:
@@ -692,6 +707,17 @@ def cmd_evaluate(args: argparse.Namespace) -> Any:
     }
 
 
+def render_reconcile(rows: list[dict[str, Any]]) -> str:
+    """One line per adopted build: how it ended."""
+    if not rows:
+        return "no swarm build to adopt: every running build's launcher is alive"
+    lines = []
+    for row in rows:
+        end = row.get("error") or f"artifact {str(row.get('artifact_sha256'))[:12]}"
+        lines.append(f"v{row['version']}: adopted, {row['status']} ({end})")
+    return "\n".join(lines)
+
+
 def render_metrics(out: dict[str, Any]) -> str:
     m = out["metrics"]
     return table(
@@ -901,6 +927,15 @@ def build_parser() -> argparse.ArgumentParser:
     run_build = verb("run-build", cmd_run_build, help=argparse.SUPPRESS)
     run_build.add_argument("id", type=_bounded_int(1, 2**62))
     run_build.add_argument("--quiet", action="store_true")
+
+    reconciling = verb(
+        "reconcile",
+        cmd_reconcile,
+        render_reconcile,
+        "adopt swarm builds whose launcher died: collect, register and clean up each",
+    )
+    reconciling.add_argument("--id", type=_bounded_int(1, 2**62), help=argparse.SUPPRESS)
+    reconciling.add_argument("--quiet", action="store_true", help="no progress lines")
 
     run_sweep = verb("run-sweep", cmd_run_sweep, help=argparse.SUPPRESS)
     run_sweep.add_argument("ids", nargs="+", type=_bounded_int(1, 2**62))

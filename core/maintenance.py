@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from core.artifacts import KINDS, ArtifactStore
 from core.config import settings
+from core.reconcile import hand_over
 from core.registry import Registry, lease_reason, orphan_reason
 from core.schema import ACTIVE_STATUSES, READY, ModelVersion
 
@@ -139,7 +140,13 @@ def check(registry: Registry, store: ArtifactStore) -> Report:
         elif row.status in ACTIVE_STATUSES:
             full = registry.get_by_id(row.id)  # with its launcher and lease
             reason = orphan_reason(full)
-            if reason and lease_reason(full):  # its launcher is gone: any process ends it
+            if reason and hand_over(registry, full, reason):  # its swarm task runs on
+                report.add(
+                    "adopted_build",
+                    f"{where}: {reason}; its swarm service runs on, so `reconcile` adopted it",
+                    version=row.version,
+                )
+            elif reason and lease_reason(full):  # its launcher is gone: any process ends it
                 _end_expired(registry, full, reason, where, report)
             elif reason:
                 report.add(

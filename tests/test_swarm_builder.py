@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -140,22 +141,94 @@ def test_swarm_cancel_and_timeout_remove_the_service(
     _assert_ended_cleanly(row, lab, engine, "failed", "timed out after 8s")
 
 
-def test_swarm_build_whose_driver_dies_is_cleaned_by_gc(
-    swarm: dict[str, str], swarm_cluster, registry: Registry, store: Any
-) -> None:
-    engine, _ = swarm_cluster
-    row = _submit(registry, fault="sleep:300")
+def _kill_driver(row: ModelVersion, registry: Registry) -> int:
+    """Launch the version's build detached, SIGKILL its driver while the task sleeps."""
     runner = builds.launch(row.id, registry)
     _sleeping(row)
     os.killpg(runner, signal.SIGKILL)  # run-build leads its own session
     os.waitpid(runner, 0)
+    return runner
+
+
+def test_reconcile_adopts_a_swarm_build_whose_driver_was_killed(
+    swarm: dict[str, str], swarm_cluster, registry: Registry, store: Any
+) -> None:
+    """Issue 25 item 2: the swarm is the durable queue. The driver dies mid-build, the task
+    runs on; `reconcile` collects it, registers the version ready with the artifact an
+    uninterrupted build makes (byte for byte), and removes the service."""
+    engine, _ = swarm_cluster
+    whole = builds.execute(_submit(registry, fault="sleep:6").id, registry)
+    assert whole.status == "ready", whole.error
+    row = _submit(registry, fault="sleep:6")
+    runner = _kill_driver(row, registry)
+    assert registry.get_by_id(row.id).status == "running"
     assert len(_services(engine, row)) == 1  # the task runs on without its driver
+    done = run_cli("reconcile", timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"v{row.version}: adopted, ready" in done.stdout, done.stdout
+    adopted = registry.get_by_id(row.id)
+    assert adopted.status == "ready", adopted.error
+    assert adopted.artifact_sha256 == whole.artifact_sha256
+    assert store.read_verified(adopted.artifact_sha256, "model")  # stored, hash verified
+    swarm_facts = adopted.provenance["swarm"]
+    assert swarm_facts["adopted_after_s"] > 0 and swarm_facts["trainer_image"]
+    assert swarm_facts["image_id"] == whole.provenance["swarm"]["image_id"]
+    assert "its launcher is gone" in log_of(adopted)
+    assert adopted.worker_pid != runner
+    assert _services(engine, row) == []
+    again = run_cli("reconcile")
+    assert again.returncode == 0 and "no swarm build to adopt" in again.stdout
+    assert check(registry, store).ok
+
+
+def test_reconcile_hands_an_orphan_to_a_process_that_honours_cancel(
+    swarm: dict[str, str], swarm_cluster, registry: Registry, store: Any
+) -> None:
+    """Recovery (`check` here; also gc, list, the dashboard) adopts instead of failing: a
+    detached `reconcile` takes the lease; a cancel then stops the task and the service."""
+    engine, _ = swarm_cluster
+    row = _submit(registry, fault="sleep:300")
+    runner = _kill_driver(row, registry)
+    assert len(_services(engine, row)) == 1
     kinds = sorted(f["kind"] for f in check(registry, store).findings)
-    assert "stuck_build" in kinds, kinds
+    assert "adopted_build" in kinds, kinds
+    adopted = registry.get_by_id(row.id)
+    assert adopted.status == "running" and adopted.worker_pid not in (None, runner)
+    wait_until(lambda: _held_by_its_worker(registry, row), "the reconcile process", timeout_s=30)
+    assert not check(registry, store).findings  # adopted, alive: nothing to report
     report = gc(registry, store)
     assert not [f for f in report.findings if f["kind"] == "error"], report.findings
-    assert registry.get_by_id(row.id).status == "failed"
+    assert registry.get_by_id(row.id).status == "running"  # gc leaves an adopted build be
+    registry.request_cancel(row.id)
+    wait_until(lambda: registry.get_by_id(row.id).status == "cancelled", "the cancel", timeout_s=60)
     wait_until(lambda: _services(engine, row) == [], "the service to go", timeout_s=30)
+    wait_until(lambda: check(registry, store).ok, "a clean check", timeout_s=30)
+
+
+def _held_by_its_worker(registry: Registry, row: ModelVersion) -> bool:
+    """Whether the version's lease is held by its recorded worker process (the detached
+    `reconcile`, once the process that handed it over has claimed it for that one)."""
+    from core.registry.lifecycle import pid_namespace
+
+    now = registry.get_by_id(row.id)
+    holder = f"{socket.gethostname()} pid {now.worker_pid} ns {pid_namespace() or '?'}"
+    return now.lease_holder == holder
+
+
+def test_swarm_build_whose_service_is_gone_fails_as_an_orphan(
+    swarm: dict[str, str], swarm_cluster, registry: Registry, store: Any
+) -> None:
+    """With nothing left to adopt (the service was removed too), recovery fails the build
+    as any orphan and gc leaves nothing behind."""
+    engine, _ = swarm_cluster
+    row = _submit(registry, fault="sleep:300")
+    _kill_driver(row, registry)
+    for service in _services(engine, row):
+        engine.docker("service", "rm", service)
+    report = gc(registry, store)
+    assert not [f for f in report.findings if f["kind"] == "error"], report.findings
+    ended = registry.get_by_id(row.id)
+    assert ended.status == "failed" and "died before finishing" in (ended.error or "")
     wait_until(lambda: check(registry, store).ok, "a clean check", timeout_s=30)
 
 

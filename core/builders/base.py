@@ -202,22 +202,24 @@ def write_job(job: BuildJob, work_dir: Path) -> tuple[Path, Path]:
 
 def wait_until(
     done: Callable[[], bool],
-    job: BuildJob,
+    timeout_s: float | None,
     should_cancel: Callable[[], bool],
     stop: Callable[[], None],
+    elapsed_s: float = 0.0,
 ) -> None:
-    """Poll until `done()`; on cancel or timeout call `stop()` and raise."""
-    started = last_cancel_check = time.monotonic()
+    """Poll until `done()`; on cancel, or once `timeout_s` have passed since the build
+    started (`elapsed_s` ago), call `stop()` and raise."""
+    last_cancel_check = time.monotonic()
+    started = last_cancel_check - elapsed_s
     while not done():
         if time.monotonic() - last_cancel_check >= CANCEL_CHECK_SECONDS:
             last_cancel_check = time.monotonic()
             if should_cancel():
                 stop()
                 raise BuildCancelled("cancelled by a user")
-        timeout = job.limits.timeout_s
-        if timeout and time.monotonic() - started > timeout:
+        if timeout_s and time.monotonic() - started > timeout_s:
             stop()
-            raise BuildFailed(f"timed out after {timeout:g}s")
+            raise BuildFailed(f"timed out after {timeout_s:g}s")
         time.sleep(POLL_SECONDS)
 
 

@@ -482,7 +482,10 @@ class DockerBuilder(Builder):
             follower = threading.Thread(target=self._follow, args=(container, log), daemon=True)
             follower.start()
             wait_until(
-                lambda: self._exited(container), job, should_cancel, lambda: self._stop(container)
+                lambda: self._exited(container),
+                job.limits.timeout_s,
+                should_cancel,
+                lambda: self._stop(container),
             )
             follower.join(timeout=5)
             state = container.attrs["State"]

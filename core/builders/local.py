@@ -122,7 +122,9 @@ class LocalBuilder(Builder):
             process.wait()
 
         try:
-            wait_until(lambda: process.poll() is not None, job, should_cancel, stop)
+            wait_until(
+                lambda: process.poll() is not None, job.limits.timeout_s, should_cancel, stop
+            )
         finally:
             if process.poll() is None:
                 stop()

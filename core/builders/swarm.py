@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import tarfile
 import tempfile
@@ -24,7 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from core.builders.base import BuildJob, BuildLog, BuildOutcome, collect, wait_until
+from core.builders.base import (
+    BuildJob,
+    BuildLimits,
+    BuildLog,
+    BuildOutcome,
+    collect,
+    wait_until,
+)
 from core.builders.docker import (
     IMAGE_REPOSITORY,
     LABEL_PREFIX,
@@ -50,6 +58,8 @@ JOB_REPOSITORY = "altruism-lab/job"
 JOB_OF_LABEL = f"{LABEL_PREFIX}.job-of"
 REGISTRY_ADDRESS = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 DONE_STATES = ("complete", "failed", "rejected", "shutdown", "orphaned", "remove")
+BUILD_FACTS_LABEL = f"{LABEL_PREFIX}.build-facts"  # what an adopter needs (JSON)
+PRIVATE_FACTS = ("job_repository", "job_tag", "image_registry")  # not provenance
 
 
 def image_registry() -> str:
@@ -198,63 +208,142 @@ class SwarmBuilder(DockerBuilder):
     ) -> BuildOutcome:
         address = image_registry()
         client = docker_client()
+        swarm = self._manager(client)
+        image, reused, build_seconds = self.job_image(job, log, should_cancel)
+        trainer_repo = f"{address}/{IMAGE_REPOSITORY}"
+        trainer_digest = self._publish_trainer(client, image, trainer_repo, log)
+        facts: dict[str, Any] = {
+            **image_facts(image),
+            "image_reused": reused,
+            "image_build_seconds": round(build_seconds, 3),
+            "trainer_image": f"{trainer_repo}@{trainer_digest}",
+            "image_registry": address,
+            "job_repository": f"{address}/{JOB_REPOSITORY}",
+            "job_tag": unique_tag(job),
+            "job_image_digest": None,
+        }
+        service = None
+        try:
+            log.stage("packing the job")
+            facts["job_image_digest"] = self._job_image(client, job, facts, work_dir, log)
+            service = self._service(client, job, facts)
+            log(f"service {service.name} submitted to swarm {swarm['Cluster']['ID'][:12]}")
+        finally:
+            if service is None:
+                self._drop_job_image(client, facts, log)
+        return self._finish(client, swarm, service, facts, log, should_cancel, job.limits)
+
+    def adopt(
+        self,
+        registry_id: str,
+        version_id: int,
+        limits: BuildLimits,
+        log: BuildLog,
+        should_cancel: Callable[[], bool],
+    ) -> BuildOutcome:
+        """Take over a build whose launcher died: the swarm still holds its service, so wait
+        for (or collect) its task's results, then clean up as the launcher would have."""
+        try:
+            client = docker_client()
+            swarm = self._manager(client)
+            service, facts = self._orphaned_service(client, registry_id, version_id)
+            created = _parse_time(service.attrs.get("CreatedAt"))
+            elapsed = max(0.0, time.time() - created) if created else 0.0
+            log(f"adopted service {service.name} ({elapsed:.0f} s old): its launcher is gone")
+            return self._finish(client, swarm, service, facts, log, should_cancel, limits, elapsed)
+        except BuildFailed:
+            raise
+        except Exception as exc:
+            import docker.errors
+            import requests
+
+            if isinstance(exc, (docker.errors.DockerException, requests.RequestException)):
+                why = engine_problem(exc)
+                raise BuildFailed(f"could not adopt the swarm build: {why}") from exc
+            raise
+
+    @staticmethod
+    def _manager(client: Any) -> dict[str, Any]:
+        """The engine's swarm facts; BuildFailed when it is not a manager."""
         swarm = client.info().get("Swarm") or {}
         problem = manager_problem(swarm)
         if problem:
             raise BuildFailed(problem)
-        image, reused, build_seconds = self.job_image(job, log, should_cancel)
-        trainer_repo = f"{address}/{IMAGE_REPOSITORY}"
-        trainer_digest = self._publish_trainer(client, image, trainer_repo, log)
-        trainer_ref = f"{trainer_repo}@{trainer_digest}"
-        job_repo = f"{address}/{JOB_REPOSITORY}"
-        job_tag = unique_tag(job)
-        job_digest = None
-        service = None
-        task: dict[str, Any] = {}
+        return swarm
+
+    @staticmethod
+    def _orphaned_service(client: Any, registry_id: str, version_id: int) -> tuple[Any, dict]:
+        """The version's newest build service and the build facts its launcher labelled it
+        with (older services of the version, if any, are removed)."""
+        found = client.services.list(filters={"label": label_filter(registry_id, version_id)})
+        if not found:
+            raise BuildFailed("its launcher is gone and so is its swarm service: nothing to adopt")
+        found.sort(key=lambda s: s.attrs.get("CreatedAt", ""))
+        service = found.pop()
+        for older in found:
+            with contextlib.suppress(Exception):
+                older.remove()
         try:
-            log.stage("packing the job")
-            job_digest = self._job_image(client, job, trainer_ref, job_repo, job_tag, work_dir, log)
-            service = self._service(client, job, f"{job_repo}@{job_digest}", job_tag)
-            log.stage("training")
-            log(f"service {service.name} submitted to swarm {swarm['Cluster']['ID'][:12]}")
-            follower = threading.Thread(target=self._follow, args=(service, log), daemon=True)
-            follower.start()
+            facts = json.loads(service.attrs["Spec"]["Labels"][BUILD_FACTS_LABEL])
+        except (KeyError, TypeError, ValueError):
+            facts = None
+        if not isinstance(facts, dict):
+            with contextlib.suppress(Exception):
+                service.remove()
+            raise BuildFailed(f"service {service.name} carries no build facts; cannot adopt it")
+        return service, facts
 
-            def finished() -> bool:
-                task.update(self._task(service, log, task))
-                return task.get("Status", {}).get("State") in DONE_STATES
+    def _finish(
+        self,
+        client: Any,
+        swarm: dict[str, Any],
+        service: Any,
+        facts: dict[str, Any],
+        log: BuildLog,
+        should_cancel: Callable[[], bool],
+        limits: BuildLimits,
+        elapsed_s: float = 0.0,
+    ) -> BuildOutcome:
+        """Wait for the service's task, read its outputs, and remove the service, the task's
+        container and the per-build image (whatever happens)."""
+        task: dict[str, Any] = {}
+        log.stage("training")
+        follower = threading.Thread(target=self._follow, args=(service, log), daemon=True)
+        follower.start()
 
-            wait_until(finished, job, should_cancel, lambda: self._remove_service(service))
+        def finished() -> bool:
+            task.update(self._task(service, log, task))
+            return task.get("Status", {}).get("State") in DONE_STATES
+
+        job_ref = f"{facts['job_repository']}@{facts['job_image_digest']}"
+        try:
+            stop = lambda: self._remove_service(service)  # noqa: E731
+            wait_until(finished, limits.timeout_s, should_cancel, stop, elapsed_s)
             files, exit_code, node = self._outputs(client, swarm["NodeID"], task)
         finally:
-            if service is not None:
-                self._remove_service(service)  # also ends the log stream
-                job_ref = f"{job_repo}@{job_digest}" if job_digest else None
-                self._remove_task_container(client, swarm["NodeID"], task, job_ref)
-            self._drop_job_image(client, job_repo, job_tag, job_digest, address, log)
+            self._remove_service(service)  # also ends the log stream
+            self._remove_task_container(client, swarm["NodeID"], task, job_ref)
+            self._drop_job_image(client, facts, log)
         follower.join(timeout=0.5)  # a service's log stream may outlive the service
         if exit_code in (137, 143) and ERROR_NAME not in files:
             raise BuildFailed(f"training task was killed (exit code {exit_code})")
         provenance = {
-            **image_facts(image),
-            "image_reused": reused,
-            "image_build_seconds": round(build_seconds, 3),
-            "trainer_image": trainer_ref,
-            "job_image_digest": job_digest,
+            **{k: v for k, v in facts.items() if k not in PRIVATE_FACTS},
             "swarm_id": swarm["Cluster"]["ID"],
             "node_id": task.get("NodeID"),
             "node_hostname": node,
-            "service_id": service.id if service is not None else None,
-            "service_name": service.name if service is not None else None,
+            "service_id": service.id,
+            "service_name": service.name,
             "task_id": task.get("ID"),
             "dockerfile_sha256": file_sha256(self.context / "Dockerfile"),
             "requirements_sha256": file_sha256(self.context / "requirements-trainer.txt"),
             "docker_server_version": client.version().get("Version"),
             "container_exit_code": exit_code,
-            "memory_limit": job.limits.memory,
-            "cpu_limit": job.limits.cpus,
+            "memory_limit": limits.memory,
+            "cpu_limit": limits.cpus,
             "train_network": self.settings.swarm_network,
             "transfer": "job image + get_archive",
+            **({"adopted_after_s": round(elapsed_s, 1)} if elapsed_s else {}),
         }
         return collect(files, exit_code, provenance)
 
@@ -273,13 +362,13 @@ class SwarmBuilder(DockerBuilder):
         return _push(client, repository, tag, log)
 
     def _job_image(
-        self, client: Any, job: BuildJob, trainer_ref: str, repository: str, tag: str,
-        work_dir: Path, log: BuildLog,
-    ) -> str:  # fmt: skip
+        self, client: Any, job: BuildJob, facts: dict[str, Any], work_dir: Path, log: BuildLog
+    ) -> str:
         """Build and push the per-build image (job.json and the dataset on the trainer)."""
+        repository, tag = facts["job_repository"], facts["job_tag"]
         with tempfile.TemporaryFile(dir=work_dir) as spool:
             stream = client.api.build(
-                fileobj=_job_context(job, trainer_ref, spool),
+                fileobj=_job_context(job, facts["trainer_image"], spool),
                 custom_context=True,
                 tag=f"{repository}:{tag}",
                 rm=True,
@@ -293,16 +382,21 @@ class SwarmBuilder(DockerBuilder):
                     raise BuildFailed(f"could not build the job image: {chunk['error'].strip()}")
         return _push(client, repository, tag, log)
 
-    def _service(self, client: Any, job: BuildJob, image: str, tag: str) -> Any:
+    def _service(self, client: Any, job: BuildJob, facts: dict[str, Any]) -> Any:
+        """The one-off job service; its labels carry the build facts an adopter needs."""
         from docker.types import Resources, RestartPolicy, ServiceMode
 
         limits = job.limits
         labels = version_labels(job)
         return client.services.create(
-            image,
+            f"{facts['job_repository']}@{facts['job_image_digest']}",
             args=[f"{WORK}/{JOB_NAME}", f"{WORK}/{OUT_DIR}"],
-            name=service_name(job, tag),
-            labels={**labels, f"{LABEL_PREFIX}.version": job.version_label[:200]},
+            name=service_name(job, facts["job_tag"]),
+            labels={
+                **labels,
+                f"{LABEL_PREFIX}.version": job.version_label[:200],
+                BUILD_FACTS_LABEL: json.dumps(facts, sort_keys=True),
+            },
             container_labels=labels,
             env=[f"{k}={v}" for k, v in worker_environment().items()],
             mode=ServiceMode("replicated-job", replicas=1),
@@ -401,20 +495,32 @@ class SwarmBuilder(DockerBuilder):
             service.remove()
 
     @staticmethod
-    def _drop_job_image(
-        client: Any, repository: str, tag: str, digest: str | None, address: str, log: BuildLog
-    ) -> None:
+    def _drop_job_image(client: Any, facts: dict[str, Any], log: BuildLog) -> None:
         """Remove the per-build image here and its manifest from the registry (best effort:
         the registry's own garbage collection reclaims the blobs)."""
+        repository, digest = facts["job_repository"], facts["job_image_digest"]
         with contextlib.suppress(Exception):
-            client.images.remove(f"{repository}:{tag}", force=True)
+            client.images.remove(f"{repository}:{facts['job_tag']}", force=True)
         if digest is None:
             return
         import requests
 
+        address = facts["image_registry"]
         scheme = "http" if address.split(":")[0] in ("127.0.0.1", "localhost") else "https"
         url = f"{scheme}://{address}/v2/{JOB_REPOSITORY}/manifests/{digest}"
         try:
             requests.delete(url, timeout=10).raise_for_status()
         except Exception as exc:  # a registry without deletes: the manifest stays
             log(f"could not delete {repository}@{digest[:19]} from the registry ({exc})")
+
+
+def _parse_time(text: str | None) -> float | None:
+    """Seconds since the epoch of an engine timestamp (nanosecond RFC 3339), or None."""
+    from datetime import datetime
+
+    if not text:
+        return None
+    trimmed = re.sub(r"(\.\d{6})\d*", r"\1", text).replace("Z", "+00:00")
+    with contextlib.suppress(ValueError):
+        return datetime.fromisoformat(trimmed).timestamp()
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -200,6 +201,31 @@ class Lifecycle:
 
         return bool(self.db.write(work))
 
+    def take_over(self, version_id: int, holder: str | None, lease_s: float) -> bool:
+        """Make this process the worker of a running version whose lease `holder` had (its
+        launcher is gone), atomically: of several recoveries at once, one gets it."""
+        now = utcnow()
+        held = (
+            ModelVersion.lease_holder.is_(None)
+            if holder is None
+            else ModelVersion.lease_holder == holder
+        )
+
+        def work(session: Session) -> bool:
+            result = session.execute(
+                update(ModelVersion)
+                .where(ModelVersion.id == version_id, ModelVersion.status == RUNNING, held)
+                .values(
+                    worker_pid=os.getpid(),
+                    worker_host=socket.gethostname(),
+                    **self._lease_values(now, lease_s),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return result.rowcount == 1
+
+        return bool(self.db.write(work))
+
     def set_stage(self, version_id: int, stage: str) -> None:
         self._update(version_id, stage=stage)
 
@@ -258,12 +284,15 @@ class Lifecycle:
                 )
             )
 
-    def mark_orphans(self) -> list[ModelVersion]:
-        """Fail active versions that can never finish (dead worker, abandoned queue entry)."""
+    def mark_orphans(
+        self, adopt: Callable[[ModelVersion, str], bool] | None = None
+    ) -> list[ModelVersion]:
+        """Fail active versions that can never finish (dead worker, abandoned queue entry),
+        except those `adopt(row, reason)` takes over (a swarm build whose task runs on)."""
         orphans = []
         for row in self.active_versions():
             reason = orphan_reason(row)
-            if reason is None:
+            if reason is None or (adopt is not None and adopt(row, reason)):
                 continue
             try:
                 orphans.append(self.fail_if_active(row.id, f"{reason}; marked failed on recovery"))
