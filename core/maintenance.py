@@ -158,6 +158,7 @@ def check(registry: Registry, store: ArtifactStore) -> Report:
     for rel in listing.strays:
         report.add("stray_file", f"{rel} in the artifact store is not an artifact", path=rel)
     _report_unreadable(listing, report, "")
+    _check_down_nodes(registry, report)
     nodes, unreachable = node_engines()
     for item in [*leftovers(registry, nodes), *unreachable]:
         report.add(item["kind"], item["message"], **item["details"])
@@ -167,6 +168,23 @@ def check(registry: Registry, store: ArtifactStore) -> Report:
         "datasets": len(listing.blobs["dataset"]),
     }
     return report
+
+
+def _check_down_nodes(registry: Registry, report: Report) -> None:
+    """Swarm builds still running whose task sits on a node the swarm marks down (the
+    builder retries or fails them within a minute; longer means their driver is gone)."""
+    from core.builders.swarm import builds_on_down_nodes
+
+    active = {row.id for row in registry.active_versions()}
+    for service, version_id, label, node in builds_on_down_nodes(registry.identity):
+        if version_id in active:
+            report.add(
+                "build_on_down_node",
+                f"{label or f'version id {version_id}'} is building on node {node}, which is "
+                f"down (service {service})",
+                version_id=version_id,
+                node=node,
+            )
 
 
 def _check_artifact(

@@ -771,13 +771,24 @@ class TwoNodeSwarm:
     def node_id(self, engine: PrivateDockerd) -> str:
         return engine.docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
 
+    def set_availability(self, engine: PrivateDockerd, availability: str) -> None:
+        """`docker node update --availability active|drain` for `engine`'s node: a drained
+        node takes no new tasks."""
+        done = self.manager.docker(
+            "node", "update", "--availability", availability, self.node_id(engine)
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"docker node update failed: {done.stderr[-400:]}")
+
     def stop(self) -> None:
-        """Stop both engines and the registry by pid, then remove the namespace."""
+        """Stop both engines and the registry by pid and remove the namespace (with what a
+        killed worker left running in it: its containers' shims)."""
         self.worker.stop()
+        self.netns.stop()
+        shutil.rmtree(self.worker.root, ignore_errors=True)  # now nothing holds it
         self.manager.docker("swarm", "leave", "--force", timeout=120)
         self.manager.stop()
         self.registry.stop()
-        self.netns.stop()
 
 
 def start_two_node_swarm(hidden: list[Path], images: list[str]) -> TwoNodeSwarm:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 import re
 import tarfile
 import tempfile
@@ -26,6 +27,7 @@ from typing import IO, Any
 
 from core.builders.base import BuildJob, BuildLog, BuildOutcome, collect, wait_until
 from core.builders.docker import (
+    CONTAINER_LABEL,
     IMAGE_REPOSITORY,
     LABEL_PREFIX,
     WORK,
@@ -188,6 +190,79 @@ def node_hostname(client: Any, task: dict[str, Any]) -> str | None:
     return None
 
 
+def registry_scheme(address: str, config: dict[str, Any]) -> str:
+    """How the manager's engine talks to the registry at `address`: `http` for loopback and
+    for a registry its --insecure-registry names (`config` is its info's RegistryConfig),
+    else `https`."""
+    host = address.split(":")[0]
+    index = (config.get("IndexConfigs") or {}).get(address) or {}
+    if host == "localhost" or index.get("Secure") is False:
+        return "http"
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address(host)
+        cidrs = [ipaddress.ip_network(c) for c in config.get("InsecureRegistryCIDRs") or []]
+        if ip.is_loopback or any(ip in cidr for cidr in cidrs):
+            return "http"
+    return "https"
+
+
+NODE_CHECK_SECONDS = 1.0  # how often a waiting build asks whether its task's node is down
+
+
+class NodeWatch:
+    """Whether a task's node is down, asked of the manager at most once a second."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.asked = 0.0
+
+    def down(self, node_id: str | None) -> tuple[str, str] | None:
+        """(id, hostname) of `node_id` when the swarm marks it down or no longer knows it."""
+        if not node_id or time.monotonic() - self.asked < NODE_CHECK_SECONDS:
+            return None
+        self.asked = time.monotonic()
+        return node_down(self.client, node_id)
+
+
+def node_down(client: Any, node_id: str) -> tuple[str, str] | None:
+    """(id, hostname) of a node the swarm marks down or has removed; None while it is up
+    (or the manager does not answer now)."""
+    import docker.errors
+
+    try:
+        attrs = client.nodes.get(node_id).attrs
+    except docker.errors.NotFound:
+        return node_id, node_id
+    except Exception:  # the manager is busy: ask again later
+        return None
+    if attrs.get("Status", {}).get("State") != "down":
+        return None
+    return node_id, attrs.get("Description", {}).get("Hostname") or node_id
+
+
+def builds_on_down_nodes(registry_id: str) -> list[tuple[str, int, str, str]]:
+    """This registry's build services whose current task sits on a node that is down:
+    (service name, version id, version label such as "raop v3", node hostname)."""
+    found: list[tuple[str, int, str, str]] = []
+    services = registry_services(registry_id)
+    with contextlib.suppress(Exception):  # the manager stopped answering: nothing to say
+        client = docker_client(timeout=10)
+        for service in services:
+            tasks = [t for t in service.tasks() if t.get("NodeID")]
+            if not tasks:
+                continue
+            task = max(tasks, key=lambda t: t.get("CreatedAt", ""))
+            lost = task.get("Status", {}).get("State") not in DONE_STATES and node_down(
+                client, task["NodeID"]
+            )
+            if lost:
+                labels = service.attrs.get("Spec", {}).get("Labels") or {}
+                raw = labels.get(CONTAINER_LABEL, "")
+                label = labels.get(f"{LABEL_PREFIX}.version", "")
+                found.append((service.name, int(raw) if raw.isdigit() else -1, label, lost[1]))
+    return found
+
+
 class SwarmBuilder(DockerBuilder):
     """Trains each build as a one-off Swarm service from a per-build image."""
 
@@ -198,7 +273,8 @@ class SwarmBuilder(DockerBuilder):
     ) -> BuildOutcome:
         address = image_registry()
         client = docker_client()
-        swarm = client.info().get("Swarm") or {}
+        info = client.info()
+        swarm = info.get("Swarm") or {}
         problem = manager_problem(swarm)
         if problem:
             raise BuildFailed(problem)
@@ -209,32 +285,36 @@ class SwarmBuilder(DockerBuilder):
         job_repo = f"{address}/{JOB_REPOSITORY}"
         job_tag = unique_tag(job)
         job_digest = None
-        service = None
+        services: list[tuple[Any, threading.Thread]] = []  # one per attempt, with its logs
         task: dict[str, Any] = {}
+        down: dict[str, str] = {}  # node id -> hostname of each node that went down under it
         try:
             log.stage("packing the job")
             job_digest = self._job_image(client, job, trainer_ref, job_repo, job_tag, work_dir, log)
-            service = self._service(client, job, f"{job_repo}@{job_digest}", job_tag)
             log.stage("training")
-            log(f"service {service.name} submitted to swarm {swarm['Cluster']['ID'][:12]}")
-            follower = threading.Thread(target=self._follow, args=(service, log), daemon=True)
-            follower.start()
-
-            def finished() -> bool:
-                task.update(self._task(service, log, task))
-                return task.get("Status", {}).get("State") in DONE_STATES
-
-            wait_until(finished, job, should_cancel, lambda: self._remove_service(service))
+            log(f"training on swarm {swarm['Cluster']['ID'][:12]}")
+            while True:
+                lost = self._attempt(
+                    client, job, f"{job_repo}@{job_digest}", job_tag, down, services, task, log,
+                    should_cancel,
+                )  # fmt: skip
+                if lost is None:
+                    break
+                self._lost(services[-1][0], lost, down, log)
             files, exit_code, node = self._outputs(client, swarm["NodeID"], task)
         finally:
-            if service is not None:
+            for service, _ in services:
                 self._remove_service(service)  # also ends the log stream
+            if services and task.get("NodeID") not in down:
                 job_ref = f"{job_repo}@{job_digest}" if job_digest else None
                 self._remove_task_container(client, swarm["NodeID"], task, job_ref)
-            self._drop_job_image(client, job_repo, job_tag, job_digest, address, log)
-        follower.join(timeout=0.5)  # a service's log stream may outlive the service
+            scheme = registry_scheme(address, info.get("RegistryConfig") or {})
+            self._drop_job_image(client, job_repo, job_tag, job_digest, address, log, scheme)
+        for _, follower in services:
+            follower.join(timeout=0.5)  # a service's log stream may outlive the service
         if exit_code in (137, 143) and ERROR_NAME not in files:
             raise BuildFailed(f"training task was killed (exit code {exit_code})")
+        service = services[-1][0]
         provenance = {
             **image_facts(image),
             "image_reused": reused,
@@ -244,9 +324,11 @@ class SwarmBuilder(DockerBuilder):
             "swarm_id": swarm["Cluster"]["ID"],
             "node_id": task.get("NodeID"),
             "node_hostname": node,
-            "service_id": service.id if service is not None else None,
-            "service_name": service.name if service is not None else None,
+            "service_id": service.id,
+            "service_name": service.name,
             "task_id": task.get("ID"),
+            "retries": len(down),
+            "down_nodes": sorted(down.values()),
             "dockerfile_sha256": file_sha256(self.context / "Dockerfile"),
             "requirements_sha256": file_sha256(self.context / "requirements-trainer.txt"),
             "docker_server_version": client.version().get("Version"),
@@ -257,6 +339,54 @@ class SwarmBuilder(DockerBuilder):
             "transfer": "job image + get_archive",
         }
         return collect(files, exit_code, provenance)
+
+    def _attempt(
+        self, client: Any, job: BuildJob, image: str, tag: str, down: dict[str, str],
+        services: list[tuple[Any, threading.Thread]], task: dict[str, Any], log: BuildLog,
+        should_cancel: Callable[[], bool],
+    ) -> tuple[str, str] | None:  # fmt: skip
+        """Run the build's service once, kept off the nodes in `down` (appended to
+        `services`, its task kept in `task`) until its task ends: None, or (id, hostname)
+        of the node that went down under it first."""
+        suffix = f"-r{len(down)}" if down else ""
+        service = self._service(client, job, image, tag + suffix, list(down))
+        log(f"service {service.name} submitted to the swarm" + (" (a retry)" if down else ""))
+        follower = threading.Thread(target=self._follow, args=(service, log), daemon=True)
+        follower.start()
+        services.append((service, follower))
+        task.clear()
+        lost: list[tuple[str, str]] = []
+        watch = NodeWatch(client)
+
+        def finished() -> bool:
+            task.update(self._task(service, log, task))
+            node = watch.down(task.get("NodeID"))
+            if node:
+                lost.append(node)
+            return bool(lost) or task.get("Status", {}).get("State") in DONE_STATES
+
+        wait_until(finished, job, should_cancel, lambda: self._remove_service(service))
+        return lost[0] if lost else None
+
+    def _lost(
+        self, service: Any, lost: tuple[str, str], down: dict[str, str], log: BuildLog
+    ) -> None:
+        """The node under `service`'s task went down: remove the service and retry on
+        another node while SWARM_RETRIES allows, else fail naming the node."""
+        node_id, hostname = lost
+        down[node_id] = hostname
+        self._remove_service(service)
+        retries = self.settings.swarm_retries
+        if len(down) > retries:
+            before = [name for key, name in down.items() if key != node_id]
+            raise BuildFailed(
+                f"node {hostname} went down"
+                + (f" (after {', '.join(before)} did; SWARM_RETRIES={retries})" if before else "")
+            )
+        log(
+            f"node {hostname} went down; retrying the build on another node "
+            f"(retry {len(down)} of {retries}, SWARM_RETRIES)"
+        )
 
     @staticmethod
     def _publish_trainer(client: Any, image: Any, repository: str, log: BuildLog) -> str:
@@ -293,7 +423,10 @@ class SwarmBuilder(DockerBuilder):
                     raise BuildFailed(f"could not build the job image: {chunk['error'].strip()}")
         return _push(client, repository, tag, log)
 
-    def _service(self, client: Any, job: BuildJob, image: str, tag: str) -> Any:
+    def _service(
+        self, client: Any, job: BuildJob, image: str, tag: str, avoid: list[str] | None = None
+    ) -> Any:
+        """The build's one-off service, kept off the nodes (ids) in `avoid`."""
         from docker.types import Resources, RestartPolicy, ServiceMode
 
         limits = job.limits
@@ -312,6 +445,7 @@ class SwarmBuilder(DockerBuilder):
                 mem_limit=parse_bytes(limits.memory),
             ),  # no reservations: see cluster_cpus
             networks=[self._network(client)],
+            constraints=[f"node.id!={node}" for node in avoid or []] or None,
         )
 
     def _network(self, client: Any) -> str:
@@ -402,8 +536,9 @@ class SwarmBuilder(DockerBuilder):
 
     @staticmethod
     def _drop_job_image(
-        client: Any, repository: str, tag: str, digest: str | None, address: str, log: BuildLog
-    ) -> None:
+        client: Any, repository: str, tag: str, digest: str | None, address: str,
+        log: BuildLog, scheme: str = "https",
+    ) -> None:  # fmt: skip
         """Remove the per-build image here and its manifest from the registry (best effort:
         the registry's own garbage collection reclaims the blobs)."""
         with contextlib.suppress(Exception):
@@ -412,7 +547,6 @@ class SwarmBuilder(DockerBuilder):
             return
         import requests
 
-        scheme = "http" if address.split(":")[0] in ("127.0.0.1", "localhost") else "https"
         url = f"{scheme}://{address}/v2/{JOB_REPOSITORY}/manifests/{digest}"
         try:
             requests.delete(url, timeout=10).raise_for_status()
