@@ -97,7 +97,7 @@ def _submit(registry: Registry, retries: int, monkeypatch: pytest.MonkeyPatch) -
     """A sleeping build launched in its own process with SWARM_RETRIES=`retries`."""
     monkeypatch.setenv("SWARM_RETRIES", str(retries))
     request = builds.TrainRequest(recipe="nb-bow", backend="swarm", force=True,
-                                  fault="sleep:40")  # fmt: skip
+                                  fault="sleep:40", seed=retries)  # fmt: skip
     row = builds.submit(request, registry).version
     return row, builds.launch(row.id, registry)
 
@@ -122,6 +122,7 @@ def test_node_down_build_is_retried_elsewhere_or_fails_naming_the_node(
     with on_the_worker(cluster):
         retried, retried_pid = _submit(registry, 1, monkeypatch)
         failing, failing_pid = _submit(registry, 0, monkeypatch)
+        assert failing.id != retried.id
         for row in (retried, failing):
             wait_until(lambda r=row: "injected fault: sleeping" in log_of(r), "training",
                        timeout_s=180)  # fmt: skip
