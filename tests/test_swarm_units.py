@@ -15,7 +15,14 @@ from bench import sweep as sweep_bench
 from core import sweeps
 from core.builders.base import BuildJob
 from core.builders.select import resolve_backend
-from core.builders.swarm import _job_context, image_registry, parse_bytes, service_name, unique_tag
+from core.builders.swarm import (
+    _job_context,
+    image_registry,
+    parse_bytes,
+    registry_scheme,
+    service_name,
+    unique_tag,
+)
 from core.config import settings
 from core.errors import BadInput
 
@@ -47,6 +54,43 @@ def test_swarm_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert conf.swarm_network == "altruism-lab-jobs"
     assert parse_bytes("1g") == 1 << 30 and parse_bytes("512m") == 512 << 20
     assert parse_bytes(None) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "retries"), [(None, 1), ("0", 0), ("2", 2), ("junk", 1), ("-3", 0), ("99", 5)]
+)
+def test_swarm_retries_default_to_one_and_stay_in_range(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, retries: int
+) -> None:
+    if value is None:
+        monkeypatch.delenv("SWARM_RETRIES", raising=False)
+    else:
+        monkeypatch.setenv("SWARM_RETRIES", value)
+    assert settings().swarm_retries == retries
+
+
+INSECURE = {
+    "InsecureRegistryCIDRs": ["127.0.0.0/8", "10.213.0.0/16"],
+    "IndexConfigs": {"reg.lan:5000": {"Name": "reg.lan:5000", "Secure": False}},
+}
+
+
+@pytest.mark.parametrize(
+    ("address", "config", "scheme"),
+    [
+        ("127.0.0.1:5000", {}, "http"),
+        ("localhost:5000", {}, "http"),
+        ("10.213.4.1:5000", INSECURE, "http"),  # in an --insecure-registry CIDR
+        ("reg.lan:5000", INSECURE, "http"),  # named by --insecure-registry
+        ("10.214.0.1:5000", INSECURE, "https"),
+        ("registry.example.com", INSECURE, "https"),
+        ("10.213.4.1:5000", {}, "https"),
+    ],
+)
+def test_the_job_manifest_is_deleted_as_the_engine_reaches_the_registry(
+    address: str, config: dict, scheme: str
+) -> None:
+    assert registry_scheme(address, config) == scheme
 
 
 def test_the_job_image_context_holds_the_job_and_the_dataset(tmp_path: Path) -> None:
