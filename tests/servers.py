@@ -373,6 +373,7 @@ class PrivateDockerd:
 
     root: Path
     proc: subprocess.Popen | None = None
+    argv: list[str] = field(default_factory=list)  # how it was started, for `start` again
 
     @property
     def socket(self) -> Path:
@@ -408,6 +409,26 @@ class PrivateDockerd:
         with contextlib.suppress(OSError, ValueError):
             return int((self.root / "run" / "docker.pid").read_text())
         return None
+
+    def start(self) -> None:
+        """Run `argv` (again after `kill`: its data-root, and so its swarm membership, are
+        kept) and wait until the engine answers."""
+        self.socket.unlink(missing_ok=True)
+        with open(self.root / "dockerd.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.socket.exists() and self.docker("info", timeout=20).returncode == 0:
+                return
+            time.sleep(0.5)
+        tail = (self.root / "dockerd.log").read_text(errors="replace")[-500:]
+        raise RuntimeError(f"the private dockerd did not start: {tail}")
 
     def kill(self) -> None:
         """SIGKILL the engine's process group (dockerd, its containerd): the node dies as a
@@ -511,28 +532,16 @@ def start_private_dockerd(
             f"--tlscacert {certs / 'ca.pem'} --tlscert {certs / 'cert.pem'}",
             f"--tlskey {certs / 'key.pem'}",
         ]
-    log = open(root / "dockerd.log", "wb")  # noqa: SIM115 (handed to the server process)
     enter = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
     uts = ["--uts"] if hostname else []
-    engine.proc = subprocess.Popen(
-        [*enter, "unshare", "--mount", *uts, "--propagation", "private", "sh", "-c",
-         " && ".join([*mounts, " ".join(dockerd)])],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    log.close()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if engine.proc.poll() is not None:
-            break
-        if engine.socket.exists() and engine.docker("info", timeout=20).returncode == 0:
-            return engine
-        time.sleep(0.5)
-    tail = (root / "dockerd.log").read_text(errors="replace")[-500:]
-    engine.stop()
-    raise RuntimeError(f"the private dockerd did not start: {tail}")
+    engine.argv = [*enter, "unshare", "--mount", *uts, "--propagation", "private", "sh", "-c",
+                   " && ".join([*mounts, " ".join(dockerd)])]  # fmt: skip
+    try:
+        engine.start()
+    except BaseException:
+        engine.stop()
+        raise
+    return engine
 
 
 def registry_status() -> tuple[bool, str]:

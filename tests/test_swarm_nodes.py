@@ -4,8 +4,8 @@ The swarm (`two_node_swarm`) is two private engines: a manager in this machine's
 namespace and a worker in its own network namespace, under its own hostname, joined over a
 veth pair; the registry listens on the veth's host side. SWARM_NODE_HOSTS names the worker's
 engine by its hostname. Builds are sent to the worker by draining the manager while they
-are scheduled. The node-down test kills the worker's engine like a dead host, so it runs
-last.
+are scheduled. The node-down test kills the worker's engine like a dead host and starts it
+again at its end.
 """
 
 from __future__ import annotations
@@ -152,3 +152,22 @@ def test_node_down_build_is_retried_elsewhere_or_fails_naming_the_node(
     print(f"node down -> retry {retry_s:.1f}s, check flagged {flag_s:.1f}s, "
           f"failed {fail_s:.1f}s after the worker was killed")  # fmt: skip
     assert retry_s < 60 and fail_s < 60
+    _the_worker_comes_back_and_gc_clears_it(cluster, registry)
+
+
+def _the_worker_comes_back_and_gc_clears_it(cluster: Any, registry: Registry) -> None:
+    """What the lost tasks left on the worker (their containers, the job images it pulled:
+    they hold the dataset) goes with `gc` once the worker's engine answers again."""
+    from core.artifacts import open_store
+
+    cluster.worker.start()
+    ready = f"{cluster.worker_hostname} Ready"
+    listing = ("node", "ls", "--format", "{{.Hostname}} {{.Status}}")
+    wait_until(lambda: ready in cluster.manager.docker(*listing).stdout, "the worker", 60)
+    store = open_store()
+    report = gc(registry, store)
+    assert not report.count("error", "unreachable_engine"), report.findings
+    assert cluster.worker.docker(*LABELLED).stdout.split() == [], "a task container stayed"
+    assert _job_images(cluster.worker) == [], "a job image stayed on the worker"
+    assert check(registry, store).ok, check(registry, store).findings
+    print(f"gc after the worker came back: {[f['kind'] for f in report.findings]}")

@@ -487,11 +487,24 @@ class SwarmBuilder(DockerBuilder):
         exit_code = status["ContainerStatus"].get("ExitCode")
         hostname = node_hostname(client, task)
         engine = self._node_engine(client, own_node, task["NodeID"], hostname)
-        container = engine.containers.get(container_id)
+        container = self._task_container(engine, container_id, hostname or task["NodeID"])
         if container.attrs.get("State", {}).get("OOMKilled"):
             raise BuildFailed("training was killed: out of memory")
         chunks, _ = container.get_archive(f"{WORK}/{OUT_DIR}")
         return read_output_archive(chunks), exit_code, hostname
+
+    @staticmethod
+    def _task_container(engine: Any, container_id: str, node: str) -> Any:
+        """The task's container on its node's engine; a clear error when it is gone (the
+        node's engine restarted under the build, faster than the swarm marks a node down)."""
+        import docker.errors
+
+        try:
+            return engine.containers.get(container_id)
+        except docker.errors.NotFound:
+            raise BuildFailed(
+                f"the build's container is gone from node {node} (did its engine restart?)"
+            ) from None
 
     def _node_engine(self, client: Any, own_node: str, node_id: str, hostname: str | None) -> Any:
         """The engine of the node that ran the task: ours (`own_node`), or one
