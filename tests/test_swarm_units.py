@@ -13,18 +13,20 @@ import pytest
 
 from bench import sweep as sweep_bench
 from core import sweeps
-from core.builders.base import BuildJob
+from core.builders.base import BuildJob, BuildLog
 from core.builders.select import resolve_backend
 from core.builders.swarm import (
+    SwarmBuilder,
     _job_context,
     image_registry,
+    node_down,
     parse_bytes,
     registry_scheme,
     service_name,
     unique_tag,
 )
 from core.config import settings
-from core.errors import BadInput
+from core.errors import BadInput, BuildFailed
 
 
 @pytest.mark.parametrize("value", ["", "   "])
@@ -152,3 +154,72 @@ def test_services_are_named_by_the_version_number_people_see(tmp_path: Path) -> 
     names = {service_name(job, unique_tag(job)) for _ in range(20)}
     assert len(names) == 20  # unique per build
     assert all(n.startswith("altruism-01234567-v52-") for n in names), names
+
+
+class _Node:
+    def __init__(self, node_id: str, state: str, availability: str = "active") -> None:
+        self.id = node_id
+        self.attrs = {
+            "Status": {"State": state},
+            "Spec": {"Availability": availability},
+            "Description": {"Hostname": f"host-{node_id}"},
+        }
+
+
+class _Nodes:
+    def __init__(self, *nodes: _Node) -> None:
+        self.nodes = {node.id: node for node in nodes}
+
+    def get(self, node_id: str) -> _Node:
+        import docker.errors
+
+        if node_id not in self.nodes:
+            raise docker.errors.NotFound("no such node")
+        return self.nodes[node_id]
+
+    def list(self) -> list[_Node]:
+        return list(self.nodes.values())
+
+
+class _Client:
+    def __init__(self, *nodes: _Node) -> None:
+        self.nodes = _Nodes(*nodes)
+
+
+class _Service:
+    removed = 0
+
+    def remove(self) -> None:
+        self.removed += 1
+
+
+def test_a_down_or_removed_node_is_seen_as_lost() -> None:
+    client = _Client(_Node("a", "ready"), _Node("b", "down"))
+    assert node_down(client, "a") is None
+    assert node_down(client, "b") == ("b", "host-b")
+    assert node_down(client, "gone") == ("gone", "gone")  # `docker node rm`
+
+
+@pytest.mark.parametrize(
+    ("retries", "nodes", "error"),
+    [
+        (1, [_Node("b", "ready")], None),  # retried on b
+        (0, [_Node("b", "ready")], "node host-a went down"),
+        (1, [_Node("b", "ready", "drain")], "no other node is ready to retry on"),
+        (1, [_Node("b", "down")], "no other node is ready to retry on"),
+    ],
+)
+def test_a_lost_build_is_retried_while_retries_and_ready_nodes_last(
+    monkeypatch: pytest.MonkeyPatch, retries: int, nodes: list, error: str | None
+) -> None:
+    monkeypatch.setenv("SWARM_RETRIES", str(retries))
+    client, service, down = _Client(_Node("a", "down"), *nodes), _Service(), {}
+    lines: list[str] = []
+    lost = ("a", "host-a")
+    if error is None:
+        SwarmBuilder()._lost(client, service, lost, down, BuildLog(echo=lines.append))
+        assert any("node host-a went down; retrying" in line for line in lines), lines
+    else:
+        with pytest.raises(BuildFailed, match=error):
+            SwarmBuilder()._lost(client, service, lost, down, BuildLog(echo=lines.append))
+    assert service.removed == 1 and down == {"a": "host-a"}

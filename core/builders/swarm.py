@@ -240,6 +240,21 @@ def node_down(client: Any, node_id: str) -> tuple[str, str] | None:
     return node_id, attrs.get("Description", {}).get("Hostname") or node_id
 
 
+def other_ready_node(client: Any, down: set[str]) -> bool:
+    """Whether a ready, active node outside `down` (ids) could take a retry (True when the
+    manager does not say: the retry then waits, as any build, for its timeout)."""
+    try:
+        nodes = client.nodes.list()
+    except Exception:  # the manager is busy
+        return True
+    return any(
+        node.id not in down
+        and node.attrs.get("Status", {}).get("State") == "ready"
+        and node.attrs.get("Spec", {}).get("Availability") == "active"
+        for node in nodes
+    )
+
+
 def builds_on_down_nodes(registry_id: str) -> list[tuple[str, int, str, str]]:
     """This registry's build services whose current task sits on a node that is down:
     (service name, version id, version label such as "raop v3", node hostname)."""
@@ -300,7 +315,7 @@ class SwarmBuilder(DockerBuilder):
                 )  # fmt: skip
                 if lost is None:
                     break
-                self._lost(services[-1][0], lost, down, log)
+                self._lost(client, services[-1][0], lost, down, log)
             files, exit_code, node = self._outputs(client, swarm["NodeID"], task)
         finally:
             for service, _ in services:
@@ -369,10 +384,11 @@ class SwarmBuilder(DockerBuilder):
         return lost[0] if lost else None
 
     def _lost(
-        self, service: Any, lost: tuple[str, str], down: dict[str, str], log: BuildLog
-    ) -> None:
+        self, client: Any, service: Any, lost: tuple[str, str], down: dict[str, str],
+        log: BuildLog,
+    ) -> None:  # fmt: skip
         """The node under `service`'s task went down: remove the service and retry on
-        another node while SWARM_RETRIES allows, else fail naming the node."""
+        another ready node while SWARM_RETRIES allows, else fail naming the node."""
         node_id, hostname = lost
         down[node_id] = hostname
         self._remove_service(service)
@@ -383,6 +399,8 @@ class SwarmBuilder(DockerBuilder):
                 f"node {hostname} went down"
                 + (f" (after {', '.join(before)} did; SWARM_RETRIES={retries})" if before else "")
             )
+        if not other_ready_node(client, set(down)):
+            raise BuildFailed(f"node {hostname} went down, and no other node is ready to retry on")
         log(
             f"node {hostname} went down; retrying the build on another node "
             f"(retry {len(down)} of {retries}, SWARM_RETRIES)"
