@@ -92,6 +92,7 @@ class Settings:
     swarm_node_hosts: dict[str, str] = field(default_factory=dict)  # node -> DOCKER_HOST
     # node -> a folder with ca.pem, cert.pem, key.pem (as DOCKER_CERT_PATH): TLS to its engine
     swarm_node_certs: dict[str, str] = field(default_factory=dict)
+    swarm_retries: int = 1  # a build whose swarm node goes down is retried elsewhere this often
     uploads_total_mb: float = 100.0  # uploads the dashboard server holds at once, in all
     script_runs: int = 2  # page runs the dashboard server executes at once
     build_nice: int = 10  # niceness of builds the dashboard (or a sweep) starts locally
@@ -117,6 +118,7 @@ def settings() -> Settings:
         swarm_network=os.environ.get("SWARM_NETWORK", "").strip() or "altruism-lab-jobs",
         swarm_node_hosts=_pairs("SWARM_NODE_HOSTS"),
         swarm_node_certs=_pairs("SWARM_NODE_CERTS"),
+        swarm_retries=_int("SWARM_RETRIES", 1, 0, 5),
         uploads_total_mb=_float("UPLOADS_TOTAL_MB", 100.0) or 100.0,
         script_runs=_int("SCRIPT_RUNS", 2, 1, 64),
         build_nice=_int("BUILD_NICE", 10, 0, 19),

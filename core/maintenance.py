@@ -165,6 +165,7 @@ def check(registry: Registry, store: ArtifactStore) -> Report:
     for rel in listing.strays:
         report.add("stray_file", f"{rel} in the artifact store is not an artifact", path=rel)
     _report_unreadable(listing, report, "")
+    _check_down_nodes(registry, report)
     nodes, unreachable = node_engines()
     for item in [*leftovers(registry, nodes), *unreachable]:
         report.add(item["kind"], item["message"], **item["details"])
@@ -174,6 +175,23 @@ def check(registry: Registry, store: ArtifactStore) -> Report:
         "datasets": len(listing.blobs["dataset"]),
     }
     return report
+
+
+def _check_down_nodes(registry: Registry, report: Report) -> None:
+    """Swarm builds still running whose task sits on a node the swarm marks down (the
+    builder retries or fails them within a minute; longer means their driver is gone)."""
+    from core.builders.swarm import builds_on_down_nodes
+
+    active = {row.id for row in registry.active_versions()}
+    for service, version_id, label, node in builds_on_down_nodes(registry.identity):
+        if version_id in active:
+            report.add(
+                "build_on_down_node",
+                f"{label or f'version id {version_id}'} is building on node {node}, which is "
+                f"down (service {service})",
+                version_id=version_id,
+                node=node,
+            )
 
 
 def _check_artifact(
@@ -205,8 +223,8 @@ def _check_artifact(
 
 
 def leftovers(registry: Registry, nodes: list[NodeEngine]) -> Iterator[dict[str, Any]]:
-    """Containers (here and on the swarm `nodes`) and work folders of this registry's
-    builds that are no longer active.
+    """Containers and swarm job images (here and on the swarm `nodes`), services and work
+    folders of this registry's builds that are no longer active.
 
     They are listed before the statuses are read, so a build that starts meanwhile is not
     in the listing, and one listed is judged by its status after the listing; one that ended
@@ -216,6 +234,7 @@ def leftovers(registry: Registry, nodes: list[NodeEngine]) -> Iterator[dict[str,
 
     dirs = work_dirs(registry)
     containers = list(_containers(registry, nodes))
+    images = list(_job_images(registry, nodes))
     services = list(_services(registry))
     active = {row.id for row in registry.active_versions() if not orphan_reason(row)}
     for path, version_id in dirs:
@@ -233,6 +252,16 @@ def leftovers(registry: Registry, nodes: list[NodeEngine]) -> Iterator[dict[str,
                 f"version id {version_id}, which is no longer building"
                 + (f", on node {node}" if node else ""),
                 "details": {"container": container.id, "version_id": version_id}
+                | ({"node": node} if node else {}),
+            }
+    for image, version_id, node in images:
+        if version_id not in active and _still_there(image):
+            yield {
+                "kind": "leftover_job_image",
+                "message": f"job image {image.short_id} of version id {version_id} (it holds "
+                "the build's dataset), which is no longer building"
+                + (f", on node {node}" if node else ""),
+                "details": {"image": image.id, "version_id": version_id}
                 | ({"node": node} if node else {}),
             }
     for service, version_id in services:
@@ -265,19 +294,36 @@ def _services(registry: Registry) -> Iterator[tuple[Any, int]]:
         yield service, (int(raw) if raw.isdigit() else -1)
 
 
+def _engines(nodes: list[NodeEngine]) -> list[NodeEngine]:
+    """This machine's engine (node "", when it answers) and the swarm `nodes`."""
+    from core.builders.docker import docker_client, engine_status
+
+    ok, _ = engine_status()
+    return [*([NodeEngine("", "", docker_client())] if ok else []), *nodes]
+
+
+def _job_images(registry: Registry, nodes: list[NodeEngine]) -> Iterator[tuple[Any, int, str]]:
+    """This registry's per-build swarm job images (they hold a dataset) on this machine's
+    engine and on the `nodes` that pulled them, each with its version id and node."""
+    from core.builders.swarm import JOB_OF_LABEL
+
+    for engine in _engines(nodes):
+        try:
+            found = engine.client.images.list(filters={"label": JOB_OF_LABEL})
+        except Exception:  # gone since it answered: the next check sees it
+            continue
+        for image in found:
+            owner, _, raw = (image.labels or {}).get(JOB_OF_LABEL, "").partition(":")
+            if owner == registry.identity:
+                yield image, (int(raw) if raw.isdigit() else -1), engine.node
+
+
 def _containers(registry: Registry, nodes: list[NodeEngine]) -> Iterator[tuple[Any, int, str]]:
     """This registry's trainer containers on this machine's engine and on the `nodes`, each
     with the node it is on ("" for this machine)."""
-    from core.builders.docker import (
-        CONTAINER_LABEL,
-        docker_client,
-        engine_status,
-        registry_containers,
-    )
+    from core.builders.docker import CONTAINER_LABEL, registry_containers
 
-    ok, _ = engine_status()
-    engines = [NodeEngine("", "", docker_client())] if ok else []
-    for engine in [*engines, *nodes]:
+    for engine in _engines(nodes):
         try:
             found = registry_containers(engine.client, registry.identity)
         except Exception:  # gone since it answered: the next check sees it
@@ -411,6 +457,8 @@ def _leftover_remover(item: dict[str, Any]):
         with contextlib.suppress(docker.errors.NotFound):  # gone meanwhile: fine
             if item["kind"] == "leftover_service":
                 client.services.get(item["details"]["service"]).remove()
+            elif item["kind"] == "leftover_job_image":
+                client.images.remove(item["details"]["image"], force=True)
             else:
                 client.containers.get(item["details"]["container"]).remove(force=True)
 

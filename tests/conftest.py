@@ -134,6 +134,32 @@ def swarm_cluster(remote_engine):
         image_registry.stop()
 
 
+@pytest.fixture(scope="session")
+def two_node_swarm():
+    """A two-node swarm of private engines (never the shared one, never `swarm_cluster`'s):
+    a manager here and a worker in its own network namespace and hostname, with a registry
+    both reach (`servers.start_two_node_swarm`); the base and trainer images copied into
+    both. Stopped by pid, its namespace removed, at the end."""
+    ok, reason = docker_status()
+    if not ok:
+        _missing(f"Docker tests need an engine: {reason}")
+    for status in (servers.private_dockerd_status, servers.netns_status, servers.registry_status):
+        ok, reason = status()
+        if not ok:
+            _missing(f"two-node swarm tests: {reason}")
+    from core.builders.base import BuildLog
+    from core.builders.docker import DockerBuilder
+    from core.config import settings
+
+    image, _, _ = DockerBuilder().ensure_image(BuildLog(echo=lambda _: None))
+    hidden = [ROOT, Path(tempfile.gettempdir())]
+    cluster = servers.start_two_node_swarm(hidden, [settings().docker_base_image, image.tags[0]])
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def registry_backend(request: pytest.FixtureRequest) -> str:
     """'sqlite' (the default) or 'postgresql' where the test is parametrized over both."""

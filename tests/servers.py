@@ -52,15 +52,17 @@ def free_registered_port(low: int = 20000, high: int = 49151) -> int:
     raise RuntimeError(f"no free port in {low}-{high}")
 
 
-def wait_for_port(port: int, timeout_s: float, what: str, proc: subprocess.Popen) -> None:
+def wait_for_port(
+    port: int, timeout_s: float, what: str, proc: subprocess.Popen, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.5):
             return
         time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
+    raise RuntimeError(f"{what} did not listen on {host}:{port} within {timeout_s:.0f} s")
 
 
 def postgres_bin() -> Path | None:
@@ -319,16 +321,16 @@ class S3Server:
         shutil.rmtree(self.folder.parent, ignore_errors=True)
 
 
-def _serve(server: Any, argv: list[str], log_path: Path, what: str) -> Any:
-    """Start `argv` as `server.proc` (output to `log_path`) and wait for its port; on any
-    failure stop it again and re-raise."""
+def _serve(server: Any, argv: list[str], log_path: Path, what: str, host: str = "127.0.0.1") -> Any:
+    """Start `argv` as `server.proc` (output to `log_path`) and wait for its port on `host`;
+    on any failure stop it again and re-raise."""
     log = open(log_path, "wb")  # noqa: SIM115 (handed to the server process)
     server.proc = subprocess.Popen(
         argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
     )
     log.close()
     try:
-        wait_for_port(server.port, 30, what, server.proc)
+        wait_for_port(server.port, 30, what, server.proc, host)
     except BaseException:
         server.stop()
         raise
@@ -371,6 +373,7 @@ class PrivateDockerd:
 
     root: Path
     proc: subprocess.Popen | None = None
+    argv: list[str] = field(default_factory=list)  # how it was started, for `start` again
 
     @property
     def socket(self) -> Path:
@@ -406,6 +409,35 @@ class PrivateDockerd:
         with contextlib.suppress(OSError, ValueError):
             return int((self.root / "run" / "docker.pid").read_text())
         return None
+
+    def start(self) -> None:
+        """Run `argv` (again after `kill`: its data-root, and so its swarm membership, are
+        kept) and wait until the engine answers."""
+        self.socket.unlink(missing_ok=True)
+        with open(self.root / "dockerd.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.socket.exists() and self.docker("info", timeout=20).returncode == 0:
+                return
+            time.sleep(0.5)
+        tail = (self.root / "dockerd.log").read_text(errors="replace")[-500:]
+        raise RuntimeError(f"the private dockerd did not start: {tail}")
+
+    def kill(self) -> None:
+        """SIGKILL the engine's process group (dockerd, its containerd): the node dies as a
+        host does, without a word to the swarm. `stop` still removes its folder."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+            self.proc = None
 
     def stop(self) -> None:
         """SIGTERM dockerd by its pid (it stops its containerd), then its process group."""
@@ -465,15 +497,25 @@ def make_tls_certificates(folder: Path) -> tuple[Path, Path]:
 
 
 def start_private_dockerd(
-    hidden: list[Path], tls: tuple[int, Path] | None = None
+    hidden: list[Path],
+    tls: tuple[int, Path] | None = None,
+    *,
+    netns: str | None = None,
+    hostname: str | None = None,
+    options: tuple[str, ...] = (),
 ) -> PrivateDockerd:
     """A private engine; with `tls` = (port, server certificate folder) it also listens on
-    tcp://127.0.0.1:port and requires a client certificate signed by the same CA."""
+    tcp://127.0.0.1:port and requires a client certificate signed by the same CA. With
+    `netns` it runs in that network namespace (`ip netns add`), with `hostname` in its own
+    UTS namespace under that name (a swarm node takes its hostname from there); `options`
+    are more dockerd flags."""
     root = Path(f"/var/lib/altruism-dockerd-{uuid.uuid4().hex[:10]}")  # outside `hidden`
     for name in ("data", "exec", "run"):
         (root / name).mkdir(parents=True)
     engine = PrivateDockerd(root)
     mounts = [f"mount -t tmpfs -o size=64m tmpfs {shlex.quote(str(p))}" for p in hidden]
+    if hostname:
+        mounts.insert(0, f"hostname {shlex.quote(hostname)}")
     dockerd = [
         "exec dockerd",
         f"--data-root {root / 'data'}",
@@ -481,6 +523,7 @@ def start_private_dockerd(
         f"--pidfile {root / 'run' / 'docker.pid'}",
         f"-H {engine.host}",
         "--bridge=none --iptables=false --ip6tables=false",
+        *(shlex.quote(option) for option in options),
     ]
     if tls is not None:
         port, certs = tls
@@ -489,26 +532,16 @@ def start_private_dockerd(
             f"--tlscacert {certs / 'ca.pem'} --tlscert {certs / 'cert.pem'}",
             f"--tlskey {certs / 'key.pem'}",
         ]
-    log = open(root / "dockerd.log", "wb")  # noqa: SIM115 (handed to the server process)
-    engine.proc = subprocess.Popen(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-         " && ".join([*mounts, " ".join(dockerd)])],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    log.close()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if engine.proc.poll() is not None:
-            break
-        if engine.socket.exists() and engine.docker("info", timeout=20).returncode == 0:
-            return engine
-        time.sleep(0.5)
-    tail = (root / "dockerd.log").read_text(errors="replace")[-500:]
-    engine.stop()
-    raise RuntimeError(f"the private dockerd did not start: {tail}")
+    enter = ["nsenter", f"--net=/run/netns/{netns}"] if netns else []
+    uts = ["--uts"] if hostname else []
+    engine.argv = [*enter, "unshare", "--mount", *uts, "--propagation", "private", "sh", "-c",
+                   " && ".join([*mounts, " ".join(dockerd)])]  # fmt: skip
+    try:
+        engine.start()
+    except BaseException:
+        engine.stop()
+        raise
+    return engine
 
 
 def registry_status() -> tuple[bool, str]:
@@ -520,16 +553,19 @@ def registry_status() -> tuple[bool, str]:
 
 @dataclass
 class ContainerRegistry:
-    """Debian's `docker-registry` on a free loopback port over a private storage folder."""
+    """Debian's `docker-registry` on a free port over a private storage folder, on loopback
+    or on another address of this machine (`host`)."""
 
     folder: Path
     port: int
     proc: subprocess.Popen | None = None
+    host: str = "127.0.0.1"
 
     @property
     def address(self) -> str:
-        """SWARM_IMAGE_REGISTRY for this registry (loopback: plain HTTP is allowed)."""
-        return f"127.0.0.1:{self.port}"
+        """SWARM_IMAGE_REGISTRY for this registry (plain HTTP: loopback, or an engine
+        started with --insecure-registry for it)."""
+        return f"{self.host}:{self.port}"
 
     def stop(self) -> None:
         _terminate(self.proc)
@@ -542,28 +578,42 @@ log: {{level: warn}}
 storage:
   filesystem: {{rootdirectory: {root}}}
   delete: {{enabled: true}}
-http: {{addr: "127.0.0.1:{port}"}}
+http: {{addr: "{host}:{port}"}}
 """
 
 
-def start_registry() -> ContainerRegistry:
+def start_registry(host: str = "127.0.0.1", port: int | None = None) -> ContainerRegistry:
     base = Path(tempfile.mkdtemp(prefix="altruism-registry-"))
-    server = ContainerRegistry(base, free_port())
+    server = ContainerRegistry(base, port or free_port(), host=host)
     config = base / "config.yml"
-    config.write_text(REGISTRY_CONFIG.format(root=base / "storage", port=server.port))
+    config.write_text(REGISTRY_CONFIG.format(root=base / "storage", host=host, port=server.port))
     argv = ["docker-registry", "serve", str(config)]
-    return _serve(server, argv, base / "registry.log", "docker-registry")
+    return _serve(server, argv, base / "registry.log", "docker-registry", host)
 
 
-def init_swarm(engine: PrivateDockerd) -> None:
-    """Make the private engine a single-node swarm on loopback ports (never the shared one)."""
+def init_swarm(engine: PrivateDockerd, address: str = "127.0.0.1") -> int:
+    """Make the private engine a swarm manager (never the shared one), on loopback ports
+    unless another `address` of this machine is given; the port it listens on."""
     listen, data_path = free_port(), free_registered_port()
     done = engine.docker(
-        "swarm", "init", "--advertise-addr", f"127.0.0.1:{listen}",
-        "--listen-addr", f"127.0.0.1:{listen}", "--data-path-port", str(data_path), timeout=120,
+        "swarm", "init", "--advertise-addr", f"{address}:{listen}",
+        "--listen-addr", f"{address}:{listen}", "--data-path-port", str(data_path), timeout=120,
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"docker swarm init failed: {done.stderr[-400:]}")
+    return listen
+
+
+def join_swarm(worker: PrivateDockerd, manager: PrivateDockerd, at: str, own: str) -> None:
+    """`worker` joins `manager`'s swarm (listening at `at`, host:port) as a worker that
+    advertises its own address `own`."""
+    token = manager.docker("swarm", "join-token", "-q", "worker").stdout.strip()
+    done = worker.docker(
+        "swarm", "join", "--token", token, "--advertise-addr", own, "--listen-addr",
+        f"{own}:2377", at, timeout=120,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"docker swarm join failed: {done.stderr[-400:]}")
 
 
 def main(argv: list[str]) -> int:
@@ -651,3 +701,128 @@ def start_sshd(docker_host: str) -> SshGate:
     Path("/run/sshd").mkdir(exist_ok=True)  # its privilege-separation folder
     return _serve(gate, ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
                   folder / "sshd.log", "sshd")  # fmt: skip
+
+
+@dataclass
+class NetNamespace:
+    """A network namespace (`ip netns add`) joined to this machine by a veth pair:
+    `host_address` on this side, `inner_address` inside, a /30 of 10.213.0.0/16."""
+
+    name: str
+    host_link: str
+    host_address: str
+    inner_address: str
+
+    def stop(self) -> None:
+        """SIGKILL what still runs inside (by pid: only what we started runs there), then
+        remove the namespace and the veth pair."""
+        pids = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True)
+        for pid in pids.stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        subprocess.run(["ip", "link", "del", self.host_link], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+def netns_status() -> tuple[bool, str]:
+    """Whether network namespaces can be made here (root, iproute2, nsenter)."""
+    if os.geteuid() != 0:
+        return False, "a network namespace needs root"
+    for tool in ("ip", "nsenter"):
+        if shutil.which(tool) is None:
+            return False, f"{tool} not found"
+    return True, "available"
+
+
+def start_netns() -> NetNamespace:
+    """A new network namespace with a veth pair to this one, on a /30 no interface here
+    uses yet."""
+    used = subprocess.run(["ip", "-4", "addr"], capture_output=True, text=True).stdout
+    block = next(b for b in random.sample(range(256 * 64), 200) if f"10.213.{b // 64}." not in used)
+    base = f"10.213.{block // 64}.{block % 64 * 4}"
+    prefix = base.rsplit(".", 1)[0]
+    last = int(base.rsplit(".", 1)[1])
+    tag = uuid.uuid4().hex[:8]
+    space = NetNamespace(f"altruism-{tag}", f"alh{tag}", f"{prefix}.{last + 1}",
+                         f"{prefix}.{last + 2}")  # fmt: skip
+    inner = f"alw{tag}"
+    try:
+        for argv in (
+            ["ip", "netns", "add", space.name],
+            ["ip", "link", "add", space.host_link, "type", "veth", "peer", "name", inner],
+            ["ip", "link", "set", inner, "netns", space.name],
+            ["ip", "addr", "add", f"{space.host_address}/30", "dev", space.host_link],
+            ["ip", "link", "set", space.host_link, "up"],
+            ["ip", "-n", space.name, "addr", "add", f"{space.inner_address}/30", "dev", inner],
+            ["ip", "-n", space.name, "link", "set", inner, "up"],
+            ["ip", "-n", space.name, "link", "set", "lo", "up"],
+        ):
+            _run(argv, " ".join(argv[:3]))
+    except BaseException:
+        space.stop()
+        raise
+    return space
+
+
+@dataclass
+class TwoNodeSwarm:
+    """A swarm of two private engines: a manager in this machine's network namespace and a
+    worker (hostname `worker_hostname`) in its own, joined over a veth pair; a container
+    registry both reach at `registry.address` (plain HTTP: both engines are started with
+    --insecure-registry for it). Nothing of it is the shared engine."""
+
+    manager: PrivateDockerd
+    worker: PrivateDockerd
+    worker_hostname: str
+    netns: NetNamespace
+    registry: ContainerRegistry
+
+    def node_id(self, engine: PrivateDockerd) -> str:
+        return engine.docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
+
+    def set_availability(self, engine: PrivateDockerd, availability: str) -> None:
+        """`docker node update --availability active|drain` for `engine`'s node: a drained
+        node takes no new tasks."""
+        done = self.manager.docker(
+            "node", "update", "--availability", availability, self.node_id(engine)
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"docker node update failed: {done.stderr[-400:]}")
+
+    def stop(self) -> None:
+        """Stop both engines and the registry by pid and remove the namespace (with what a
+        killed worker left running in it: its containers' shims)."""
+        self.worker.stop()
+        self.netns.stop()
+        shutil.rmtree(self.worker.root, ignore_errors=True)  # now nothing holds it
+        self.manager.docker("swarm", "leave", "--force", timeout=120)
+        self.manager.stop()
+        self.registry.stop()
+
+
+def start_two_node_swarm(hidden: list[Path], images: list[str]) -> TwoNodeSwarm:
+    """A manager and a worker engine (`images` copied into both from the shared engine),
+    the worker in its own network namespace, and a registry on the veth's host side."""
+    space = start_netns()
+    port = free_port()
+    registry = f"{space.host_address}:{port}"
+    options = ("--insecure-registry", registry)
+    hostname = f"altruism-worker-{space.name[-8:]}"
+    started: list[Any] = [space]
+    try:
+        manager = start_private_dockerd(hidden, options=options)
+        started.insert(0, manager)
+        worker = start_private_dockerd(hidden, netns=space.name, hostname=hostname,
+                                       options=options)  # fmt: skip
+        started.insert(0, worker)
+        image_registry = start_registry(space.host_address, port)
+        started.append(image_registry)
+        for engine, name in ((e, n) for e in (manager, worker) for n in images):
+            engine.copy_image(name)
+        listen = init_swarm(manager, space.host_address)
+        join_swarm(worker, manager, f"{space.host_address}:{listen}", space.inner_address)
+    except BaseException:
+        for part in started:
+            part.stop()
+        raise
+    return TwoNodeSwarm(manager, worker, hostname, space, image_registry)

@@ -13,11 +13,20 @@ import pytest
 
 from bench import sweep as sweep_bench
 from core import sweeps
-from core.builders.base import BuildJob
+from core.builders.base import BuildJob, BuildLog
 from core.builders.select import resolve_backend
-from core.builders.swarm import _job_context, image_registry, parse_bytes, service_name, unique_tag
+from core.builders.swarm import (
+    SwarmBuilder,
+    _job_context,
+    image_registry,
+    node_down,
+    parse_bytes,
+    registry_scheme,
+    service_name,
+    unique_tag,
+)
 from core.config import settings
-from core.errors import BadInput
+from core.errors import BadInput, BuildFailed
 
 
 @pytest.mark.parametrize("value", ["", "   "])
@@ -47,6 +56,43 @@ def test_swarm_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert conf.swarm_network == "altruism-lab-jobs"
     assert parse_bytes("1g") == 1 << 30 and parse_bytes("512m") == 512 << 20
     assert parse_bytes(None) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "retries"), [(None, 1), ("0", 0), ("2", 2), ("junk", 1), ("-3", 0), ("99", 5)]
+)
+def test_swarm_retries_default_to_one_and_stay_in_range(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, retries: int
+) -> None:
+    if value is None:
+        monkeypatch.delenv("SWARM_RETRIES", raising=False)
+    else:
+        monkeypatch.setenv("SWARM_RETRIES", value)
+    assert settings().swarm_retries == retries
+
+
+INSECURE = {
+    "InsecureRegistryCIDRs": ["127.0.0.0/8", "10.213.0.0/16"],
+    "IndexConfigs": {"reg.lan:5000": {"Name": "reg.lan:5000", "Secure": False}},
+}
+
+
+@pytest.mark.parametrize(
+    ("address", "config", "scheme"),
+    [
+        ("127.0.0.1:5000", {}, "http"),
+        ("localhost:5000", {}, "http"),
+        ("10.213.4.1:5000", INSECURE, "http"),  # in an --insecure-registry CIDR
+        ("reg.lan:5000", INSECURE, "http"),  # named by --insecure-registry
+        ("10.214.0.1:5000", INSECURE, "https"),
+        ("registry.example.com", INSECURE, "https"),
+        ("10.213.4.1:5000", {}, "https"),
+    ],
+)
+def test_the_job_manifest_is_deleted_as_the_engine_reaches_the_registry(
+    address: str, config: dict, scheme: str
+) -> None:
+    assert registry_scheme(address, config) == scheme
 
 
 def test_the_job_image_context_holds_the_job_and_the_dataset(tmp_path: Path) -> None:
@@ -108,3 +154,83 @@ def test_services_are_named_by_the_version_number_people_see(tmp_path: Path) -> 
     names = {service_name(job, unique_tag(job)) for _ in range(20)}
     assert len(names) == 20  # unique per build
     assert all(n.startswith("altruism-01234567-v52-") for n in names), names
+
+
+class _Node:
+    def __init__(self, node_id: str, state: str, availability: str = "active") -> None:
+        self.id = node_id
+        self.attrs = {
+            "Status": {"State": state},
+            "Spec": {"Availability": availability},
+            "Description": {"Hostname": f"host-{node_id}"},
+        }
+
+
+class _Nodes:
+    def __init__(self, *nodes: _Node) -> None:
+        self.nodes = {node.id: node for node in nodes}
+
+    def get(self, node_id: str) -> _Node:
+        import docker.errors
+
+        if node_id not in self.nodes:
+            raise docker.errors.NotFound("no such node")
+        return self.nodes[node_id]
+
+    def list(self) -> list[_Node]:
+        return list(self.nodes.values())
+
+
+class _Client:
+    def __init__(self, *nodes: _Node) -> None:
+        self.nodes = _Nodes(*nodes)
+
+
+class _Service:
+    removed = 0
+
+    def remove(self) -> None:
+        self.removed += 1
+
+
+def test_a_down_or_removed_node_is_seen_as_lost() -> None:
+    client = _Client(_Node("a", "ready"), _Node("b", "down"))
+    assert node_down(client, "a") is None
+    assert node_down(client, "b") == ("b", "host-b")
+    assert node_down(client, "gone") == ("gone", "gone")  # `docker node rm`
+
+
+@pytest.mark.parametrize(
+    ("retries", "nodes", "error"),
+    [
+        (1, [_Node("b", "ready")], None),  # retried on b
+        (0, [_Node("b", "ready")], "node host-a went down"),
+        (1, [_Node("b", "ready", "drain")], "no other node is ready to retry on"),
+        (1, [_Node("b", "down")], "no other node is ready to retry on"),
+    ],
+)
+def test_a_lost_build_is_retried_while_retries_and_ready_nodes_last(
+    monkeypatch: pytest.MonkeyPatch, retries: int, nodes: list, error: str | None
+) -> None:
+    monkeypatch.setenv("SWARM_RETRIES", str(retries))
+    client, service, down = _Client(_Node("a", "down"), *nodes), _Service(), {}
+    lines: list[str] = []
+    lost = ("a", "host-a")
+    if error is None:
+        SwarmBuilder()._lost(client, service, lost, down, BuildLog(echo=lines.append))
+        assert any("node host-a went down; retrying" in line for line in lines), lines
+    else:
+        with pytest.raises(BuildFailed, match=error):
+            SwarmBuilder()._lost(client, service, lost, down, BuildLog(echo=lines.append))
+    assert service.removed == 1 and down == {"a": "host-a"}
+
+
+def test_an_adopted_build_whose_node_goes_down_fails_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`reconcile` has no job to resubmit: even with retries left, it fails naming the node."""
+    monkeypatch.setenv("SWARM_RETRIES", "1")
+    client, service, down = _Client(_Node("a", "down"), _Node("b", "ready")), _Service(), {}
+    with pytest.raises(BuildFailed, match=r"^node host-a went down$"):
+        SwarmBuilder()._lost(client, service, ("a", "host-a"), down, BuildLog(), can_retry=False)
+    assert service.removed == 1

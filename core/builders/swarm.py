@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import ipaddress
 import json
 import re
 import tarfile
@@ -34,6 +35,7 @@ from core.builders.base import (
     wait_until,
 )
 from core.builders.docker import (
+    CONTAINER_LABEL,
     IMAGE_REPOSITORY,
     LABEL_PREFIX,
     WORK,
@@ -198,6 +200,94 @@ def node_hostname(client: Any, task: dict[str, Any]) -> str | None:
     return None
 
 
+def registry_scheme(address: str, config: dict[str, Any]) -> str:
+    """How the manager's engine talks to the registry at `address`: `http` for loopback and
+    for a registry its --insecure-registry names (`config` is its info's RegistryConfig),
+    else `https`."""
+    host = address.split(":")[0]
+    index = (config.get("IndexConfigs") or {}).get(address) or {}
+    if host == "localhost" or index.get("Secure") is False:
+        return "http"
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address(host)
+        cidrs = [ipaddress.ip_network(c) for c in config.get("InsecureRegistryCIDRs") or []]
+        if ip.is_loopback or any(ip in cidr for cidr in cidrs):
+            return "http"
+    return "https"
+
+
+NODE_CHECK_SECONDS = 1.0  # how often a waiting build asks whether its task's node is down
+
+
+class NodeWatch:
+    """Whether a task's node is down, asked of the manager at most once a second."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.asked = 0.0
+
+    def down(self, node_id: str | None) -> tuple[str, str] | None:
+        """(id, hostname) of `node_id` when the swarm marks it down or no longer knows it."""
+        if not node_id or time.monotonic() - self.asked < NODE_CHECK_SECONDS:
+            return None
+        self.asked = time.monotonic()
+        return node_down(self.client, node_id)
+
+
+def node_down(client: Any, node_id: str) -> tuple[str, str] | None:
+    """(id, hostname) of a node the swarm marks down or has removed; None while it is up
+    (or the manager does not answer now)."""
+    import docker.errors
+
+    try:
+        attrs = client.nodes.get(node_id).attrs
+    except docker.errors.NotFound:
+        return node_id, node_id
+    except Exception:  # the manager is busy: ask again later
+        return None
+    if attrs.get("Status", {}).get("State") != "down":
+        return None
+    return node_id, attrs.get("Description", {}).get("Hostname") or node_id
+
+
+def other_ready_node(client: Any, down: set[str]) -> bool:
+    """Whether a ready, active node outside `down` (ids) could take a retry (True when the
+    manager does not say: the retry then waits, as any build, for its timeout)."""
+    try:
+        nodes = client.nodes.list()
+    except Exception:  # the manager is busy
+        return True
+    return any(
+        node.id not in down
+        and node.attrs.get("Status", {}).get("State") == "ready"
+        and node.attrs.get("Spec", {}).get("Availability") == "active"
+        for node in nodes
+    )
+
+
+def builds_on_down_nodes(registry_id: str) -> list[tuple[str, int, str, str]]:
+    """This registry's build services whose current task sits on a node that is down:
+    (service name, version id, version label such as "raop v3", node hostname)."""
+    found: list[tuple[str, int, str, str]] = []
+    services = registry_services(registry_id)
+    with contextlib.suppress(Exception):  # the manager stopped answering: nothing to say
+        client = docker_client(timeout=10)
+        for service in services:
+            tasks = [t for t in service.tasks() if t.get("NodeID")]
+            if not tasks:
+                continue
+            task = max(tasks, key=lambda t: t.get("CreatedAt", ""))
+            lost = task.get("Status", {}).get("State") not in DONE_STATES and node_down(
+                client, task["NodeID"]
+            )
+            if lost:
+                labels = service.attrs.get("Spec", {}).get("Labels") or {}
+                raw = labels.get(CONTAINER_LABEL, "")
+                label = labels.get(f"{LABEL_PREFIX}.version", "")
+                found.append((service.name, int(raw) if raw.isdigit() else -1, label, lost[1]))
+    return found
+
+
 class SwarmBuilder(DockerBuilder):
     """Trains each build as a one-off Swarm service from a per-build image."""
 
@@ -208,7 +298,7 @@ class SwarmBuilder(DockerBuilder):
     ) -> BuildOutcome:
         address = image_registry()
         client = docker_client()
-        swarm = self._manager(client)
+        info = self._manager(client)
         image, reused, build_seconds = self.job_image(job, log, should_cancel)
         trainer_repo = f"{address}/{IMAGE_REPOSITORY}"
         trainer_digest = self._publish_trainer(client, image, trainer_repo, log)
@@ -227,11 +317,17 @@ class SwarmBuilder(DockerBuilder):
             log.stage("packing the job")
             facts["job_image_digest"] = self._job_image(client, job, facts, work_dir, log)
             service = self._service(client, job, facts)
-            log(f"service {service.name} submitted to swarm {swarm['Cluster']['ID'][:12]}")
+            log(f"service {service.name} submitted to swarm {info['Swarm']['Cluster']['ID'][:12]}")
         finally:
             if service is None:
-                self._drop_job_image(client, facts, log)
-        return self._finish(client, swarm, service, facts, log, should_cancel, job.limits)
+                self._drop_job_image(client, facts, log, self._scheme(info, facts))
+
+        def resubmit(avoid: list[str]) -> Any:
+            retry = self._service(client, job, facts, avoid, suffix=f"-r{len(avoid)}")
+            log(f"service {retry.name} submitted to the swarm (a retry)")
+            return retry
+
+        return self._finish(client, info, service, facts, log, should_cancel, job.limits, resubmit)
 
     def adopt(
         self,
@@ -245,12 +341,14 @@ class SwarmBuilder(DockerBuilder):
         for (or collect) its task's results, then clean up as the launcher would have."""
         try:
             client = docker_client()
-            swarm = self._manager(client)
+            info = self._manager(client)
             service, facts = self._orphaned_service(client, registry_id, version_id)
             created = _parse_time(service.attrs.get("CreatedAt"))
             elapsed = max(0.0, time.time() - created) if created else 0.0
             log(f"adopted service {service.name} ({elapsed:.0f} s old): its launcher is gone")
-            return self._finish(client, swarm, service, facts, log, should_cancel, limits, elapsed)
+            return self._finish(
+                client, info, service, facts, log, should_cancel, limits, elapsed_s=elapsed
+            )
         except BuildFailed:
             raise
         except Exception as exc:
@@ -264,12 +362,19 @@ class SwarmBuilder(DockerBuilder):
 
     @staticmethod
     def _manager(client: Any) -> dict[str, Any]:
-        """The engine's swarm facts; BuildFailed when it is not a manager."""
-        swarm = client.info().get("Swarm") or {}
-        problem = manager_problem(swarm)
+        """The engine's info (its swarm facts under "Swarm"); BuildFailed when it is not a
+        swarm manager."""
+        info = client.info()
+        info["Swarm"] = info.get("Swarm") or {}
+        problem = manager_problem(info["Swarm"])
         if problem:
             raise BuildFailed(problem)
-        return swarm
+        return info
+
+    @staticmethod
+    def _scheme(info: dict[str, Any], facts: dict[str, Any]) -> str:
+        """How to reach the image registry for deletes (see registry_scheme)."""
+        return registry_scheme(facts["image_registry"], info.get("RegistryConfig") or {})
 
     @staticmethod
     def _orphaned_service(client: Any, registry_id: str, version_id: int) -> tuple[Any, dict]:
@@ -296,35 +401,45 @@ class SwarmBuilder(DockerBuilder):
     def _finish(
         self,
         client: Any,
-        swarm: dict[str, Any],
+        info: dict[str, Any],
         service: Any,
         facts: dict[str, Any],
         log: BuildLog,
         should_cancel: Callable[[], bool],
         limits: BuildLimits,
+        resubmit: Callable[[list[str]], Any] | None = None,
         elapsed_s: float = 0.0,
     ) -> BuildOutcome:
-        """Wait for the service's task, read its outputs, and remove the service, the task's
-        container and the per-build image (whatever happens)."""
+        """Wait for the service's task (resubmitted off a node that goes down, while
+        SWARM_RETRIES allows and `resubmit` can), read its outputs, and remove the services,
+        the task's container and the per-build image (whatever happens)."""
+        swarm = info["Swarm"]
+        began = time.monotonic() - elapsed_s  # one deadline for every attempt
+        services: list[tuple[Any, threading.Thread]] = []  # one per attempt, with its logs
         task: dict[str, Any] = {}
-        log.stage("training")
-        follower = threading.Thread(target=self._follow, args=(service, log), daemon=True)
-        follower.start()
-
-        def finished() -> bool:
-            task.update(self._task(service, log, task))
-            return task.get("Status", {}).get("State") in DONE_STATES
-
+        down: dict[str, str] = {}  # node id -> hostname of each node that went down under it
         job_ref = f"{facts['job_repository']}@{facts['job_image_digest']}"
+        log.stage("training")
         try:
-            stop = lambda: self._remove_service(service)  # noqa: E731
-            wait_until(finished, limits.timeout_s, should_cancel, stop, elapsed_s)
+            while True:
+                spent = time.monotonic() - began
+                lost = self._attempt(
+                    client, service, services, task, log, should_cancel, limits, spent
+                )
+                if lost is None:
+                    break
+                self._lost(client, service, lost, down, log, can_retry=resubmit is not None)
+                assert resubmit is not None  # _lost raised otherwise
+                service = resubmit(list(down))
             files, exit_code, node = self._outputs(client, swarm["NodeID"], task)
         finally:
-            self._remove_service(service)  # also ends the log stream
-            self._remove_task_container(client, swarm["NodeID"], task, job_ref)
-            self._drop_job_image(client, facts, log)
-        follower.join(timeout=0.5)  # a service's log stream may outlive the service
+            for each, _ in services:
+                self._remove_service(each)  # also ends the log stream
+            if services and task.get("NodeID") not in down:
+                self._remove_task_container(client, swarm["NodeID"], task, job_ref)
+            self._drop_job_image(client, facts, log, self._scheme(info, facts))
+        for _, follower in services:
+            follower.join(timeout=0.5)  # a service's log stream may outlive the service
         if exit_code in (137, 143) and ERROR_NAME not in files:
             raise BuildFailed(f"training task was killed (exit code {exit_code})")
         provenance = {
@@ -335,6 +450,8 @@ class SwarmBuilder(DockerBuilder):
             "service_id": service.id,
             "service_name": service.name,
             "task_id": task.get("ID"),
+            "retries": len(down),
+            "down_nodes": sorted(down.values()),
             "dockerfile_sha256": file_sha256(self.context / "Dockerfile"),
             "requirements_sha256": file_sha256(self.context / "requirements-trainer.txt"),
             "docker_server_version": client.version().get("Version"),
@@ -346,6 +463,55 @@ class SwarmBuilder(DockerBuilder):
             **({"adopted_after_s": round(elapsed_s, 1)} if elapsed_s else {}),
         }
         return collect(files, exit_code, provenance)
+
+    def _attempt(
+        self, client: Any, service: Any, services: list[tuple[Any, threading.Thread]],
+        task: dict[str, Any], log: BuildLog, should_cancel: Callable[[], bool],
+        limits: BuildLimits, elapsed_s: float,
+    ) -> tuple[str, str] | None:  # fmt: skip
+        """Follow one service (appended to `services`, its task kept in `task`) until its
+        task ends: None, or (id, hostname) of the node that went down under it first."""
+        follower = threading.Thread(target=self._follow, args=(service, log), daemon=True)
+        follower.start()
+        services.append((service, follower))
+        task.clear()
+        lost: list[tuple[str, str]] = []
+        watch = NodeWatch(client)
+
+        def finished() -> bool:
+            task.update(self._task(service, log, task))
+            node = watch.down(task.get("NodeID"))
+            if node:
+                lost.append(node)
+            return bool(lost) or task.get("Status", {}).get("State") in DONE_STATES
+
+        stop = lambda: self._remove_service(service)  # noqa: E731
+        wait_until(finished, limits.timeout_s, should_cancel, stop, elapsed_s)
+        return lost[0] if lost else None
+
+    def _lost(
+        self, client: Any, service: Any, lost: tuple[str, str], down: dict[str, str],
+        log: BuildLog, can_retry: bool = True,
+    ) -> None:  # fmt: skip
+        """The node under `service`'s task went down: remove the service; return to retry
+        on another ready node while SWARM_RETRIES allows (never for an adopted build), else
+        fail naming the node."""
+        node_id, hostname = lost
+        down[node_id] = hostname
+        self._remove_service(service)
+        retries = self.settings.swarm_retries if can_retry else 0
+        if len(down) > retries:
+            before = [name for key, name in down.items() if key != node_id]
+            raise BuildFailed(
+                f"node {hostname} went down"
+                + (f" (after {', '.join(before)} did; SWARM_RETRIES={retries})" if before else "")
+            )
+        if not other_ready_node(client, set(down)):
+            raise BuildFailed(f"node {hostname} went down, and no other node is ready to retry on")
+        log(
+            f"node {hostname} went down; retrying the build on another node "
+            f"(retry {len(down)} of {retries}, SWARM_RETRIES)"
+        )
 
     @staticmethod
     def _publish_trainer(client: Any, image: Any, repository: str, log: BuildLog) -> str:
@@ -382,8 +548,16 @@ class SwarmBuilder(DockerBuilder):
                     raise BuildFailed(f"could not build the job image: {chunk['error'].strip()}")
         return _push(client, repository, tag, log)
 
-    def _service(self, client: Any, job: BuildJob, facts: dict[str, Any]) -> Any:
-        """The one-off job service; its labels carry the build facts an adopter needs."""
+    def _service(
+        self,
+        client: Any,
+        job: BuildJob,
+        facts: dict[str, Any],
+        avoid: list[str] | None = None,
+        suffix: str = "",
+    ) -> Any:
+        """The one-off job service, kept off the nodes (ids) in `avoid`; its labels carry
+        the build facts an adopter needs."""
         from docker.types import Resources, RestartPolicy, ServiceMode
 
         limits = job.limits
@@ -391,7 +565,7 @@ class SwarmBuilder(DockerBuilder):
         return client.services.create(
             f"{facts['job_repository']}@{facts['job_image_digest']}",
             args=[f"{WORK}/{JOB_NAME}", f"{WORK}/{OUT_DIR}"],
-            name=service_name(job, facts["job_tag"]),
+            name=service_name(job, facts["job_tag"] + suffix),
             labels={
                 **labels,
                 f"{LABEL_PREFIX}.version": job.version_label[:200],
@@ -406,6 +580,7 @@ class SwarmBuilder(DockerBuilder):
                 mem_limit=parse_bytes(limits.memory),
             ),  # no reservations: see cluster_cpus
             networks=[self._network(client)],
+            constraints=[f"node.id!={node}" for node in avoid or []] or None,
         )
 
     def _network(self, client: Any) -> str:
@@ -447,11 +622,24 @@ class SwarmBuilder(DockerBuilder):
         exit_code = status["ContainerStatus"].get("ExitCode")
         hostname = node_hostname(client, task)
         engine = self._node_engine(client, own_node, task["NodeID"], hostname)
-        container = engine.containers.get(container_id)
+        container = self._task_container(engine, container_id, hostname or task["NodeID"])
         if container.attrs.get("State", {}).get("OOMKilled"):
             raise BuildFailed("training was killed: out of memory")
         chunks, _ = container.get_archive(f"{WORK}/{OUT_DIR}")
         return read_output_archive(chunks), exit_code, hostname
+
+    @staticmethod
+    def _task_container(engine: Any, container_id: str, node: str) -> Any:
+        """The task's container on its node's engine; a clear error when it is gone (the
+        node's engine restarted under the build, faster than the swarm marks a node down)."""
+        import docker.errors
+
+        try:
+            return engine.containers.get(container_id)
+        except docker.errors.NotFound:
+            raise BuildFailed(
+                f"the build's container is gone from node {node} (did its engine restart?)"
+            ) from None
 
     def _node_engine(self, client: Any, own_node: str, node_id: str, hostname: str | None) -> Any:
         """The engine of the node that ran the task: ours (`own_node`), or one
@@ -495,7 +683,9 @@ class SwarmBuilder(DockerBuilder):
             service.remove()
 
     @staticmethod
-    def _drop_job_image(client: Any, facts: dict[str, Any], log: BuildLog) -> None:
+    def _drop_job_image(
+        client: Any, facts: dict[str, Any], log: BuildLog, scheme: str = "https"
+    ) -> None:
         """Remove the per-build image here and its manifest from the registry (best effort:
         the registry's own garbage collection reclaims the blobs)."""
         repository, digest = facts["job_repository"], facts["job_image_digest"]
@@ -506,7 +696,6 @@ class SwarmBuilder(DockerBuilder):
         import requests
 
         address = facts["image_registry"]
-        scheme = "http" if address.split(":")[0] in ("127.0.0.1", "localhost") else "https"
         url = f"{scheme}://{address}/v2/{JOB_REPOSITORY}/manifests/{digest}"
         try:
             requests.delete(url, timeout=10).raise_for_status()
