@@ -349,7 +349,7 @@ def bench_versions(runs: int, count: int) -> dict[str, Any]:
         "registry.aliases_by_version": (Registry, "aliases_by_version"),
         "st.dataframe (table → Arrow → protobuf)": (streamlit, "dataframe"),
         f"st.selectbox ({count:,} options, labels)": (streamlit, "selectbox"),
-        "model_card (selected version)": (modelcard, "model_card"),
+        "model_card (only when the Actions tab is open)": (modelcard, "model_card"),
     }
     for _ in range(runs):
         with wrapped(targets) as spent:
