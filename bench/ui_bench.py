@@ -46,8 +46,9 @@ What is measured:
   imports, registry, models, statistics); "warm" reloads the page on that server (a new
   session, the server's caches warm), median of `--runs`. Each time runs from navigation
   until the page's key element is visible and Streamlit is idle (the script finished). Try a
-  request is timed from pressing Predict to the probability shown, for one version. Only this
-  part: `--pages-only`.
+  request is timed from pressing Predict to the probability shown, for one version. A blank
+  Streamlit page (a title and a line, plain `streamlit run`) is timed the same way: the floor
+  Streamlit and Chromium set on the machine. Only this part: `--pages-only`.
 """
 
 from __future__ import annotations
@@ -349,7 +350,7 @@ def bench_versions(runs: int, count: int) -> dict[str, Any]:
         "registry.aliases_by_version": (Registry, "aliases_by_version"),
         "st.dataframe (table → Arrow → protobuf)": (streamlit, "dataframe"),
         f"st.selectbox ({count:,} options, labels)": (streamlit, "selectbox"),
-        "model_card (selected version)": (modelcard, "model_card"),
+        "model_card (only when the Actions tab is open)": (modelcard, "model_card"),
     }
     for _ in range(runs):
         with wrapped(targets) as spent:
@@ -548,6 +549,63 @@ def _predict(tab: Any, text: str) -> float:
     return elapsed
 
 
+BLANK_PAGE = "Blank Streamlit page (reference: a title and a line)"
+BLANK_APP = """import streamlit as st
+
+st.set_page_config(layout="wide")
+st.title("Blank")
+st.write("hello")
+"""
+
+
+@contextmanager
+def blank_server(folder: Path) -> Iterator[str]:
+    """`streamlit run` of a page with a title and one line: Streamlit's own floor."""
+    import signal
+    import subprocess
+
+    from ui.server import _healthy, free_port
+
+    script = folder / "blank_app.py"
+    script.write_text(BLANK_APP)
+    port = free_port()
+    flags = ["--server.headless", "true", "--server.fileWatcherType", "none"]
+    flags += ["--browser.gatherUsageStats", "false", "--server.port", str(port)]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(script), *flags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _healthy(url) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.3)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+
+
+def bench_blank_page(browser: Any, folder: Path, runs: int) -> dict[str, Any]:
+    """First and warm loads of the blank page, timed like the dashboard's pages."""
+    with blank_server(folder) as url:
+        tab = browser.new_page(viewport={"width": 1280, "height": 900})
+        tab.set_default_timeout(120_000)
+        try:
+            times = []
+            for _ in range(runs + 1):
+                start = time.perf_counter()
+                tab.goto(url)
+                tab.get_by_text("hello").wait_for()
+                tab.locator(IDLE).wait_for()
+                times.append(time.perf_counter() - start)
+        finally:
+            tab.close()
+    return {"first": times[0], "warm": times[1:]}
+
+
 def bench_pages_browser(home: Path, runs: int) -> dict[str, dict[str, Any]]:
     """First render on a fresh server and warm reloads of each page, in Chromium."""
     from playwright.sync_api import sync_playwright
@@ -575,6 +633,8 @@ def bench_pages_browser(home: Path, runs: int) -> dict[str, dict[str, Any]]:
                     finally:
                         tab.close()
                 results[name] = {"first": first, "warm": warm}
+            log("browser: a blank Streamlit page ...")
+            results[BLANK_PAGE] = bench_blank_page(browser, home, runs)
         finally:
             browser.close()
     return results
@@ -602,6 +662,11 @@ def pages_report(info: dict[str, Any], results: dict[str, Any], args: argparse.N
                 "; ".join(verdicts),
             ]
         )
+    if BLANK_PAGE in results["pages"]:
+        got = results["pages"][BLANK_PAGE]
+        warm = statistics.median(got["warm"])
+        spread = f"{seconds(min(got['warm']))}–{seconds(max(got['warm']))}"
+        rows.append([BLANK_PAGE, seconds(got["first"]), f"{seconds(warm)} ({spread})", "–", ""])
     out = [PAGES_SECTION, ""]
     out.append(
         f"Measured {info['date']} on {info['nproc']} CPUs ({info['cpu']}), Python "
@@ -609,7 +674,10 @@ def pages_report(info: dict[str, Any], results: dict[str, Any], args: argparse.N
         f"900 against `streamlit run app.py` on loopback. Data: `{results['data_name']}` "
         f"({results['data_rows']:,} requests), four local builds (nb-bow, tfidf-logreg, "
         f"tfidf-meta-logreg, nb-bow alpha 0.3). *first*: the page opened on a freshly started "
-        f"server (nothing imported or cached yet); *warm*: the page reloaded on that server, "
+        f"server (`python -m ui.dashboard`, which imports the pages' modules before it answers; "
+        f"nothing cached yet: registry, statistics, models, and a new browser context, so "
+        f"Streamlit's JavaScript is fetched and compiled too); *warm*: the page reloaded on "
+        f"that server, "
         f"median (min–max) of {args.runs}. Times run from navigation until the page's key "
         f"element is visible and Streamlit is idle; for Try a request from pressing Predict "
         f"to the probability (first: the model is loaded). {results['noise']}."

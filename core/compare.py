@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,13 +230,52 @@ def _warnings(points: list[VersionPoint]) -> list[str]:
     ]
 
 
+def _pairs(
+    points: list[VersionPoint], can_pair: Callable[[ModelVersion, ModelVersion], bool]
+) -> list[tuple[VersionPoint, VersionPoint]]:
+    """Each version against the baseline; else against the first earlier version sharing
+    its test set (none: it is not paired)."""
+    pairs = []
+    for j, other in enumerate(points[1:], start=1):
+        first = next((a for a in points[:j] if can_pair(a.row, other.row)), None)
+        if first is not None:
+            pairs.append((first, other))
+    return pairs
+
+
+def _paired(
+    first: VersionPoint, other: VersionPoint, point: CommonPoint, n_resamples: int, versions: int
+) -> dict[str, Any]:
+    """The pair's paired bootstrap, McNemar's test and verdict."""
+    y, p_first, p_other, cut_first, cut_other = _aligned(first, other)
+    pair = {"first": first.row.version, "second": other.row.version}
+    pair.update(
+        paired_comparison(
+            y,
+            p_first,
+            p_other,
+            cut_first,
+            cut_other,
+            n_resamples=n_resamples,
+            comparisons=versions - 1,
+        ),
+        n=len(y),
+        positives=int(np.sum(y)),
+    )
+    pair["verdict"] = pair_verdict(pair, _at_words(point, first, other))
+    return pair
+
+
 def compare(
     rows: list[ModelVersion],
     registry: Registry,
     n_resamples: int = 2000,
     at: CommonPoint | None = None,
+    statistics: bool = True,
 ) -> dict[str, Any]:
-    """Everything the CLI and the Compare page show for these versions."""
+    """Everything the CLI and the Compare page show for these versions. Without
+    `statistics`, `paired` names the pairs only (`first`, `second`): the bootstrap, the
+    slow part, is left out (the page draws the rest while it runs)."""
     if not 2 <= len(rows) <= 4:
         raise BadInput("compare takes 2 to 4 versions")
     if len({v.id for v in rows}) != len(rows):
@@ -255,29 +295,12 @@ def compare(
     ]
     point = at or CommonPoint()
     points = [_version_point(row, registry, point) for row in rows]
-    paired = []
-    for j, other in enumerate(points[1:], start=1):
-        # against the baseline; else against the first earlier version sharing its test set
-        first = next((a for a in points[:j] if can_pair(a.row, other.row)), None)
-        if first is None:
-            continue
-        y, p_first, p_other, cut_first, cut_other = _aligned(first, other)
-        pair = {"first": first.row.version, "second": other.row.version}
-        pair.update(
-            paired_comparison(
-                y,
-                p_first,
-                p_other,
-                cut_first,
-                cut_other,
-                n_resamples=n_resamples,
-                comparisons=len(rows) - 1,
-            ),
-            n=len(y),
-            positives=int(np.sum(y)),
-        )
-        pair["verdict"] = pair_verdict(pair, _at_words(point, first, other))
-        paired.append(pair)
+    paired = [
+        _paired(first, other, point, n_resamples, len(rows))
+        if statistics
+        else {"first": first.row.version, "second": other.row.version}
+        for first, other in _pairs(points, can_pair)
+    ]
     comparable = not not_comparable
     return {
         "versions": [v.version for v in rows],

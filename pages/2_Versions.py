@@ -275,8 +275,8 @@ def refit_button(row) -> None:
         show_error(exc)
 
 
-overview, provenance, log, actions = st.tabs(["Overview", "Provenance", "Log", "Actions"])
-with overview:
+def overview_tab() -> None:
+    """Metrics, the decisions at its threshold, the confusion matrix, parameters and calibration."""
     if row.error:
         st.error(md(row.error))
     m = row.metrics or {}
@@ -340,7 +340,10 @@ with overview:
                 "lower is better). Points on the dashed diagonal mean the probabilities can be "
                 "read as chances; points below it mean the model is over-confident."
             )
-with provenance:
+
+
+def provenance_tab() -> None:
+    """Where the version came from: data, code, environment, the last reproduction."""
     st.json(row.provenance or {}, expanded=2)
     recorded = (row.provenance or {}).get("recipe_file")
     if isinstance(recorded, dict):
@@ -352,11 +355,16 @@ with provenance:
     if row.reproduction:
         st.markdown("**Last reproduction**")
         st.json(row.reproduction, expanded=False)
-with log:
+
+
+def log_tab() -> None:
+    """The tail of the build log."""
     tail = registry.log_tail(row.id, 6000) or row.log_tail
     st.code(tail or "no log recorded", language=None, wrap_lines=True)
 
-with actions:
+
+def actions_tab() -> None:
+    """Promote, tag, note, refit, archive and the downloads."""
     left, right = st.columns(2)
     with left:
         with st.form("promote"):
@@ -455,6 +463,22 @@ with actions:
             disabled=not present,
             help=None if present else "the artifact file is missing; run python -m core check",
         )
+
+
+# Only the open tab's content is computed and sent (the others on a click, which reruns the
+# page): the log's syntax highlighter, the JSON viewers, the forms and the model card cost
+# the browser more than the rest of the page. ?tab=Log opens one from the address.
+TABS = {
+    "Overview": overview_tab,
+    "Provenance": provenance_tab,
+    "Log": log_tab,
+    "Actions": actions_tab,
+}
+tabs = st.tabs(list(TABS), key="tab", bind="query-params")
+for tab, show in zip(tabs, TABS.values(), strict=True):
+    if tab.open:
+        with tab:
+            show()
 
 # --- where and when `python -m core serve` answered with this version ---------------------
 if row.status == READY:

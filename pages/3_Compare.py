@@ -147,18 +147,28 @@ def operating_point_control() -> CommonPoint:
     return CommonPoint(mode, float(value))
 
 
-@st.cache_data(show_spinner="Computing paired statistics ...", max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64)
 def comparison(
     ids: tuple[int, ...], digests: tuple[str, ...], mode: str, value: float | None
 ) -> dict[str, Any]:
-    return compare([registry.get_by_id(i) for i in ids], registry, at=CommonPoint(mode, value))
+    """Everything but the paired statistics (`paired` names the pairs only): fast."""
+    rows = [registry.get_by_id(i) for i in ids]
+    return compare(rows, registry, at=CommonPoint(mode, value), statistics=False)
+
+
+@st.cache_data(show_spinner="Computing paired statistics ...", max_entries=64)
+def paired_statistics(
+    ids: tuple[int, ...], digests: tuple[str, ...], mode: str, value: float | None
+) -> list[dict[str, Any]]:
+    """The paired bootstrap and McNemar of each pair (the slow part)."""
+    rows = [registry.get_by_id(i) for i in ids]
+    return compare(rows, registry, at=CommonPoint(mode, value))["paired"]
 
 
 point = operating_point_control()
+selection = (tuple(r.id for r in rows), tuple(r.artifact_sha256 for r in rows))
 try:
-    result = comparison(
-        tuple(r.id for r in rows), tuple(r.artifact_sha256 for r in rows), point.mode, point.value
-    )
+    result = comparison(*selection, point.mode, point.value)
 except AltruismError as exc:
     show_error(exc)
     st.stop()
@@ -232,23 +242,30 @@ if len(comparable) < len(rows) - 1:
     st.caption("Δ without ▲/▼: the two were measured on different requests, so no better/worse.")
 
 st.subheader("Who won")
-for pair in result["paired"]:
-    st.markdown(md(pair["verdict"]))
-if result["paired"]:
+# filled in last (below): the charts are drawn while the paired bootstrap runs
+who_won = st.container()
+
+
+def show_who_won(paired: list[dict[str, Any]]) -> None:
+    """Each pair's verdict in words, and how the statistics were taken."""
+    for pair in paired:
+        st.markdown(md(pair["verdict"]))
+    if not paired:
+        st.info("No pair of these versions shares a test set, so none can be called better.")
+        return
     st.caption(
         f"ROC AUC intervals from a paired bootstrap over the shared test requests "
-        f"({result['paired'][0]['bootstrap_resamples']:,} resamples); McNemar's exact test "
+        f"({paired[0]['bootstrap_resamples']:,} resamples); McNemar's exact test "
         "counts the requests exactly one of the two classified correctly."
         + (
             f" With {len(rows) - 1} versions against one baseline, each interval is "
-            f"Bonferroni-adjusted to {100 * result['paired'][0]['confidence_level']:.4g}% so "
+            f"Bonferroni-adjusted to {100 * paired[0]['confidence_level']:.4g}% so "
             "that calling any of them better stays a 5% risk in all."
             if len(rows) > 2
             else ""
         )
     )
-else:
-    st.info("No pair of these versions shares a test set, so none can be called better.")
+
 
 st.subheader("Confusion matrices")
 normalize = st.toggle("Row-normalised (share of each actual class)", key="normalize")
@@ -316,3 +333,9 @@ for recipe_diff in result.get("recipe_diffs", []):
         f"**Recipe source, v{recipe_diff['first']} → v{recipe_diff['second']}** (unified diff)"
     )
     st.code(recipe_diff["diff"] or "(no source recorded)", language="diff")
+
+with who_won:
+    try:
+        show_who_won(paired_statistics(*selection, point.mode, point.value))
+    except AltruismError as exc:
+        show_error(exc)

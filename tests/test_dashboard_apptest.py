@@ -266,7 +266,7 @@ def test_versions_page_promote_records_the_login_name_in_history(
     populated: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DASHBOARD_PASSWORD", "pw")
-    at = page(VERSIONS, v="2")
+    at = page(VERSIONS, v="2", tab="Actions")
     at.session_state["authenticated"] = True
     at.session_state["login_name"] = "Ann Lee"
     run(at)
@@ -497,6 +497,7 @@ def test_a_failed_build_shows_its_error_on_versions(populated: Registry) -> None
     assert by_label(at.selectbox, "Details for").value == 4
     assert any("injected training fault" in e for e in texts(at.error)), texts(at.error)
     assert any("status **failed**" in c for c in texts(at.caption))
+    at = run(page(VERSIONS, v="4", tab="Actions"))  # the tabs compute only when opened
     promote = by_label(at.button, "Promote to alias")
     assert promote.disabled
     assert not at.get("download_button")  # a failed build has nothing to download
@@ -781,13 +782,13 @@ def test_versions_shows_the_reliability_diagram_and_brier(populated: Registry) -
 
 
 def test_refit_on_all_data_from_versions(populated: Registry) -> None:
-    at = run(page(VERSIONS, v="2"))
+    at = run(page(VERSIONS, v="2", tab="Actions"))
     run(by_label(at.button, "Refit on all data").click())
     (said,) = texts(at.success)
     assert said.startswith("v5, the refit of v2, is building"), said
     row = builds.wait_for(populated.resolve(5).id, populated, timeout_s=240)
     assert row.status == READY, row.error
-    at = run(page(VERSIONS, v="5"))
+    at = run(page(VERSIONS, v="5", tab="Actions"))
     (info,) = [i for i in texts(at.info) if i.startswith("Refitted on all")]
     assert "Refitted on all 400 requests" in info and "are v2's" in info
     assert not [b for b in at.button if b.label == "Refit on all data"]  # no refit of a refit
@@ -799,7 +800,7 @@ def test_refit_on_all_data_from_versions(populated: Registry) -> None:
 # --- user text is shown as text ----------------------------------------------------------
 def test_html_in_notes_is_shown_as_text(populated: Registry) -> None:
     populated.set_note(populated.resolve(2).id, f"careful {SCRIPT}")
-    at = run(page(VERSIONS, v="2"))
+    at = run(page(VERSIONS, v="2", tab="Actions"))
     assert f"Note: careful {SCRIPT}" in texts(at.text)
     no_unsafe_html(at)
     # the note also comes back verbatim in the note editor
@@ -807,7 +808,7 @@ def test_html_in_notes_is_shown_as_text(populated: Registry) -> None:
 
 
 def test_html_as_a_tag_is_refused_and_shown_as_text(populated: Registry) -> None:
-    at = run(page(VERSIONS, v="2"))
+    at = run(page(VERSIONS, v="2", tab="Actions"))
     by_label(at.text_input, "Tag").input(SCRIPT)
     run(by_label(at.button, "Add tag").click())
     errors = texts(at.error)
@@ -822,7 +823,7 @@ def test_html_as_a_tag_is_refused_and_shown_as_text(populated: Registry) -> None
 
 
 def test_html_in_a_note_saved_through_the_form_stays_text(populated: Registry) -> None:
-    at = run(page(VERSIONS, v="1"))
+    at = run(page(VERSIONS, v="1", tab="Actions"))
     by_label(at.text_area, "Note").input(SCRIPT)
     run(by_label(at.button, "Save note").click())
     assert populated.resolve(1).note == SCRIPT

@@ -162,8 +162,16 @@ def test_home_versions_and_build_fit_1280(layout_server: str, narrow_page) -> No
     visit(page, f"{layout_server}/Versions?v=1", "Details for")
     page.locator('[data-testid="stDataFrame"] .dvn-scroller').first.wait_for()
     problems["Versions"] = overflowing(page)
-    for tab in ("Provenance", "Log", "Actions"):
+    # a tab computes its content when opened (a rerun): wait for what it shows
+    opened = {
+        "Provenance": '[data-testid="stJson"]',
+        "Log": '[data-testid="stCode"]',
+        "Actions": '[data-testid="stDownloadButton"]',
+    }
+    for tab, shown in opened.items():
         page.get_by_role("tab", name=tab).click()
+        page.locator(shown).first.wait_for()
+        page.locator(IDLE).wait_for()
         page.wait_for_timeout(300)
         problems[f"Versions/{tab}"] = overflowing(page)
     visit(page, f"{layout_server}/Build", "Start build")

@@ -46,7 +46,7 @@ def test_small_things_a_new_user_noticed(lab: Path) -> None:
     assert any(c.startswith("Registry SQLite file `") for c in texts(home.caption))
     shutil.copy(SAMPLE_DATA, lab / "data" / "train.json")
     cv = _train("--recipe", "nb-bow", "--cv", "3", "--data", str(lab / "data" / "train.json"))
-    at = run(page(VERSIONS, v=str(cv["version"])))
+    at = run(page(VERSIONS, v=str(cv["version"]), tab="Actions"))
     assert not [b for b in at.button if b.label == "Refit on all data"]
     assert any("already fitted on all of its data" in c for c in texts(at.caption))
     assert any("train.json (data folder)" in c for c in texts(at.caption))

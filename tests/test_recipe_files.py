@@ -300,7 +300,7 @@ def test_dashboard_lists_team_recipes_shows_source_and_diff(
     first, _ = train(registry, "good")
     (recipe_dir / "good.py").write_text(RECIPE.replace("/ 1000.0", "/ 10.0"))
     second, _ = train(registry, "good")
-    at = render_page("pages/2_Versions.py", v=str(first.version))
+    at = render_page("pages/2_Versions.py", v=str(first.version), tab="Provenance")
     assert any(c.value.strip() == RECIPE.strip() for c in at.code)
     at = render_page("pages/3_Compare.py", v=f"{first.version},{second.version}")
     diffs = [c.value for c in at.code if c.language == "diff"]

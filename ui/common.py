@@ -228,11 +228,12 @@ def show_error(exc: Exception) -> None:
         st.error(md(f"Something went wrong: {type(exc).__name__}: {exc}"))
 
 
-def chart(container: Any, spec: Any) -> None:
-    """Show an Altair chart at the height its spec asks for (Streamlit ignores it otherwise)."""
-    height = getattr(spec, "height", None)
+def chart(container: Any, spec: dict[str, Any]) -> None:
+    """Show a Vega-Lite spec from core.charts at the height it asks for (Streamlit ignores it
+    otherwise)."""
+    height = spec.get("height")
     sized = {"height": int(height)} if isinstance(height, int | float) else {}
-    container.altair_chart(spec, width="stretch", **sized)
+    container.vega_lite_chart(spec, width="stretch", **sized)
 
 
 def fmt(value: Any, digits: int = 3) -> str:

@@ -52,7 +52,6 @@ def install() -> None:
 # kind while 50 others wait on the import and the GIL.
 WARM_MODULES = (
     "pandas",
-    "altair",
     "sklearn.linear_model",
     "ui.common",
     "core.builds",
@@ -64,15 +63,23 @@ WARM_MODULES = (
     "core.predict",
     "core.serving.live",
     "core.datafiles",
+    "pandas.io.formats.style",  # the Styler of the tables (and jinja2)
+    "streamlit.emojis",  # st.set_page_config's check of the page icon
 )
 
 
 def warm_imports() -> None:
-    """Import WARM_MODULES now (the launcher calls it before the server starts)."""
+    """Import WARM_MODULES now (the launcher calls it before the server starts), and skip
+    the first page run's one-off check for a REPL (Streamlit's warning about not running
+    under `streamlit run`, which this launcher always is): it walks the whole stack with
+    `inspect.stack()`, reading every frame's source, ~0.3 s."""
     import importlib
 
     for name in WARM_MODULES:
         importlib.import_module(name)
+    from streamlit import delta_generator
+
+    delta_generator._use_warning_has_been_displayed = True
 
 
 def _limit_script_runs(slots: int) -> None:

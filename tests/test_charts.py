@@ -1,0 +1,120 @@
+"""core.charts builds Vega-Lite specs by hand (no Altair validation at render time): every
+chart must still be valid Vega-Lite, with its data where its layers look for it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from core import charts
+
+MATRIX = {"tn": 50, "fp": 10, "fn": 20, "tp": 30}
+CURVE = {
+    "roc": {"fpr": [0.0, 0.2, 1.0], "tpr": [0.0, 0.6, 1.0]},
+    "pr": {"recall": [0.0, 0.5, 1.0], "precision": [1.0, 0.7, 0.4]},
+}
+AUC_ROWS = [
+    {
+        "version": 1,
+        "roc_auc": 0.6,
+        "recipe": "nb",
+        "kind": "held-out split",
+        "evaluated": "split",
+        "data": "abc",
+    },
+    {
+        "version": 3,
+        "roc_auc": 0.7,
+        "recipe": "lr",
+        "kind": charts.EVALUATION_KINDS[2],
+        "evaluated": "refit of v1",
+        "data": "abc",
+    },
+]
+SPECS = {
+    "confusion": lambda: charts.confusion_heatmap("v1", MATRIX),
+    "confusion, normalised": lambda: charts.confusion_heatmap("v1", MATRIX, True, "at 0.3"),
+    "rates": lambda: charts.rates_bars(
+        [{"version": "v1", "fpr": 0.1, "fnr": 0.2}, {"version": "v2", "fpr": 0.2, "fnr": None}]
+    ),
+    "roc": lambda: charts.curve_overlay({"v1": CURVE, "v2": CURVE}, "roc"),
+    "pr": lambda: charts.curve_overlay({"v1": CURVE}, "pr"),
+    "probability": lambda: charts.probability_bars([{"version": "v1", "probability": 0.3}]),
+    "contributions": lambda: charts.contribution_bars(
+        [{"word": "a", "weight": 0.5}, {"word": "b", "weight": -0.2}]
+    ),
+    "words": lambda: charts.word_bars(
+        {
+            "words": [{"word": "pizza", "value": 0.4}],
+            "other": -0.1,
+            "shown": 1,
+            "count": 9,
+            "total": 0.3,
+        }
+    ),
+    "auc history": lambda: charts.auc_history(AUC_ROWS),
+    "calibration": lambda: charts.calibration_overlay(
+        {"v1": [{"predicted": 0.1, "observed": 0.2}, {"predicted": 0.5, "observed": 0.4}]}
+    ),
+    "calibration, empty": lambda: charts.calibration_overlay({}),
+    "sweep": lambda: charts.sweep_chart(
+        [
+            {"version": 1, "alpha": 0.1, "ngram": "1", "ROC AUC": 0.6},
+            {"version": 2, "alpha": 1.0, "ngram": "2", "ROC AUC": 0.7},
+        ],
+        ["alpha", "ngram"],
+    ),
+}
+
+
+def as_json(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as Vega-Lite JSON, its DataFrames written out as rows."""
+    datasets = {
+        name: json.loads(frame.to_json(orient="records"))
+        for name, frame in spec["datasets"].items()
+    }
+    return json.loads(json.dumps({**spec, "datasets": datasets}))
+
+
+def data_names(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["data"]["name"]} if isinstance(node.get("data"), dict) else set()
+        return own.union(*(data_names(v) for k, v in node.items() if k != "datasets"))
+    if isinstance(node, list):
+        return set().union(*(data_names(v) for v in node))
+    return set()
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_chart_specs_are_valid_vega_lite(name: str) -> None:
+    from altair.utils.schemapi import validate_jsonschema
+    from altair.vegalite.v6.schema import SCHEMA_URL, load_schema
+
+    spec = SPECS[name]()
+    assert spec["$schema"] == SCHEMA_URL  # the Vega-Lite version Altair pins
+    assert all(isinstance(f, pd.DataFrame) for f in spec["datasets"].values())
+    assert data_names(spec) == set(spec["datasets"]), "a layer reads data that is not there"
+    validate_jsonschema(as_json(spec), load_schema())
+
+
+def test_field_types_follow_altairs_inference() -> None:
+    frame = pd.DataFrame(
+        {
+            "n": [1, 2],
+            "x": [0.5, None],
+            "s": ["a", "b"],
+            "b": [True, False],
+            "t": pd.to_datetime(["2026-01-01", "2026-01-02"]),
+        }
+    )
+    types = {c: charts.field_type(frame[c]) for c in frame.columns}
+    assert types == {
+        "n": "quantitative",
+        "x": "quantitative",
+        "s": "nominal",
+        "b": "nominal",
+        "t": "temporal",
+    }
