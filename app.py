@@ -175,21 +175,20 @@ def auc_by_dataset(ready: list, aliases: dict[int, list[str]]) -> None:
     on_it = [r for r in ready if r.data_sha256 == picked]
     chart(
         st,
-        charts.auc_history(
-            [
-                {
-                    "version": r.version,
-                    "recipe": r.recipe,
-                    "roc_auc": r.metrics["roc_auc"],
-                    "data": dataset_label(r),
-                    "evaluated": r.evaluated,
-                    "kind": charts.EVALUATION_KINDS[
-                        2 if r.refit_of is not None else 1 if r.cv_folds else 0
-                    ],
-                }
-                for r in on_it
-            ]
-        ),
+        charts.auc_history,
+        [
+            {
+                "version": r.version,
+                "recipe": r.recipe,
+                "roc_auc": r.metrics["roc_auc"],
+                "data": dataset_label(r),
+                "evaluated": r.evaluated,
+                "kind": charts.EVALUATION_KINDS[
+                    2 if r.refit_of is not None else 1 if r.cv_folds else 0
+                ],
+            }
+            for r in on_it
+        ],
     )
     if len(datasets) > 1:
         st.caption(

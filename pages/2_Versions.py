@@ -135,7 +135,7 @@ def sweep_view(sweep: str) -> None:
     )
     ready = [t for t in table if t["ROC AUC"] is not None]
     if ready:
-        chart(st, charts.sweep_chart(ready, keys))
+        chart(st, charts.sweep_chart, ready, keys)
     st.caption(f"Best of the sweep means {RANKING_WORDS}. F1 at each version's own threshold.")
 
 
@@ -323,7 +323,7 @@ def overview_tab() -> None:
         left, right = st.columns([1, 1])
         normalize = left.toggle("Row-normalised", key="cm-normalize")
         title, at = f"v{row.version}", f"at threshold {row.threshold:.3g} ({policy})"
-        chart(left, charts.confusion_heatmap(title, m["confusion_matrix"], normalize, at))
+        chart(left, charts.confusion_heatmap, title, m["confusion_matrix"], normalize, at)
         right.markdown("**Parameters**")
         right.json(row.params)
         try:
@@ -334,7 +334,7 @@ def overview_tab() -> None:
         if details is not None:
             points = calibration_points(details.test_labels, details.test_probabilities)
             left, right = st.columns([1, 1])
-            chart(left, charts.calibration_overlay({f"v{row.version}": points}))
+            chart(left, charts.calibration_overlay, {f"v{row.version}": points})
             right.caption(
                 f"Brier score {fmt(m.get('brier'))} (mean squared error of the probabilities; "
                 "lower is better). Points on the dashed diagonal mean the probabilities can be "

@@ -277,7 +277,7 @@ for start in range(0, len(rows), 2):  # two per row: axis labels never overlap
         cols, rows[start : start + 2], shown_points, matrices, strict=False
     ):
         at_words = f"at {at['threshold_label']}"
-        chart(col, charts.confusion_heatmap(label(row, aliases), matrix, normalize, at_words))
+        chart(col, charts.confusion_heatmap, label(row, aliases), matrix, normalize, at_words)
 
 # two per row: at 1280 px four side by side leave each chart half legend
 left, middle = st.columns(2)
@@ -288,14 +288,14 @@ rates = [
     {"version": n, "fpr": fpr, "fnr": fnr}
     for n, fpr, fnr in zip(names, at_point["fpr"], at_point["fnr"], strict=True)
 ]
-chart(left, charts.rates_bars(rates))
+chart(left, charts.rates_bars, rates)
 details = {n: registry.details(r.id) for n, r in zip(names, rows, strict=True)}
-chart(middle, charts.curve_overlay({n: d.curves for n, d in details.items()}, "roc"))
-chart(right, charts.curve_overlay({n: d.curves for n, d in details.items()}, "pr"))
+chart(middle, charts.curve_overlay, {n: d.curves for n, d in details.items()}, "roc")
+chart(right, charts.curve_overlay, {n: d.curves for n, d in details.items()}, "pr")
 calibration = {
     n: calibration_points(d.test_labels, d.test_probabilities) for n, d in details.items()
 }
-chart(far, charts.calibration_overlay(calibration))
+chart(far, charts.calibration_overlay, calibration)
 
 st.subheader("Provenance")
 

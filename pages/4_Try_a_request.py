@@ -114,7 +114,7 @@ else:
     bars = [
         {"version": label(row, aliases), "probability": s["probability"]} for row, _, s in results
     ]
-    chart(st, charts.probability_bars(bars))
+    chart(st, charts.probability_bars, bars)
 for row, _, scored in results:
     prefix = "" if len(results) == 1 else f"{label(row, aliases)}: "
     st.markdown(md(f"{prefix}{decision_words(row, scored['probability'])}"))
@@ -145,7 +145,7 @@ def show_explanation(row: ModelVersion, pipeline: Any, scored: dict[str, Any]) -
         return
     known = [c for c in explained["contributions"] if not c["unknown"]]
     st.markdown(f"**What moved the score of {name}** (log-odds)")
-    chart(st, charts.contribution_bars([{"word": c["group"], "weight": c["value"]} for c in known]))
+    chart(st, charts.contribution_bars, [{"word": c["group"], "weight": c["value"]} for c in known])
     moved = sum(c["value"] for c in known)
     log_odds = explained["base"] + moved
     unknown = explained["unknown_note"]
@@ -157,7 +157,7 @@ def show_explanation(row: ModelVersion, pipeline: Any, scored: dict[str, Any]) -
     )
     if explained.get("words", {}).get("count"):
         st.markdown(f"**Words that pushed {name} up or down**")
-        chart(st, charts.word_bars(explained["words"]))
+        chart(st, charts.word_bars, explained["words"])
 
 
 # Every version shown is explained; the picked one (or the champion) first.

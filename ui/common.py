@@ -6,11 +6,12 @@ import hmac
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
-from core import builds
+from core import builds, charts
 from core.actor import MAX_ACTOR_CHARS, current_actor
 from core.artifacts import ArtifactStore, open_store
 from core.builders import resolve_backend
@@ -228,12 +229,21 @@ def show_error(exc: Exception) -> None:
         st.error(md(f"Something went wrong: {type(exc).__name__}: {exc}"))
 
 
-def chart(container: Any, spec: dict[str, Any]) -> None:
-    """Show a Vega-Lite spec from core.charts at the height it asks for (Streamlit ignores it
-    otherwise)."""
+def chart(container: Any, build: Callable[..., Any], *args: Any) -> None:
+    """Draw core.charts' `build(*args)`, an Altair chart, at the height it asks for
+    (Streamlit ignores it otherwise). Its Vega-Lite spec is cached per arguments: a finished
+    version's figures never change, so a warm page run skips building and validating the
+    chart again (~50 ms a chart)."""
+    spec = chart_spec(build.__name__, *args)
     height = spec.get("height")
     sized = {"height": int(height)} if isinstance(height, int | float) else {}
     container.vega_lite_chart(spec, width="stretch", **sized)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def chart_spec(name: str, *args: Any) -> dict[str, Any]:
+    """The validated Vega-Lite spec of `core.charts.<name>(*args)`."""
+    return getattr(charts, name)(*args).to_dict()
 
 
 def fmt(value: Any, digits: int = 3) -> str:

@@ -52,6 +52,7 @@ def install() -> None:
 # kind while 50 others wait on the import and the GIL.
 WARM_MODULES = (
     "pandas",
+    "altair",
     "sklearn.linear_model",
     "ui.common",
     "core.builds",
