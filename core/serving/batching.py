@@ -170,7 +170,8 @@ def _split(
 
 def _alone(job: Job) -> list[dict[str, Any]] | BaseException:
     try:
-        return scoring.results(job.served, job.alias, job.body, job.records, job.explain)
+        scored = score(job.served.pipeline, job.records)
+        return scoring.annotated(job.served, job.alias, job.body, job.records, scored, job.explain)
     except Exception as exc:
         return exc
 
