@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic_core import to_json
 
 from core.config import DEFAULT_MODEL, settings
 from core.errors import AltruismError, BadInput, NotFound
@@ -243,7 +244,7 @@ async def _predict(
         payload["results"] = results
     probabilities = [r["probability"] for r in results]
     flagged = sum(1 for r in results if r["warnings"])
-    response = JSONResponse(payload)
+    response = Response(to_json(payload), media_type="application/json")
     return _finish(service, served, alias, started, response, probabilities, flagged)
 
 
