@@ -102,7 +102,10 @@ class Batcher:
         while (jobs := self._take()) is not None:
             BATCH_REQUESTS.observe(sum(len(j.records) for j in jobs))
             for job, outcome in zip(jobs, _score_jobs(jobs), strict=True):
-                job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+                try:
+                    job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+                except RuntimeError:  # its event loop is closed: nobody is waiting
+                    log.info("a scored call's event loop has closed")
 
     def _take(self) -> list[Job] | None:
         """The next pass's jobs (None once stopping with nothing left)."""
