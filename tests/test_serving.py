@@ -140,7 +140,8 @@ async def _hammer(
                 data = response.json() if response.status_code == 200 else {}
                 results = data.get("results", [data])
                 versions = {r.get("version") for r in results} | {data.get("version")}
-                seen.append((sent, time.monotonic(), response.status_code, versions))
+                scored = (results[0].get("version"), results[0].get("probability"))
+                seen.append((sent, time.monotonic(), response.status_code, versions, scored))
 
     await asyncio.gather(*(client(i) for i in range(connections)))
 
@@ -161,16 +162,19 @@ def _move_under_load(server: Server, target: int) -> float:
         await load
         return moved
 
+    alone = {v: predict(server, str(v), BODY).json()["probability"] for v in (1, 2)}
     moved = asyncio.run(scenario())
     assert len(seen) > 50, f"only {len(seen)} responses under load"
-    assert all(status == 200 for _, _, status, _ in seen), {s for _, _, s, _ in seen}
-    assert all(len(versions) == 1 for *_, versions in seen), "a response mixed versions"
+    assert all(status == 200 for _, _, status, *_ in seen), {s[2] for s in seen}
+    assert all(len(versions) == 1 for *_, versions, _ in seen), "a response mixed versions"
+    wrong = [(v, p) for *_, (v, p) in seen if abs(p - alone[v]) > 1e-12]
+    assert not wrong, f"scored by another version than the one named: {wrong[:3]}"
     stale = [
-        sent - moved for sent, _, _, versions in seen if sent > moved and target not in versions
+        sent - moved for sent, _, _, versions, _ in seen if sent > moved and target not in versions
     ]
     lag = max(stale, default=0.0)
     assert lag < 2.0, f"the old version answered {lag:.2f}s after the promote"
-    assert any(target in versions for *_, versions in seen)
+    assert any(target in versions for *_, versions, _ in seen)
     return lag
 
 
@@ -179,6 +183,79 @@ def test_promote_and_rollback_under_load_fail_no_request(server: Server) -> None
     lag_promote = _move_under_load(server, 2)
     lag_rollback = _move_under_load(server, 1)
     print(f"promote answered by v2 after {lag_promote:.2f}s; rollback after {lag_rollback:.2f}s")
+
+
+# --- concurrent calls are scored together, as if alone -----------------------------------------
+WHEN = "2026-06-01T18:30:00Z"  # a fixed time: the default (now) would move the hour features
+
+
+def _varied_calls() -> list[tuple[str, dict, bool]]:
+    """(ref, body, explain): typed and blank requester fields, out-of-range numbers,
+    unknown fields, batches, both versions by alias and number, two explanations."""
+    words = ["pizza", "rent is due", "student, broke", "will pay it forward", "hungry kids"]
+    calls: list[tuple[str, dict, bool]] = []
+    for i, word in enumerate(words):
+        one = {"title": f"[Request] {word}", "text": f"{word} " * (i + 1), "time": WHEN}
+        meta = {"requester_number_of_posts_at_request": 10**i}
+        calls.append(("2", one, False))
+        calls.append(("2", {**one, "meta": meta, "mood": "x"}, False))
+        calls.append(("champion", one, False))
+        calls.append(("2", {"requests": [one, {**one, "meta": meta}, {"text": word}]}, False))
+    calls.append(("2", {"title": "explain me", "text": "rent", "time": WHEN}, True))
+    calls.append(("1", {"title": "explain me too", "time": WHEN}, True))
+    return calls
+
+
+def _comparable(data: dict) -> list[dict]:
+    """Each result without its probability (compared within 1e-12 apart)."""
+    return [{k: v for k, v in r.items() if k != "probability"} for r in data.get("results", [data])]
+
+
+def _passes(server: Server) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    found = re.search(r"^altruism_serve_batch_requests_count (\S+)$", text, re.MULTILINE)
+    assert found, "no batch metric"
+    return float(found.group(1))
+
+
+def test_concurrent_calls_are_scored_as_they_are_alone(server: Server) -> None:
+    """Calls sent at once (sharing passes of the scoring thread) get exactly the results
+    each got when sent alone; a bad call among them is refused without harming them."""
+    server.registry().promote(1, "champion")
+    wait_until(lambda: predict(server, "champion", BODY).json()["version"] == 1, "v1")
+    calls = _varied_calls()
+    alone = []
+    for ref, body, explain in calls:
+        response = predict(server, ref, body, **({"explain": "true"} if explain else {}))
+        assert response.status_code == 200, response.text
+        alone.append(response.json())
+    bad = {"requests": [BODY, {"text": " "}]}
+    passes_before = _passes(server)
+
+    async def together() -> list[tuple[int, int, dict]]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+
+            async def send(index: int, ref: str, body: dict, explain: bool) -> tuple:
+                params = {"explain": "true"} if explain else {}
+                response = await http.post(f"/v1/models/{ref}/predict", json=body, params=params)
+                return index, response.status_code, response.json()
+
+            sends = [send(i, *c) for _ in range(4) for i, c in enumerate(calls)]
+            sends += [send(-1, "2", bad, False) for _ in range(8)]
+            return await asyncio.gather(*sends)
+
+    answers = asyncio.run(together())
+    calls_sent = len(answers)
+    assert all(status == 422 for index, status, _ in answers if index == -1)
+    for index, status, data in (a for a in answers if a[0] >= 0):
+        assert status == 200, data
+        expected = alone[index]
+        assert _comparable(data) == _comparable(expected)
+        got = [r["probability"] for r in data.get("results", [data])]
+        want = [r["probability"] for r in expected.get("results", [expected])]
+        assert max(abs(g - w) for g, w in zip(got, want, strict=True)) <= 1e-12
+    passes = _passes(server) - passes_before
+    assert 0 < passes < calls_sent - 8, f"{passes} passes for {calls_sent} calls: no batching"
 
 
 # --- what a result carries -----------------------------------------------------------------

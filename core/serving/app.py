@@ -20,11 +20,13 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic_core import to_json
 
 from core.config import DEFAULT_MODEL, settings
 from core.errors import AltruismError, BadInput, NotFound
 from core.registry import Registry
 from core.serving import scoring
+from core.serving.batching import Batcher
 from core.serving.cache import ModelCache, Served
 from core.serving.follower import RegistryFollower
 from core.serving.recorder import Outcome, Recorder, metrics_text
@@ -43,6 +45,8 @@ class ServeConfig:
     max_body: int
     host_name: str
     log_requests: bool
+    batch_max_requests: int = 256
+    batch_wait_s: float = 0.0
 
     @classmethod
     def from_env(cls) -> ServeConfig:
@@ -55,6 +59,8 @@ class ServeConfig:
             max_body=int(env.get("SERVE_MAX_BODY_BYTES") or DEFAULT_MAX_BODY),
             host_name=env.get("SERVE_HOST_NAME") or socket.gethostname(),
             log_requests=env.get("SERVE_LOG_REQUESTS") == "1",
+            batch_max_requests=int(env.get("SERVE_BATCH_MAX_REQUESTS") or 256),
+            batch_wait_s=float(env.get("SERVE_BATCH_WAIT_MS") or 0) / 1000,
         )
 
 
@@ -96,7 +102,7 @@ async def _too_large(limit: int, send: Callable) -> None:
 
 
 class Service:
-    """What one worker holds: registry, cache, follower and recorder."""
+    """What one worker holds: registry, cache, follower, recorder and scoring thread."""
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
@@ -106,12 +112,15 @@ class Service:
         self.recorder = Recorder(
             self.registry, config.host_name, config.flush_s, _request_log(config)
         )
+        self.batcher = Batcher(config.batch_max_requests, config.batch_wait_s)
 
     def start(self) -> None:
         self.follower.start()
         self.recorder.start()
+        self.batcher.start()
 
     def stop(self) -> None:
+        self.batcher.stop()
         self.follower.stop()
         self.recorder.stop()
         self.registry.engine.dispose()
@@ -186,7 +195,7 @@ def _routes(app: FastAPI, auth: Callable[..., Awaitable[None]]) -> None:
     async def predict(
         ref: str, body: scoring.PredictBody, request: Request, explain: bool = False
     ) -> Response:
-        return _predict(_service(request), ref, body, explain)
+        return await _predict(_service(request), ref, body, explain)
 
     @app.get("/v1/models", dependencies=guarded, summary="Ready versions and aliases")
     async def models(request: Request) -> dict[str, Any]:
@@ -206,14 +215,18 @@ def _routes(app: FastAPI, auth: Callable[..., Awaitable[None]]) -> None:
         return Response(metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def _predict(service: Service, ref: str, body: scoring.PredictBody, explain: bool) -> Response:
+async def _predict(
+    service: Service, ref: str, body: scoring.PredictBody, explain: bool
+) -> Response:
+    """Resolve and validate on the event loop; score on the worker's scoring thread,
+    possibly in one pass with concurrent calls for the same version."""
     started = time.perf_counter()
     served: Served | None = None
     alias: str | None = None
     try:
         served, alias = service.follower.resolve(ref)
         records = scoring.to_records(body)
-        results = scoring.results(served, alias, body, records, explain)
+        results = await service.batcher.results(served, alias, body, records, explain)
     except scoring.InvalidItem as exc:
         return _finish(service, served, alias, started, _invalid(exc.loc, exc.message))
     except NotFound as exc:
@@ -231,7 +244,7 @@ def _predict(service: Service, ref: str, body: scoring.PredictBody, explain: boo
         payload["results"] = results
     probabilities = [r["probability"] for r in results]
     flagged = sum(1 for r in results if r["warnings"])
-    response = JSONResponse(payload)
+    response = Response(to_json(payload), media_type="application/json")
     return _finish(service, served, alias, started, response, probabilities, flagged)
 
 

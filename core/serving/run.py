@@ -7,9 +7,13 @@ import os
 import shutil
 import tempfile
 
+from core.builders.base import WORKER_ENV
 from core.errors import BadInput
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+# Each worker scores on one thread; BLAS/OpenMP pools of their own (one thread per CPU in
+# every worker) only oversubscribe the CPUs. Set before numpy loads; the environment wins.
+ONE_THREAD_ENV = {k: v for k, v in WORKER_ENV.items() if k.endswith("_NUM_THREADS")}
 
 
 def is_loopback(host: str) -> bool:
@@ -32,8 +36,12 @@ def check_binding(host: str) -> None:
 
 def serve(host: str, port: int, workers: int, log_level: str = "warning") -> None:
     """Run until interrupted. With several workers, Prometheus metrics are shared through
-    a multiprocess folder made here (and removed at the end) unless one is given."""
+    a multiprocess folder made here (and removed at the end) unless one is given. BLAS and
+    OpenMP get one thread per worker (`ONE_THREAD_ENV`) unless the environment says
+    otherwise; uvicorn uses uvloop and httptools (requirements-serve.txt)."""
     check_binding(host)
+    for name, value in ONE_THREAD_ENV.items():
+        os.environ.setdefault(name, value)
     made = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         made = tempfile.mkdtemp(prefix="altruism-metrics-")

@@ -152,6 +152,19 @@ def results(
 ) -> list[dict[str, Any]]:
     """Each request's result, all from the one snapshot `served`."""
     scored = score(served.pipeline, records)
+    return annotated(served, alias, body, records, scored, with_explanation)
+
+
+def annotated(
+    served: Served,
+    alias: str | None,
+    body: PredictBody,
+    records: list[dict[str, Any]],
+    scored: list[dict[str, Any]],
+    with_explanation: bool,
+) -> list[dict[str, Any]]:
+    """`core.predict.score`'s output for `records` with what the service adds: decision,
+    threshold, version, alias, unknown fields and (on demand) the explanation."""
     items = body.items()
     out = []
     for index, s in enumerate(scored):
