@@ -260,7 +260,7 @@ def calibration_overlay(points: dict[str, list[dict[str, float]]]) -> alt.LayerC
             color="version:N",
             order="order:Q",
             tooltip=[
-                "version",
+                alt.Tooltip("version:N"),  # typed: an empty frame has nothing to infer from
                 alt.Tooltip("predicted:Q", format=".3f"),
                 alt.Tooltip("observed:Q", format=".3f"),
             ],
