@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from core.artifacts import ArtifactStore
 from core.config import settings
 from core.registry import Registry, lease_holder, orphan_reason
-from core.schema import RUNNING, ModelVersion
+from core.schema import RUNNING, ModelVersion, aware
 
 Echo = Callable[[str], None]
 Adopter = Callable[[ModelVersion, str], bool]
@@ -116,7 +116,7 @@ def adopt(
             shutil.rmtree(path, ignore_errors=True)
     log = builds.build_log(registry, row, echo)
     lease = builds.LeaseKeeper(registry, [row.id], settings().build_lease_s)
-    started = (row.started_at or datetime.now(UTC)).isoformat()
+    started = aware(row.started_at or datetime.now(UTC)).isoformat()  # as execute() writes it
 
     def run() -> builds.BuildOutcome:
         return SwarmBuilder().adopt(
