@@ -286,12 +286,12 @@ def _still_there(container: Any) -> bool:
 
 def _services(registry: Registry) -> Iterator[tuple[Any, int]]:
     """This registry's swarm build services, when the engine is a swarm manager."""
-    from core.builders.docker import CONTAINER_LABEL
+    from core.builders.docker import CONTAINER_LABEL, labelled_version_id
     from core.builders.swarm import registry_services
 
     for service in registry_services(registry.identity):
         raw = (service.attrs.get("Spec", {}).get("Labels") or {}).get(CONTAINER_LABEL, "")
-        yield service, (int(raw) if raw.isdigit() else -1)
+        yield service, labelled_version_id(raw)
 
 
 def _engines(nodes: list[NodeEngine]) -> list[NodeEngine]:
@@ -305,6 +305,7 @@ def _engines(nodes: list[NodeEngine]) -> list[NodeEngine]:
 def _job_images(registry: Registry, nodes: list[NodeEngine]) -> Iterator[tuple[Any, int, str]]:
     """This registry's per-build swarm job images (they hold a dataset) on this machine's
     engine and on the `nodes` that pulled them, each with its version id and node."""
+    from core.builders.docker import labelled_version_id
     from core.builders.swarm import JOB_OF_LABEL
 
     for engine in _engines(nodes):
@@ -315,13 +316,13 @@ def _job_images(registry: Registry, nodes: list[NodeEngine]) -> Iterator[tuple[A
         for image in found:
             owner, _, raw = (image.labels or {}).get(JOB_OF_LABEL, "").partition(":")
             if owner == registry.identity:
-                yield image, (int(raw) if raw.isdigit() else -1), engine.node
+                yield image, labelled_version_id(raw), engine.node
 
 
 def _containers(registry: Registry, nodes: list[NodeEngine]) -> Iterator[tuple[Any, int, str]]:
     """This registry's trainer containers on this machine's engine and on the `nodes`, each
     with the node it is on ("" for this machine)."""
-    from core.builders.docker import CONTAINER_LABEL, registry_containers
+    from core.builders.docker import CONTAINER_LABEL, labelled_version_id, registry_containers
 
     for engine in _engines(nodes):
         try:
@@ -330,7 +331,7 @@ def _containers(registry: Registry, nodes: list[NodeEngine]) -> Iterator[tuple[A
             continue
         for container in found:
             raw = (container.labels or {}).get(CONTAINER_LABEL, "")
-            yield container, (int(raw) if raw.isdigit() else -1), engine.node
+            yield container, labelled_version_id(raw), engine.node
 
 
 @dataclass

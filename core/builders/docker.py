@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -134,6 +134,11 @@ def version_labels(job: BuildJob) -> dict[str, str]:
     return {CONTAINER_LABEL: str(job.version_id), REGISTRY_LABEL: job.registry_id}
 
 
+def labelled_version_id(raw: str) -> int:
+    """The version id a build label's value names (-1 when it is not a number)."""
+    return int(raw) if raw.isdigit() else -1
+
+
 def label_filter(registry_id: str, version_id: int | None = None) -> list[str]:
     """A `label` filter for what this registry started (all, or one version's)."""
     version = f"{CONTAINER_LABEL}={version_id}" if version_id is not None else CONTAINER_LABEL
@@ -216,8 +221,23 @@ def worker_environment() -> dict[str, str]:
     return {**WORKER_ENV, "ALTRUISM_ALLOW_FAULTS": os.environ.get("ALTRUISM_ALLOW_FAULTS", "")}
 
 
-def _engine_error(exc: Exception) -> BuildFailed:
-    return BuildFailed(f"Docker Engine error: {type(exc).__name__}: {exc}")
+def _engine_error(exc: Exception) -> str:
+    return f"Docker Engine error: {type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def engine_errors(describe: Callable[[Exception], str] = _engine_error) -> Iterator[None]:
+    """Raise what the Docker SDK or its HTTP layer raises inside as BuildFailed with
+    `describe(exc)`; anything else passes through."""
+    try:
+        yield
+    except Exception as exc:
+        import docker.errors
+        import requests
+
+        if isinstance(exc, (docker.errors.DockerException, requests.RequestException)):
+            raise BuildFailed(describe(exc)) from exc
+        raise
 
 
 def image_facts(image: Any) -> dict[str, Any]:
@@ -441,17 +461,8 @@ class DockerBuilder(Builder):
     def run(
         self, job: BuildJob, work_dir: Path, log: BuildLog, should_cancel: Callable[[], bool]
     ) -> BuildOutcome:
-        try:
+        with engine_errors():
             return self._run(job, work_dir, log, should_cancel)
-        except BuildFailed:
-            raise
-        except Exception as exc:
-            import docker.errors
-            import requests
-
-            if isinstance(exc, (docker.errors.DockerException, requests.RequestException)):
-                raise _engine_error(exc) from exc
-            raise
 
     def _run(
         self, job: BuildJob, work_dir: Path, log: BuildLog, should_cancel: Callable[[], bool]

@@ -43,10 +43,12 @@ from core.builders.docker import (
     add_work,
     docker_client,
     engine_client,
+    engine_errors,
     engine_problem,
     follow_lines,
     image_facts,
     label_filter,
+    labelled_version_id,
     read_output_archive,
     version_labels,
     worker_environment,
@@ -284,7 +286,7 @@ def builds_on_down_nodes(registry_id: str) -> list[tuple[str, int, str, str]]:
                 labels = service.attrs.get("Spec", {}).get("Labels") or {}
                 raw = labels.get(CONTAINER_LABEL, "")
                 label = labels.get(f"{LABEL_PREFIX}.version", "")
-                found.append((service.name, int(raw) if raw.isdigit() else -1, label, lost[1]))
+                found.append((service.name, labelled_version_id(raw), label, lost[1]))
     return found
 
 
@@ -339,7 +341,8 @@ class SwarmBuilder(DockerBuilder):
     ) -> BuildOutcome:
         """Take over a build whose launcher died: the swarm still holds its service, so wait
         for (or collect) its task's results, then clean up as the launcher would have."""
-        try:
+        describe = lambda exc: f"could not adopt the swarm build: {engine_problem(exc)}"  # noqa: E731
+        with engine_errors(describe):
             client = docker_client()
             info = self._manager(client)
             service, facts = self._orphaned_service(client, registry_id, version_id)
@@ -349,16 +352,6 @@ class SwarmBuilder(DockerBuilder):
             return self._finish(
                 client, info, service, facts, log, should_cancel, limits, elapsed_s=elapsed
             )
-        except BuildFailed:
-            raise
-        except Exception as exc:
-            import docker.errors
-            import requests
-
-            if isinstance(exc, (docker.errors.DockerException, requests.RequestException)):
-                why = engine_problem(exc)
-                raise BuildFailed(f"could not adopt the swarm build: {why}") from exc
-            raise
 
     @staticmethod
     def _manager(client: Any) -> dict[str, Any]:
