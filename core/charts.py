@@ -54,11 +54,17 @@ def confusion_heatmap(
     fmt = ".0%" if normalize else "d"
     heat = base.mark_rect().encode(
         color=alt.Color("value:Q", scale=scale, legend=None),
-        tooltip=["cell", "count", alt.Tooltip("share:Q", format=".1%", title="row share")],
+        tooltip=[
+            alt.Tooltip("cell:N"),
+            alt.Tooltip("count:Q"),
+            alt.Tooltip("share:Q", format=".1%", title="row share"),
+        ],
     )
     text = base.mark_text(fontSize=16).encode(
         text=alt.Text("value:Q", format=fmt),
-        color=alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("black")),
+        color=alt.ColorValue(
+            **alt.condition(alt.datum.share > 0.5, alt.value("white"), alt.value("black"))
+        ),
     )
     title = alt.TitleParams(label, subtitle=subtitle) if subtitle else label
     return (heat + text).properties(title=title, height=200)
@@ -75,10 +81,14 @@ def rates_bars(rows: list[dict[str, Any]]) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X("rate:N", title=None, axis=alt.Axis(labelAngle=0)),
-            xOffset="version:N",
+            xOffset=alt.XOffset("version:N"),
             y=alt.Y("value:Q", title="rate (lower is better)", scale=alt.Scale(domain=[0, 1])),
             color=alt.Color("version:N"),
-            tooltip=["version", "rate", alt.Tooltip("value:Q", format=".3f")],
+            tooltip=[
+                alt.Tooltip("version:N"),
+                alt.Tooltip("rate:N"),
+                alt.Tooltip("value:Q", format=".3f"),
+            ],
         )
         .properties(height=260)
     )
@@ -107,10 +117,10 @@ def curve_overlay(curves: dict[str, dict[str, Any]], kind: str) -> alt.Chart:
         .encode(
             x=alt.X(f"{x_key}:Q", title=titles[x_key], scale=alt.Scale(domain=[0, 1])),
             y=alt.Y(f"{y_key}:Q", title=titles[y_key], scale=alt.Scale(domain=[0, 1])),
-            color="version:N",
-            order="order:Q",
+            color=alt.Color("version:N"),
+            order=alt.Order("order:Q"),
             tooltip=[
-                "version",
+                alt.Tooltip("version:N"),
                 alt.Tooltip(f"{x_key}:Q", format=".3f"),
                 alt.Tooltip(f"{y_key}:Q", format=".3f"),
             ],
@@ -121,7 +131,7 @@ def curve_overlay(curves: dict[str, dict[str, Any]], kind: str) -> alt.Chart:
         diagonal = (
             alt.Chart(pd.DataFrame({"fpr": [0, 1], "tpr": [0, 1]}))
             .mark_line(strokeDash=[4, 4], color="gray")
-            .encode(x="fpr:Q", y="tpr:Q")
+            .encode(x=alt.X("fpr:Q"), y=alt.Y("tpr:Q"))
         )
         chart = lines + diagonal
     return chart.properties(
@@ -148,11 +158,11 @@ def probability_bars(rows: list[dict[str, Any]]) -> alt.LayerChart:
                 scale=alt.Scale(scheme="redyellowgreen", domain=[0, 1]),
                 legend=None,
             ),
-            tooltip=["version", alt.Tooltip("probability:Q", format=".1%")],
+            tooltip=[alt.Tooltip("version:N"), alt.Tooltip("probability:Q", format=".1%")],
         )
     )
     text = bars.mark_text(align="left", dx=4).encode(
-        text=alt.Text("probability:Q", format=".1%"), color=alt.value("black")
+        text=alt.Text("probability:Q", format=".1%"), color=alt.ColorValue("black")
     )
     return (bars + text).properties(height=max(60, 38 * len(frame)))
 
@@ -178,7 +188,7 @@ def contribution_bars(
                 "direction:N",
                 scale=alt.Scale(domain=["pushes up", "pushes down"], range=["#2e7d32", "#c62828"]),
             ),
-            tooltip=["word", alt.Tooltip("weight:Q", format="+.3f")],
+            tooltip=[alt.Tooltip("word:N"), alt.Tooltip("weight:Q", format="+.3f")],
         )
         # + the x axis and its title, and the chart's title
         .properties(height=max(80, 24 * len(frame) + 60 + (30 if title else 0)))
@@ -222,19 +232,19 @@ def auc_history(rows: list[dict[str, Any]]) -> alt.Chart:
                 ),
             ),
             y=alt.Y("roc_auc:Q", title="ROC AUC", scale=alt.Scale(zero=False)),
-            color="recipe:N",
+            color=alt.Color("recipe:N"),
             shape=alt.Shape(
                 "kind:N", title="evaluated by", scale=alt.Scale(domain=EVALUATION_KINDS)
             ),
-            fillOpacity=alt.condition(
-                alt.datum.kind == EVALUATION_KINDS[2], alt.value(0), alt.value(1)
+            fillOpacity=alt.FillOpacityValue(
+                **alt.condition(alt.datum.kind == EVALUATION_KINDS[2], alt.value(0), alt.value(1))
             ),
             tooltip=[
-                "version",
-                "recipe",
+                alt.Tooltip("version"),
+                alt.Tooltip("recipe"),
                 alt.Tooltip("roc_auc:Q", format=".4f"),
                 alt.Tooltip("evaluated:N", title="evaluated"),
-                "data",
+                alt.Tooltip("data"),
             ],
         )
         .properties(height=220)
@@ -257,8 +267,8 @@ def calibration_overlay(points: dict[str, list[dict[str, float]]]) -> alt.LayerC
         .encode(
             x=alt.X("predicted:Q", title="mean predicted probability", scale=axis),
             y=alt.Y("observed:Q", title="share that got a pizza", scale=axis),
-            color="version:N",
-            order="order:Q",
+            color=alt.Color("version:N"),
+            order=alt.Order("order:Q"),
             tooltip=[
                 alt.Tooltip("version:N"),  # typed: an empty frame has nothing to infer from
                 alt.Tooltip("predicted:Q", format=".3f"),
@@ -269,7 +279,7 @@ def calibration_overlay(points: dict[str, list[dict[str, float]]]) -> alt.LayerC
     diagonal = (
         alt.Chart(pd.DataFrame({"predicted": [0, 1], "observed": [0, 1]}))
         .mark_line(strokeDash=[4, 4], color="gray")
-        .encode(x="predicted:Q", y="observed:Q")
+        .encode(x=alt.X("predicted:Q"), y=alt.Y("observed:Q"))
     )
     return (lines + diagonal).properties(title="Calibration", height=300)
 
@@ -295,7 +305,11 @@ def sweep_chart(rows: list[dict[str, Any]], keys: list[str], metric: str = "ROC 
             .encode(
                 x=x,
                 y=alt.Y(f"{metric}:Q", scale=alt.Scale(zero=False)),
-                tooltip=["version", *keys, alt.Tooltip(f"{metric}:Q", format=".4f")],
+                tooltip=[
+                    alt.Tooltip("version"),
+                    *(alt.Tooltip(k) for k in keys),
+                    alt.Tooltip(f"{metric}:Q", format=".4f"),
+                ],
             )
             .properties(width=220, height=200, title=key)
         )

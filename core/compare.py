@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import BadInput
-from core.evaluate import classification_metrics, paired_comparison
+from core.evaluate import classification_metrics, paired_comparisons
 from core.operating_point import (
     CommonPoint,
     flag_warning,
@@ -244,26 +244,33 @@ def _pairs(
 
 
 def _paired(
-    first: VersionPoint, other: VersionPoint, point: CommonPoint, n_resamples: int, versions: int
-) -> dict[str, Any]:
-    """The pair's paired bootstrap, McNemar's test and verdict."""
-    y, p_first, p_other, cut_first, cut_other = _aligned(first, other)
-    pair = {"first": first.row.version, "second": other.row.version}
-    pair.update(
-        paired_comparison(
+    pairs: list[tuple[VersionPoint, VersionPoint]],
+    point: CommonPoint,
+    n_resamples: int,
+    versions: int,
+) -> list[dict[str, Any]]:
+    """Each pair's paired bootstrap, McNemar's test and verdict, in the pairs' order. Pairs
+    with the same first version are bootstrapped together (`paired_comparisons`: the same
+    numbers as one by one, the first's AUC computed once per resample)."""
+    done: dict[tuple[int, int], dict[str, Any]] = {}
+    for first_id in dict.fromkeys(first.row.id for first, _ in pairs):
+        group = [(first, other) for first, other in pairs if first.row.id == first_id]
+        aligned = [_aligned(first, other) for first, other in group]
+        y, p_first, _, cut_first, _ = aligned[0]
+        outcomes = paired_comparisons(
             y,
             p_first,
-            p_other,
+            [(p_other, cut_other) for _, _, p_other, _, cut_other in aligned],
             cut_first,
-            cut_other,
             n_resamples=n_resamples,
             comparisons=versions - 1,
-        ),
-        n=len(y),
-        positives=int(np.sum(y)),
-    )
-    pair["verdict"] = pair_verdict(pair, _at_words(point, first, other))
-    return pair
+        )
+        for (first, other), outcome in zip(group, outcomes, strict=True):
+            pair = {"first": first.row.version, "second": other.row.version}
+            pair.update(outcome, n=len(y), positives=int(np.sum(y)))
+            pair["verdict"] = pair_verdict(pair, _at_words(point, first, other))
+            done[(first.row.id, other.row.id)] = pair
+    return [done[(first.row.id, other.row.id)] for first, other in pairs]
 
 
 def compare(
@@ -295,12 +302,12 @@ def compare(
     ]
     point = at or CommonPoint()
     points = [_version_point(row, registry, point) for row in rows]
-    paired = [
-        _paired(first, other, point, n_resamples, len(rows))
+    pairs = _pairs(points, can_pair)
+    paired = (
+        _paired(pairs, point, n_resamples, len(rows))
         if statistics
-        else {"first": first.row.version, "second": other.row.version}
-        for first, other in _pairs(points, can_pair)
-    ]
+        else [{"first": first.row.version, "second": other.row.version} for first, other in pairs]
+    )
     comparable = not not_comparable
     return {
         "versions": [v.version for v in rows],

@@ -186,20 +186,46 @@ def paired_comparison(
     With `comparisons` > 1 (several versions against one baseline) the same resamples also
     give a Bonferroni-adjusted interval at 1 - 0.05/comparisons (`auc_difference_ci`), which
     the verdict uses, so that calling any one of them better stays a 5% risk in all."""
+    (result,) = paired_comparisons(
+        y, p_a, [(p_b, threshold_b)], threshold_a, n_resamples, seed, comparisons
+    )
+    return result
+
+
+def paired_comparisons(
+    y: Any,
+    p_a: Any,
+    others: list[tuple[Any, Any]],
+    threshold_a: Any = 0.5,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    comparisons: int = 1,
+) -> list[dict[str, Any]]:
+    """`paired_comparison` of `p_a` against each of `others` ((probabilities, threshold)
+    pairs, aligned with `y`), in one bootstrap: every pair sees the same resamples, as it
+    would alone with the same seed, so each result equals `paired_comparison`'s for that
+    pair; the baseline's AUC is computed once per resample instead of once per pair."""
     y = np.asarray(y, dtype=float)
-    p_a, p_b = np.asarray(p_a, dtype=float), np.asarray(p_b, dtype=float)
+    p_a = np.asarray(p_a, dtype=float)
+    p_others = [np.asarray(p, dtype=float) for p, _ in others]
     distinct_a, codes_a = np.unique(p_a, return_inverse=True)
-    distinct_b, codes_b = np.unique(p_b, return_inverse=True)
+    coded = [np.unique(p, return_inverse=True) for p in p_others]
+    sizes = [len(distinct) for distinct, _ in coded]
 
-    def auc_difference(yy: np.ndarray, aa: np.ndarray, bb: np.ndarray, axis: int = -1):
-        """AUC(b) - AUC(a) of (resampled) labels and score places."""
-        aa, bb = aa.astype(np.int64), bb.astype(np.int64)
-        auc_a = _auc_by_counts(yy, aa, len(distinct_a), axis)
-        return _auc_by_counts(yy, bb, len(distinct_b), axis) - auc_a
+    def auc_differences(yy: np.ndarray, aa: np.ndarray, *bbs: np.ndarray, axis: int = -1):
+        """AUC(b) - AUC(a) of (resampled) labels and score places, one row per b."""
+        auc_a = _auc_by_counts(yy, aa.astype(np.int64), len(distinct_a), axis)
+        return np.stack(
+            [
+                _auc_by_counts(yy, bb.astype(np.int64), size, axis) - auc_a
+                for bb, size in zip(bbs, sizes, strict=True)
+            ]
+        )
 
+    codes = [c for _, c in coded]
     boot = stats.bootstrap(
-        (y, codes_a, codes_b),
-        auc_difference,
+        (y, codes_a, *codes),
+        auc_differences,
         paired=True,
         vectorized=True,
         n_resamples=n_resamples,
@@ -207,28 +233,35 @@ def paired_comparison(
         method="percentile",
         rng=np.random.default_rng(seed),
     )
-    correct_a = (p_a >= threshold_a) == (y == 1)
-    correct_b = (p_b >= threshold_b) == (y == 1)
+    observed = auc_differences(y, codes_a, *codes)
+    level = 1 - 0.05 / max(1, comparisons)
+    tail = 100 * (1 - level) / 2
+    results = []
+    for k, (p_b, (_, threshold_b)) in enumerate(zip(p_others, others, strict=True)):
+        ci95 = [float(boot.confidence_interval.low[k]), float(boot.confidence_interval.high[k])]
+        adjusted = np.nanpercentile(boot.bootstrap_distribution[k], [tail, 100 - tail])
+        results.append(
+            {
+                "auc_difference": float(observed[k]),
+                "auc_difference_ci95": ci95,
+                "confidence_level": level,
+                "auc_difference_ci": ci95 if comparisons <= 1 else [float(v) for v in adjusted],
+                "bootstrap_resamples": n_resamples,
+                "mcnemar": mcnemar(y, p_a >= threshold_a, p_b >= threshold_b),
+            }
+        )
+    return results
+
+
+def mcnemar(y: np.ndarray, decided_a: np.ndarray, decided_b: np.ndarray) -> dict[str, Any]:
+    """McNemar's exact test of two sets of decisions on the same labelled requests."""
+    correct_a = decided_a == (y == 1)
+    correct_b = decided_b == (y == 1)
     only_a = int(np.sum(correct_a & ~correct_b))
     only_b = int(np.sum(~correct_a & correct_b))
     discordant = only_a + only_b
     p_value = stats.binomtest(only_a, discordant, 0.5).pvalue if discordant else 1.0
-    level = 1 - 0.05 / max(1, comparisons)
-    tail = 100 * (1 - level) / 2
-    adjusted = np.nanpercentile(boot.bootstrap_distribution, [tail, 100 - tail])
-    ci95 = [float(boot.confidence_interval.low), float(boot.confidence_interval.high)]
-    return {
-        "auc_difference": float(auc_difference(y, codes_a, codes_b)),
-        "auc_difference_ci95": ci95,
-        "confidence_level": level,
-        "auc_difference_ci": ci95 if comparisons <= 1 else [float(v) for v in adjusted],
-        "bootstrap_resamples": n_resamples,
-        "mcnemar": {
-            "only_first_correct": only_a,
-            "only_second_correct": only_b,
-            "p_value": float(p_value),
-        },
-    }
+    return {"only_first_correct": only_a, "only_second_correct": only_b, "p_value": float(p_value)}
 
 
 def probability_digest(probabilities: Any) -> str:

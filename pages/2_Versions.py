@@ -180,31 +180,63 @@ more = st.multiselect(
     placeholder="created, FPR, FNR, threshold, flags, sweep, data hash, builder",
     help="At 1280 px the table shows every default column in full; more columns may scroll.",
 )
-st.dataframe(
+selected = st.dataframe(
     table.style.format({n: "{:.4f}" for n in numbers}, na_rep="—"),
     hide_index=True,
     width="stretch",
     height=320,
     column_order=[*VERSION_COLUMNS, *more],
     column_config={"created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
-)
+    key="table",
+    on_select="rerun",
+    selection_mode="single-row",
+).selection.rows
 
 if not shown:
     st.stop()
 by_version = {r.version: r for r in shown}
-wanted_numbers = [v for v in version_numbers(st.query_params.get("v"), limit=1) if v in by_version]
-options = list(by_version)[:DETAIL_CHOICES]  # newest first; a longer list helps nobody
-if wanted_numbers and wanted_numbers[0] not in options:
-    options.append(wanted_numbers[0])
+
+
+def detail_options() -> list[int]:
+    """The versions offered under "Details for" (newest first; a longer list helps nobody),
+    with the one being shown when it is older. Sets what is shown: a row selected in the
+    table, else the version picked before, else `?v=N` on a first visit."""
+    if selected != st.session_state.get("selected-before"):  # a click in the table
+        st.session_state["selected-before"] = selected
+        if selected:
+            st.session_state["detail"] = shown[selected[0]].version
+    if "detail" not in st.session_state:
+        wanted = version_numbers(st.query_params.get("v"), limit=1)
+        st.session_state["detail"] = wanted[0] if wanted else None
+    if st.session_state["detail"] not in by_version:  # filtered out, or never existed
+        st.session_state["detail"] = None
+    options = list(by_version)[:DETAIL_CHOICES]
+    if st.session_state["detail"] is not None and st.session_state["detail"] not in options:
+        options.append(st.session_state["detail"])
+    return options
+
+
+options = detail_options()
 if len(shown) > DETAIL_CHOICES:
     st.caption(
         f"Details: the newest {DETAIL_CHOICES:,} of the {len(shown):,} versions shown are "
         "listed; filter the table, or open one with `?v=NUMBER` in the address."
     )
-index = options.index(wanted_numbers[0]) if wanted_numbers else 0
 chosen = st.selectbox(
-    "Details for", options, index=index, format_func=lambda v: label(by_version[v], aliases)
+    "Details for",
+    options,
+    index=None,
+    key="detail",
+    placeholder="select a row in the table, or choose a version here",
+    format_func=lambda v: label(by_version[v], aliases),
 )
+if chosen is None:
+    st.query_params.pop("v", None)
+    st.caption(
+        "A version's details: its metrics and confusion matrix at its threshold, calibration, "
+        "provenance, build log, actions (promote, tag, refit, archive) and downloads."
+    )
+    st.stop()
 st.query_params["v"] = str(chosen)
 row = registry.get_by_id(by_version[chosen].id)  # the full row, for the details below
 

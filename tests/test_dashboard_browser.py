@@ -143,8 +143,16 @@ def test_build_compare_and_try_in_a_browser(
     assert (v1.version, v2.version) == (1, 2)
     assert v1.split_hash == v2.split_hash
 
-    # Versions: promote v1 to champion from the Actions tab
-    open_page(page, f"{server}/Versions?v=1", "2 of 2 versions")
+    # Versions: no details until a version is chosen; a click on v1's row opens them
+    open_page(page, f"{server}/Versions", "2 of 2 versions")
+    assert page.get_by_role("tab", name="Actions").count() == 0
+    grid = page.locator('[data-testid="stDataFrame"] canvas').first.bounding_box()
+    assert grid is not None
+    row_px = 35  # Streamlit's data grid: a 35 px header, then 35 px rows (newest first)
+    page.mouse.click(grid["x"] + 14, grid["y"] + row_px + row_px * 1 + row_px / 2)
+    page.get_by_role("tab", name="Actions").wait_for()
+    page.locator(IDLE).wait_for()
+    assert page.url.endswith("v=1"), page.url
     page.get_by_role("tab", name="Actions").click()
     page.get_by_role("button", name="Promote to alias").click()
     page.get_by_text("v1 · nb-bow (champion)").first.wait_for()

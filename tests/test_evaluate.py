@@ -16,6 +16,7 @@ from core.evaluate import (
     classification_metrics,
     make_split,
     paired_comparison,
+    paired_comparisons,
     probability_digest,
     split_hash,
 )
@@ -243,6 +244,23 @@ def test_several_versions_against_one_baseline_get_a_bonferroni_interval():
     assert low < one["auc_difference_ci95"][0] and high > one["auc_difference_ci95"][1]
     said = pair_verdict(three | {"first": 1, "second": 2, "n": 400}, "each version's own")
     assert "(98.33% Bonferroni-adjusted CI " in said and "-" not in said.split(":")[1][:40]
+
+
+def test_pairs_bootstrapped_together_get_exactly_what_each_gets_alone():
+    """Compare bootstraps a baseline against up to three versions in one pass: each pair's
+    interval, adjusted interval and McNemar must be bit for bit those of the pair alone."""
+    y, base = _scores(500, seed=4, signal=0.3)
+    others = []
+    for seed, signal in ((5, 0.35), (6, 0.05), (7, 0.6)):
+        _, p = _scores(500, seed=seed, signal=signal)
+        others.append((p, 0.3 + signal / 4))
+    together = paired_comparisons(y, base, others, 0.4, n_resamples=700, seed=2, comparisons=3)
+    alone = [
+        paired_comparison(y, base, p, 0.4, cut, n_resamples=700, seed=2, comparisons=3)
+        for p, cut in others
+    ]
+    assert together == alone
+    assert len({json.dumps(r["auc_difference_ci"]) for r in together}) == 3  # three pairs
 
 
 def test_the_quick_class_count_bounds_never_exceed_the_exact_split() -> None:

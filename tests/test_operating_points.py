@@ -368,6 +368,10 @@ def test_versions_home_and_compare_show_operating_points(three: list[dict]) -> N
     assert table["threshold"].tolist()[0] == "0.99 (fixed:0.99)"
     assert table["threshold"].tolist()[2].endswith("(f1)")
     assert table["flags"].tolist() == ["⚠ single-class", "", ""]
+    assert not at.warning and not at.tabs  # no version's details until one is chosen
+    by_label(at.selectbox, "Details for").select(3)
+    run(at)
+    assert at.query_params["v"] == "3"
     assert any("flag single-class" in w for w in texts(at.warning))  # v3's details
     assert any(m.startswith("**Decisions at threshold 0.99**") for m in texts(at.markdown))
 

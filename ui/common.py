@@ -232,8 +232,8 @@ def show_error(exc: Exception) -> None:
 def chart(container: Any, build: Callable[..., Any], *args: Any) -> None:
     """Draw core.charts' `build(*args)`, an Altair chart, at the height it asks for
     (Streamlit ignores it otherwise). Its Vega-Lite spec is cached per arguments: a finished
-    version's figures never change, so a warm page run skips building and validating the
-    chart again (~50 ms a chart)."""
+    version's figures never change, so a warm page run skips building the chart again
+    (~10-40 ms a chart)."""
     spec = chart_spec(build.__name__, *args)
     height = spec.get("height")
     sized = {"height": int(height)} if isinstance(height, int | float) else {}
@@ -242,8 +242,10 @@ def chart(container: Any, build: Callable[..., Any], *args: Any) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def chart_spec(name: str, *args: Any) -> dict[str, Any]:
-    """The validated Vega-Lite spec of `core.charts.<name>(*args)`."""
-    return getattr(charts, name)(*args).to_dict()
+    """The Vega-Lite spec of `core.charts.<name>(*args)`. Not validated here: Altair's
+    jsonschema check is half of a chart's cost on a first page run, and every chart function
+    is validated against the Vega-Lite schema by tests/test_charts.py instead."""
+    return getattr(charts, name)(*args).to_dict(validate=False)
 
 
 def fmt(value: Any, digits: int = 3) -> str:
