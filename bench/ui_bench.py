@@ -45,7 +45,8 @@ What is measured:
   the four real builds. "first" is the page opened on a freshly started server (nothing cached:
   imports, registry, models, statistics); "warm" reloads the page on that server (a new
   session, the server's caches warm), median of `--runs`. Each time runs from navigation
-  until the page's key element is visible and Streamlit is idle (the script finished). Try a
+  until the page's key elements are shown and Streamlit is idle (the script finished),
+  checked in the page on every animation frame. Try a
   request is timed from pressing Predict to the probability shown, for one version. A blank
   Streamlit page (a title and a line, plain `streamlit run`) is timed the same way: the floor
   Streamlit and Chromium set on the machine. Only this part: `--pages-only`.
@@ -691,8 +692,11 @@ def pages_report(info: dict[str, Any], results: dict[str, Any], args: argparse.N
         f"Streamlit's JavaScript is fetched and compiled too); *warm*: the page reloaded on "
         f"that server, "
         f"median (min–max) of {args.runs}. Times run from navigation until the page's key "
-        f"element is visible and Streamlit is idle; for Try a request from pressing Predict "
-        f"to the probability (first: the model is loaded). {results['noise']}."
+        f"elements are shown and Streamlit is idle, checked in the page on every animation "
+        f"frame; for Try a request from pressing Predict to the probability (first: the model "
+        f"is loaded). Versions is timed as it opens (the table; a version's details once one "
+        f"is chosen) and with one version's details in the address (its Overview tab: metrics, "
+        f"confusion matrix and calibration chart drawn). {results['noise']}."
     )
     out.append("")
     out.append(table(["page", "first", "warm", "target", "verdict"], rows))
