@@ -228,7 +228,9 @@ chosen = st.selectbox(
     index=None,
     key="detail",
     placeholder="select a row in the table, or choose a version here",
-    format_func=lambda v: label(by_version[v], aliases),
+    # no aliases in these labels: the browser keeps the chosen label, and a promote (here or
+    # by a teammate) that changed it would leave the choice matching no option
+    format_func=lambda v: label(by_version[v]),
 )
 if chosen is None:
     st.query_params.pop("v", None)

@@ -209,6 +209,26 @@ def test_build_compare_and_try_in_a_browser(
     screenshot(page, shots / "try_a_request.png")
 
 
+def test_a_first_visit_to_a_page_gets_the_apps_navigation(server: str, browser_page) -> None:
+    """The first visitor of a fresh server opens Versions directly (a bookmark, a link): the
+    page runs under app.py's navigation, not Streamlit's folder-based one for pages/, whose
+    sidebar called Home "app" (ui.guards._navigation_only)."""
+    page = browser_page
+    open_page(page, f"{server}/Versions", "No versions yet")
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    links.first.wait_for()
+    names = [links.nth(i).get_attribute("href").rsplit("/", 1)[-1] for i in range(links.count())]
+    assert names == ["", "Build", "Versions", "Compare", "Try_a_request"], names
+    shown = page.locator('[data-testid="stSidebarNav"] a p').all_inner_texts()
+    assert shown == [
+        "Home",
+        "Build",
+        "Versions",
+        "Compare",
+        "Try a request",
+    ], shown
+
+
 def publish(shots: Path) -> None:
     """Replace docs/screenshots/ with these, when asked (ALTRUISM_SCREENSHOTS=1)."""
     if os.environ.get("ALTRUISM_SCREENSHOTS") != "1":

@@ -41,6 +41,7 @@ def install() -> None:
         if _installed or "streamlit.testing.v1.app_test" in sys.modules:
             return
         conf = settings()
+        _navigation_only()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         _limit_script_runs(conf.script_runs)
         _cap_uploads(int(conf.uploads_total_mb * 1024 * 1024))
@@ -87,6 +88,18 @@ def warm_imports() -> None:
     charts.rates_bars([{"version": "v1", "fpr": 0.1, "fnr": 0.2}]).to_dict(validate=False)
 
     delta_generator._use_warning_has_been_displayed = True
+
+
+def _navigation_only() -> None:
+    """The pages are declared by app.py's `st.navigation`. Streamlit still takes a `pages/`
+    folder beside app.py for its older folder-based navigation, process-wide, until some
+    session has run `st.navigation`: on a fresh server, a first visitor who opened
+    /Versions (a bookmark, a link from another page) got the page run without app.py, and
+    a sidebar listing the folder, Home labelled "app". Say at start-up what st.navigation
+    would say on its first run."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
 
 
 def _limit_script_runs(slots: int) -> None:
