@@ -203,7 +203,7 @@ def detail_options() -> list[int]:
     table, else the version picked before, else `?v=N` on a first visit."""
     if selected != st.session_state.get("selected-before"):  # a click in the table
         st.session_state["selected-before"] = selected
-        if selected:
+        if selected and selected[0] < len(shown):
             st.session_state["detail"] = shown[selected[0]].version
     if "detail" not in st.session_state:
         wanted = version_numbers(st.query_params.get("v"), limit=1)
