@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -134,7 +135,9 @@ def run_job(job: dict[str, Any], out_dir: Path) -> dict[str, Any]:
 
 def _exit_with_parent(poll_s: float = 1.0) -> None:
     """Stop training when the builder that started us dies (e.g. SIGKILL): the local worker
-    runs in its own session, so nothing else would stop it or collect its results."""
+    runs in its own session, so nothing else would stop it or collect its results. As the
+    leader of its process group (the local builder starts it so) it takes the group with
+    it: the fold processes it forked for cross-validation would otherwise go on training."""
     parent = os.getppid()
     if parent <= 1:  # PID 1 of a container (the engine stops it), or already orphaned
         return
@@ -142,6 +145,8 @@ def _exit_with_parent(poll_s: float = 1.0) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(poll_s)
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
         os._exit(3)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -137,6 +137,58 @@ def test_local_training_exception(registry: Registry, lab: Path) -> None:
     assert_failed_cleanly(row, lab, "injected training fault")
 
 
+def gone(pid: int) -> bool:
+    """No such process, or a zombie nobody has reaped yet (it runs no more)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+WORKER_WITH_A_FOLD = """
+import subprocess, sys, time
+from core.worker import _exit_with_parent
+_exit_with_parent(0.1)
+fold = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+print(fold.pid, flush=True)
+time.sleep(120)
+"""
+LAUNCHER = """
+import subprocess, sys, time
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[1]], start_new_session=True)
+print(worker.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_worker_whose_launcher_dies_takes_its_fold_processes_with_it() -> None:
+    """A launcher killed outright: its worker (in a session of its own) stops, and so does
+    what the worker forked for cross-validation folds (its process group)."""
+    import subprocess
+    import sys
+
+    from core.builders.local import worker_env
+
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, WORKER_WITH_A_FOLD],
+        env=worker_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    worker = int(launcher.stdout.readline())
+    fold = int(launcher.stdout.readline())  # the worker's stdout is the launcher's
+    try:
+        assert not gone(worker) and not gone(fold)
+        assert os.getpgid(fold) == worker  # the fold is in the worker's process group
+        launcher.kill()
+        launcher.wait()
+        wait_until(lambda: gone(worker) and gone(fold), "worker and fold to stop", timeout_s=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(worker, signal.SIGKILL)
+        launcher.stdout.close()
+
+
 def test_killed_worker_is_marked_failed_by_list(registry: Registry, lab: Path) -> None:
     row = submit_local(registry, fault="sleep:60")
     pid = builds.launch(row.id, registry)
@@ -145,7 +197,9 @@ def test_killed_worker_is_marked_failed_by_list(registry: Registry, lab: Path) -
     try:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)  # launch() made it our child: reap it
-    finally:  # the training subprocess lives in its own session; stop it too
+        # the worker lives in its own session: it notices its launcher is gone and stops
+        wait_until(lambda: gone(child), "the worker to stop with its launcher", timeout_s=10)
+    finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child, signal.SIGKILL)
     assert registry.get_by_id(row.id).status == "running"  # nobody noticed yet
