@@ -95,6 +95,7 @@ def build_serve_image(tag: str, timeout: int = 600) -> None:
             target="serve",
             tag=tag,
             rm=True,
+            forcerm=True,  # a failed step leaves no intermediate container behind either
             decode=True,
             network_mode=conf.build_network,
             buildargs={"BASE_IMAGE": conf.docker_base_image},
