@@ -180,7 +180,17 @@ more = st.multiselect(
     placeholder="created, FPR, FNR, threshold, flags, sweep, data hash, builder",
     help="At 1280 px the table shows every default column in full; more columns may scroll.",
 )
-selected = st.dataframe(
+
+
+def open_selected_row() -> None:
+    """A click on a row shows that version's details. Runs before the next page run, with
+    this run's `shown`: the table the click was made on."""
+    rows = st.session_state["table"].selection.rows
+    if rows and rows[0] < len(shown):
+        st.session_state["detail"] = shown[rows[0]].version
+
+
+st.dataframe(
     table.style.format({n: "{:.4f}" for n in numbers}, na_rep="—"),
     hide_index=True,
     width="stretch",
@@ -188,9 +198,9 @@ selected = st.dataframe(
     column_order=[*VERSION_COLUMNS, *more],
     column_config={"created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
     key="table",
-    on_select="rerun",
+    on_select=open_selected_row,
     selection_mode="single-row",
-).selection.rows
+)
 
 if not shown:
     st.stop()
@@ -199,12 +209,9 @@ by_version = {r.version: r for r in shown}
 
 def detail_options() -> list[int]:
     """The versions offered under "Details for" (newest first; a longer list helps nobody),
-    with the one being shown when it is older. Sets what is shown: a row selected in the
-    table, else the version picked before, else `?v=N` on a first visit."""
-    if selected != st.session_state.get("selected-before"):  # a click in the table
-        st.session_state["selected-before"] = selected
-        if selected and selected[0] < len(shown):
-            st.session_state["detail"] = shown[selected[0]].version
+    with the one being shown when it is older. Sets what is shown: a row clicked in the
+    table or the version picked (`open_selected_row`, the picker), else `?v=N` on a first
+    visit."""
     if "detail" not in st.session_state:
         wanted = version_numbers(st.query_params.get("v"), limit=1)
         st.session_state["detail"] = wanted[0] if wanted else None
