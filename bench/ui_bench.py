@@ -512,9 +512,8 @@ def bench_memory_apptest(expected_models: int) -> dict[str, Any]:
 # Readiness is checked in the page on every animation frame (`wait_for_function(polling=
 # "raf")`): Playwright's `locator.wait_for` polls at growing intervals (up to 0.5 s apart),
 # which added up to half a second to a page that was already drawn.
-READY_HELPERS = """
-const idle = () => !!document.querySelector(
-  '[data-testid="stApp"][data-test-script-state="notRunning"]');
+READY_HELPERS = f"""
+const idle = () => !!document.querySelector('{IDLE}');
 const shown = (sel) => [...document.querySelectorAll(sel)].some(e => e.getClientRects().length);
 const drawn = (n) => !!document.querySelectorAll(
   '[data-testid="stVegaLiteChart"]')[n]?.querySelector('svg, canvas');
@@ -532,10 +531,15 @@ READY_CHECKS = {  # page name prefix: its key elements, as a JavaScript expressi
 }
 
 
+def _wait_shown(tab: Any, check: str) -> None:
+    """Wait, looking every animation frame, until the JavaScript `check` holds and the
+    script has finished."""
+    tab.wait_for_function(f"() => {{ {READY_HELPERS} return ({check}) && idle(); }}", polling="raf")
+
+
 def _page_ready(tab: Any, name: str) -> None:
     """Wait until `name`'s key elements are shown and the script has finished."""
-    check = next(c for prefix, c in READY_CHECKS.items() if name.startswith(prefix))
-    tab.wait_for_function(f"() => {{ {READY_HELPERS} return ({check}) && idle(); }}", polling="raf")
+    _wait_shown(tab, next(c for prefix, c in READY_CHECKS.items() if name.startswith(prefix)))
 
 
 def _open(tab: Any, url: str, name: str) -> float:
@@ -553,10 +557,7 @@ def _predict(tab: Any, text: str) -> float:
     metric = tab.locator('[data-testid="stMetricValue"]')
     start = time.perf_counter()
     tab.get_by_role("button", name="Predict").click()
-    tab.wait_for_function(
-        f"() => {{ {READY_HELPERS} return shown('[data-testid=stMetricValue]') && idle(); }}",
-        polling="raf",
-    )
+    _wait_shown(tab, "shown('[data-testid=stMetricValue]')")
     elapsed = time.perf_counter() - start
     if not metric.first.inner_text().strip().endswith("%"):
         raise RuntimeError("Try a request did not show a probability")
